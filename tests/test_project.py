@@ -1,0 +1,52 @@
+"""Project hygiene: environment.yml mirrors pyproject.toml, notebooks are committed clean, paths are absolute."""
+import json
+import re
+import subprocess
+import tomllib
+
+import yaml
+
+from dnnpart import paths
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    """'pyomo>=6.9.2' -> ('pyomo', '>=6.9.2'), names normalised as pip does."""
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower(), m.group(2).replace(" ", "")
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((paths.PROJ_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = dict(_split(r) for r in project["dependencies"] + project["optional-dependencies"]["test"])
+    env = yaml.safe_load((paths.PROJ_ROOT / "environment.yml").read_text())
+    conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str))
+    conda.pop("pip")
+    assert conda.pop("python") == ">=" + project["requires-python"].lstrip(">=")
+    assert conda == wanted
+
+
+def test_committed_notebooks_have_no_outputs():
+    listed = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=paths.PROJ_ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    notebooks = [paths.PROJ_ROOT / f for f in listed] or sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
+    dirty = []
+    for nb_path in notebooks:
+        cells = json.loads(nb_path.read_text())["cells"]
+        if any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code"):
+            dirty.append(nb_path.name)
+    assert dirty == []
+
+
+def test_generated_outputs_are_ignored():
+    probe = ["reports/index.html", "reports/executed/02-bandwidth.ipynb", ".venv/bin/python",
+             "benchmarks/results/milp.csv"]
+    out = subprocess.run(["git", "check-ignore", *probe], cwd=paths.PROJ_ROOT,
+                         capture_output=True, text=True).stdout.split()
+    assert out == probe
+
+
+def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert paths.PROJ_ROOT.is_absolute()
+    assert (paths.PROJ_ROOT / "pyproject.toml").is_file()
+    assert paths.PROFILES_DIR == paths.PROJ_ROOT / "data" / "profiles"
