@@ -49,5 +49,6 @@ benchmark: $(STAMP) ## run the optimiser benchmark (exact vs paper formulation) 
 	$(PY) benchmarks/bench_milp.py
 
 clean: ## remove generated outputs (reports/, caches); never data/
-	rm -rf reports/* .pytest_cache .hypothesis benchmarks/results
+	find reports -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf .pytest_cache .hypothesis benchmarks/results
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -50,3 +50,9 @@ def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
     assert paths.PROJ_ROOT.is_absolute()
     assert (paths.PROJ_ROOT / "pyproject.toml").is_file()
     assert paths.PROFILES_DIR == paths.PROJ_ROOT / "data" / "profiles"
+
+
+def test_make_help_lists_every_documented_target():
+    out = subprocess.run(["make", "-s", "help"], cwd=paths.PROJ_ROOT, capture_output=True, text=True, check=True).stdout
+    listed = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert listed == ["help", "venv", "test", "reproduce", "lab", "benchmark", "clean"]
