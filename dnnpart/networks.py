@@ -102,7 +102,9 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
     rows = []
     for layer in layers:
         def fail(problem: str) -> DnnpartError:
-            return DnnpartError(f"{network}: layer '{layer.name}' ({layer.type}): {problem}")
+            err = DnnpartError(f"{network}: layer '{layer.name}' ({layer.type}): {problem}")
+            err.layer = layer.name  # lets from_onnx name the ONNX node behind the layer
+            return err
 
         if layer.type not in LAYER_TYPES:
             raise fail(f"unknown layer type; valid types: {', '.join(LAYER_TYPES)}")

@@ -1,0 +1,398 @@
+"""ONNX both ways: write a zoo network (or any layer table) as a runnable model, read a chain-structured model back.
+
+`to_onnx` emits one ONNX node per table row (plus a Flatten before the first fully connected layer), random
+He-scaled float32 weights from a seeded generator, and, by default, every layer's output as a graph output so
+onnxruntime can show each layer's shape. `from_onnx` walks a model's nodes in order, checks that every layer
+reads the previous layer's output and nothing else, turns each node into a `Layer` spec, and builds the table
+with the same shape propagation as the zoo; the shapes ONNX itself infers are checked against it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dnnpart import networks
+from dnnpart.errors import DnnpartError, OnnxImportError
+from dnnpart.networks import Layer
+
+OPSET = 17
+IR_VERSION = 8  # the IR that introduced opset 17's era; readable by every onnxruntime that runs opset 17
+INPUT_NAME = "data"  # Caffe's name for the network input
+
+# ONNX operator -> what it becomes in the table ("fold": absorbed, no row).
+SUPPORTED_OPS = {
+    "Conv": "conv", "Relu": "relu", "LRN": "lrn", "MaxPool": "pool", "AveragePool": "pool",
+    "GlobalAveragePool": "pool", "GlobalMaxPool": "pool", "Gemm": "fc", "MatMul": "fc", "Dropout": "dropout",
+    "Softmax": "softmax", "Flatten": "fold", "Reshape": "fold", "Identity": "fold", "Constant": "fold",
+    "Add": "fold",  # only as the bias of the MatMul right before it
+}
+
+
+# ------------------------------------------------------------------------------------------------- export
+def layer_nodes(layer: Layer, row, x: str, y: str, rng: np.random.Generator) -> tuple[list, list]:
+    """ONNX nodes and initializers computing one table row from tensor x into tensor y.
+
+    `row` is the layer's table row (for channel counts); `x` must already have the rank the layer expects
+    (4-D for conv/pool/lrn, 2-D for fc).
+    """
+    from onnx import helper, numpy_helper
+
+    def weights(shape, fan_in):  # He initialisation keeps activations finite through deep random nets
+        w = rng.standard_normal(size=shape, dtype=np.float32)
+        w *= np.float32(np.sqrt(2.0 / fan_in))
+        return w
+
+    name, inits = layer.name, []
+    inputs = [x]
+    if layer.type in ("conv", "fc"):
+        cin = int(row.in_channels) // layer.groups
+        shape = (layer.out, cin, layer.kernel, layer.kernel) if layer.type == "conv" else (layer.out, cin)
+        inits.append(numpy_helper.from_array(weights(shape, int(np.prod(shape[1:]))), f"{name}_w"))
+        inputs.append(f"{name}_w")
+        if layer.bias:
+            inits.append(numpy_helper.from_array(np.zeros(layer.out, np.float32) + np.float32(0.01), f"{name}_b"))
+            inputs.append(f"{name}_b")
+    k2, s2, p4 = [layer.kernel] * 2, [layer.stride] * 2, [layer.pad] * 4
+    op, attrs = {
+        "conv": ("Conv", dict(kernel_shape=k2, strides=s2, pads=p4, group=layer.groups)),
+        "pool": ("MaxPool", dict(kernel_shape=k2, strides=s2, pads=p4, ceil_mode=int(layer.ceil))),
+        "fc": ("Gemm", dict(transB=1)),
+        "relu": ("Relu", {}),
+        "lrn": ("LRN", dict(size=layer.kernel, alpha=1e-4, beta=0.75, bias=1.0)),  # Caffe's defaults
+        "dropout": ("Dropout", {}),  # identity at inference
+        "softmax": ("Softmax", dict(axis=1)),
+    }[layer.type]
+    return [helper.make_node(op, inputs, [y], name=name, **attrs)], inits
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, layer_outputs: bool = True) -> Path:
+    """Write a runnable ONNX model (opset 17, input "data" [1, C, H, W]) of a zoo network or a layer table.
+
+    Weights are random (numpy default_rng(seed)), so two calls with the same seed write identical files.
+    Node and output tensor names are the layer names; with `layer_outputs` every layer's output is a graph
+    output (in table order), otherwise only the last. Raises DnnpartError for an unknown name or a table
+    whose rows do not follow from their hyper-parameters.
+    """
+    from onnx import TensorProto, helper
+
+    table = networks.get(name_or_table) if isinstance(name_or_table, str) else name_or_table
+    layers = networks.layers_from_table(table)
+    network = table.attrs.get("network", "table")
+    names = [layer.name for layer in layers]
+    clashes = sorted({n for n in names if names.count(n) > 1 or n == INPUT_NAME})
+    if clashes:
+        raise DnnpartError(f"{network}: layer names must be unique and not {INPUT_NAME!r}: {clashes}")
+
+    rng = np.random.default_rng(seed)
+    input_shape = [int(v) for v in table.attrs["input_shape"]]
+    nodes, inits, outputs = [], [], []
+    current, rank = INPUT_NAME, 4
+    for layer, row in zip(layers, table.itertuples(index=False)):
+        if rank == 4 and (layer.type == "fc" or layer.flatten):
+            flat = f"{layer.name}_flat"
+            nodes.append(helper.make_node("Flatten", [current], [flat], name=f"{layer.name}_flatten", axis=1))
+            current, rank = flat, 2
+        layer_n, layer_i = layer_nodes(layer, row, current, layer.name, rng)
+        nodes += layer_n
+        inits += layer_i
+        shape = [1, int(row.out_channels)] + ([int(row.out_side)] * 2 if rank == 4 else [])
+        outputs.append(helper.make_tensor_value_info(layer.name, TensorProto.FLOAT, shape))
+        current = layer.name
+    graph = helper.make_graph(
+        nodes, network, [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, input_shape)],
+        outputs if layer_outputs else outputs[-1:], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnpart",
+                              ir_version=IR_VERSION)
+    path = Path(path)
+    _atomic_write_bytes(path, model.SerializeToString())
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- import
+def _fail(path: Path, message: str) -> OnnxImportError:
+    return OnnxImportError(f"{path}: {message}")
+
+
+def _supported() -> str:
+    return ", ".join(op for op in SUPPORTED_OPS if op != "Constant")
+
+
+def _dims(value_info) -> list | None:
+    """A value_info's dims as ints (None for unknown ones), or None without a shape."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
+def _infer_shapes(model) -> tuple[dict[str, list], str | None]:
+    """Tensor name -> inferred dims, and the strict inference's error (None if it passed).
+
+    Weights are passed as typed inputs so the big tensors are not copied. On a strict failure the lenient
+    result is returned, so that the caller can first report a more specific problem (an unsupported node).
+    """
+    import onnx
+    from onnx import helper
+
+    g = model.graph
+    small = [t for t in g.initializer if np.prod(t.dims) <= 64]
+    weight_inputs = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                     for t in g.initializer if np.prod(t.dims) > 64]
+    graph_inputs = {i.name for i in g.input}
+    light = helper.make_model(
+        helper.make_graph(list(g.node), g.name or "graph",
+                          list(g.input) + [w for w in weight_inputs if w.name not in graph_inputs],
+                          list(g.output), small, value_info=list(g.value_info)),
+        opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 4))
+    error = None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=True)
+    except Exception as exc:  # onnx raises its own InferenceError and others
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        try:
+            inferred = onnx.shape_inference.infer_shapes(light)
+        except Exception:
+            inferred = light
+    ig = inferred.graph
+    return {vi.name: _dims(vi) for vi in [*ig.input, *ig.value_info, *ig.output]}, error
+
+
+def _ints(node, name: str, default=None):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def from_onnx(path: str | Path) -> pd.DataFrame:
+    """Read a chain-structured ONNX model into a layer table (network name = the file's stem).
+
+    Every node must read only the previous layer's output (plus weights and constants), and every layer's
+    output must feed only the next node. Conv, Relu, MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool,
+    LRN, Gemm, MatMul (+ Add of a bias), Dropout and Softmax become rows; Flatten, a flattening Reshape and
+    Identity are folded away. Anything else raises OnnxImportError naming the node and the operator.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise _fail(path, f"cannot read as an ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    g = model.graph
+    if not g.node:
+        raise _fail(path, "not an ONNX model with a graph (no nodes found)")
+    shapes, inference_error = _infer_shapes(model)
+    weights = {t.name: t for t in g.initializer}
+    constants = {}  # small tensors whose values we may need (Reshape targets)
+    for t in g.initializer:
+        if np.prod(t.dims) <= 64:
+            constants[t.name] = numpy_helper.to_array(t)
+
+    data_inputs = [i for i in g.input if i.name not in weights]
+    if len(data_inputs) != 1:
+        raise _fail(path, f"a chain has one data input, this model has {len(data_inputs)}: "
+                          f"{[i.name for i in data_inputs]}")
+    x = data_inputs[0]
+    dims = shapes.get(x.name) or _dims(x) or []
+    if len(dims) not in (2, 4) or any(d is None for d in dims[1:]):
+        raise _fail(path, f"input '{x.name}' must have a fixed shape [N, C, H, W] or [N, features], got {dims}")
+    if len(dims) == 4 and dims[2] != dims[3]:
+        raise _fail(path, f"input '{x.name}' is {dims[2]}x{dims[3]}; the layer table describes square inputs only")
+    input_shape = [1, dims[1], dims[2], dims[3]] if len(dims) == 4 else [1, dims[1], 1, 1]
+
+    consumers: dict[str, list] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def label_of(i, node):
+        return node.name or f"{node.op_type}_{i}"
+
+    layers: list[Layer] = []
+    origin = {}  # layer name -> (node label, op, output tensor)
+    current, flatten_next, used = x.name, False, set()
+    for i, node in enumerate(g.node):
+        op, label = node.op_type, label_of(i, node)
+        where = f"node '{label}' ({op})"
+        if op == "Constant":
+            value = _ints(node, "value")
+            if value is not None:
+                constants[node.output[0]] = numpy_helper.to_array(value)
+            weights.setdefault(node.output[0], None)
+            continue
+        reads = [n for n in node.input if n and n not in weights]
+        if reads != [current]:
+            readers = consumers.get(current, [])
+            if len(readers) > 1:
+                names = ", ".join(f"'{label_of(list(g.node).index(r), r)}' ({r.op_type})" for r in readers)
+                raise _fail(path, f"not a chain: tensor '{current}' feeds {len(readers)} nodes ({names}); "
+                                  f"{where} branches off it")
+            raise _fail(path, f"not a chain: {where} reads {reads}, but a chain node reads only the "
+                              f"previous layer's output '{current}'")
+        if len(consumers.get(current, [])) > 1:
+            names = ", ".join(f"'{label_of(list(g.node).index(r), r)}' ({r.op_type})" for r in consumers[current])
+            raise _fail(path, f"not a chain: tensor '{current}' feeds {len(consumers[current])} nodes ({names})")
+        if op not in SUPPORTED_OPS:
+            raise _fail(path, f"{where}: operator {op} cannot be described by the layer table; "
+                              f"supported operators: {_supported()}")
+        for extra in node.output[1:]:  # e.g. Dropout's mask, MaxPool's indices
+            if extra and extra in consumers:
+                raise _fail(path, f"not a chain: {where}'s second output '{extra}' is used")
+        if label in used:
+            label = f"{label}_{i}"
+        used.add(label)
+
+        layer = _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path)
+        current = node.output[0]
+        if layer == "flatten":
+            flatten_next = True
+            continue
+        if layer is None:
+            continue
+        if flatten_next and layer.type in ("relu", "dropout", "softmax"):
+            layer = Layer(**{**layer.__dict__, "flatten": True})
+        flatten_next = False
+        layers.append(layer)
+        origin[layer.name] = (label, op, current)
+
+    if not layers:
+        raise _fail(path, "the model has no layer the table can describe")
+    try:
+        table = networks.build_table(path.stem, input_shape, layers)
+    except DnnpartError as exc:
+        bad = getattr(exc, "layer", None)
+        if bad in origin:
+            raise _fail(path, f"node '{origin[bad][0]}' ({origin[bad][1]}): {exc}") from None
+        raise _fail(path, str(exc)) from None
+    if inference_error:  # the walk found nothing more specific to say
+        raise _fail(path, f"ONNX shape inference failed: {inference_error}")
+    for row in table.itertuples(index=False):
+        label, op, tensor = origin[row.name]
+        want = shapes.get(tensor)
+        if not want or len(want) not in (2, 4) or any(d is None for d in want[1:]):
+            continue
+        side = int(row.out_side)
+        if want[1] != row.out_channels or (len(want) == 4 and want[2:] != [side, side]) or (len(want) == 2 and side != 1):
+            raise _fail(path, f"node '{label}' ({op}): the table's shape rules give {row.out_channels} channels of "
+                              f"side {side} but ONNX infers {want}")
+    return table
+
+
+def _square(values, what: str, where: str, path: Path) -> int:
+    values = [int(v) for v in values]
+    if len(set(values)) != 1:
+        raise _fail(path, f"{where}: {what} {values} is not square/symmetric; the layer table describes square "
+                          f"kernels, equal strides and symmetric padding only")
+    return values[0]
+
+
+def _window(node, where: str, path: Path, kernel_default=None) -> dict:
+    """kernel, stride and pad of a Conv/Pool node, refusing what the table cannot say (dilation, SAME padding)."""
+    auto_pad = _ints(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad not in ("NOTSET", "VALID"):
+        raise _fail(path, f"{where}: auto_pad={auto_pad} is not supported; export with explicit pads")
+    dil = _ints(node, "dilations", [1, 1])
+    if any(d != 1 for d in dil):
+        raise _fail(path, f"{where}: dilations {list(dil)} cannot be described by the layer table")
+    kernel = _ints(node, "kernel_shape", kernel_default)
+    if kernel is None or len(kernel) != 2:
+        raise _fail(path, f"{where}: needs a 2-D kernel, got {kernel}")
+    return dict(kernel=_square(kernel, "kernel", where, path),
+                stride=_square(_ints(node, "strides", [1, 1]), "strides", where, path),
+                pad=_square(_ints(node, "pads", [0, 0, 0, 0]), "pads", where, path))
+
+
+def _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path):
+    """The Layer a node becomes, "flatten" for a folded flatten, None for a no-op; raises for the unsupported."""
+    def weight_dims(k):
+        name = node.input[k] if len(node.input) > k else ""
+        if not name:
+            return None
+        t = weights.get(name)
+        if t is not None:
+            return list(t.dims)
+        if name in constants:
+            return list(constants[name].shape)
+        return shapes.get(name)
+
+    has_bias = len(node.input) > 2 and bool(node.input[2])
+    if op == "Identity":
+        return None
+    if op == "Flatten":
+        if _ints(node, "axis", 1) != 1:
+            raise _fail(path, f"{where}: only axis=1 flattens to [N, features]")
+        return "flatten"
+    if op == "Reshape":
+        target = constants.get(node.input[1]) if len(node.input) > 1 else None
+        out = shapes.get(node.output[0])
+        if target is None or len(target) != 2 or not out or len(out) != 2:
+            raise _fail(path, f"{where}: only a Reshape to [N, features] with a constant shape can be folded "
+                              f"(got {None if target is None else target.tolist()})")
+        return "flatten"
+    if op == "Conv":
+        w = weight_dims(1)
+        if w is None or len(w) != 4:
+            raise _fail(path, f"{where}: weight must be a 4-D initializer, got {w}")
+        return Layer(label, "conv", out=int(w[0]), groups=int(_ints(node, "group", 1)), bias=has_bias,
+                     **_window(node, where, path, kernel_default=w[2:]))
+    if op in ("MaxPool", "AveragePool"):
+        return Layer(label, "pool", ceil=bool(_ints(node, "ceil_mode", 0)), **_window(node, where, path))
+    if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        side = input_shape[2]
+        if layers:
+            try:
+                side = int(networks.build_table(path.stem, input_shape, layers)["out_side"].iloc[-1])
+            except DnnpartError:
+                pass  # build_table reports the faulty earlier layer at the end
+        return Layer(label, "pool", kernel=side, stride=1, ceil=False)
+    if op == "LRN":
+        size = _ints(node, "size")
+        if size is None:
+            raise _fail(path, f"{where}: has no size attribute")
+        return Layer(label, "lrn", kernel=int(size))
+    if op == "Gemm":
+        w = weight_dims(1)
+        if _ints(node, "transA", 0) or w is None or len(w) != 2:
+            raise _fail(path, f"{where}: needs transA=0 and a 2-D weight initializer, got weight {w}")
+        return Layer(label, "fc", out=int(w[0] if _ints(node, "transB", 0) else w[1]), bias=has_bias)
+    if op == "MatMul":
+        w = weight_dims(1)
+        if w is None or len(w) != 2:
+            raise _fail(path, f"{where}: needs a 2-D weight initializer, got {w}")
+        return Layer(label, "fc", out=int(w[1]), bias=False)
+    if op == "Add":
+        last = layers[-1] if layers else None
+        b = weight_dims(1) if node.input[0] == current else weight_dims(0)
+        if last is None or last.type != "fc" or last.bias or b is None or int(np.prod(b)) != last.out:
+            raise _fail(path, f"{where}: operator Add is supported only as the bias of a MatMul right before "
+                              f"it; supported operators: {_supported()}")
+        layers[-1] = Layer(**{**last.__dict__, "bias": True})
+        return None
+    if op == "Relu":
+        return Layer(label, "relu")
+    if op == "Dropout":
+        return Layer(label, "dropout")
+    if op == "Softmax":
+        return Layer(label, "softmax")
+    raise AssertionError(op)  # SUPPORTED_OPS and this function disagree
