@@ -1,0 +1,315 @@
+"""Choose every device's cut and the server schedule: a Pyomo MILP solved by HiGHS.
+
+Two formulations of the same model (docs/optimiser.md):
+
+- "exact" (default): one-hot cut variables over dominance-pruned cut candidates, one start time per
+  server layer, and per pair of devices a choice among "A entirely before B", "B entirely before A",
+  "B runs inside A's chain between A's layers k and k+1" and the mirror. That laminar pattern is
+  enough: two devices never need to interrupt each other both ways (docs/optimiser.md gives the
+  exchange argument; the brute-force oracle checks it). Big-M values come from each device's all-local
+  time, which no optimal completion exceeds; identical devices are ordered by completion.
+- "paper": eq. 10-16 as written: x_ij binaries, s/f per layer, eq. 15 linearised with x_{i,k+1}-x_{ik},
+  and a big-M disjunction for every pair of layers of different devices.
+
+Every result is re-timed by Schedule (as early as possible in the solver's server order) and validated.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pyomo.environ as pyo
+
+from dnnpart.errors import DnnpartError
+from dnnpart.instance import Device, Instance
+from dnnpart.schedule import Schedule, ScheduleError, block_order, check_cuts
+
+FORMULATIONS = ("exact", "paper")
+TOL_MS = 1e-6
+
+
+@dataclass
+class Solution:
+    """A solved instance: the schedule (validated), its objective, and what the solver proved."""
+
+    avg_delay_ms: float
+    cuts: list[int]
+    status: str
+    proven_optimal: bool
+    gap: float | None
+    bound_ms: float | None
+    solve_time_s: float
+    formulation: str
+    schedule: Schedule = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {"avg_delay_ms": self.avg_delay_ms, "cuts": list(self.cuts), "status": self.status,
+                "proven_optimal": self.proven_optimal, "gap": self.gap, "bound_ms": self.bound_ms,
+                "solve_time_s": self.solve_time_s, "formulation": self.formulation,
+                "completion_ms": list(self.schedule.completion_ms),
+                "schedule": self.schedule.to_frame().to_dict(orient="records")}
+
+
+# ----------------------------------------------------------------------------------------------- cuts
+def candidate_cuts(device: Device) -> list[int]:
+    """Cuts that no larger cut dominates.
+
+    Cut c' > c dominates c when release(c') <= release(c) + server work of layers c+1..c': with cut c the
+    server could not finish layer c' before c' would have arrived anyway, so cutting at c' frees server
+    time and delays nothing. The all-local cut M is always kept.
+    """
+    m = device.n_layers
+    keep = []
+    for c in range(m + 1):
+        dominated = any(device.release_ms(c2) <= device.release_ms(c) + sum(device.server_ms[c:c2]) + TOL_MS
+                        for c2 in range(c + 1, m + 1))
+        if not dominated:
+            keep.append(c)
+    return keep
+
+
+def _cut_sets(instance: Instance, fixed_cuts) -> list[list[int]]:
+    if fixed_cuts is None:
+        return [candidate_cuts(d) for d in instance.devices]
+    return [[c] for c in check_cuts(instance, fixed_cuts)]
+
+
+# ------------------------------------------------------------------------------------------ heuristic
+def dispatch(instance: Instance, cuts) -> Schedule:
+    """Time given cuts with a simple rule: whenever the server is free, run the next layer of the released
+    device with the least remaining server work (ties: earliest release, then device order)."""
+    devs = instance.devices
+    release = [d.release_ms(c) for d, c in zip(devs, cuts)]
+    nxt = {i: c for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers}
+    ready = dict((i, release[i]) for i in nxt)
+    t, order = 0.0, []
+    while nxt:
+        avail = [i for i in nxt if ready[i] <= t + TOL_MS]
+        if not avail:
+            t = min(ready[i] for i in nxt)
+            continue
+        i = min(avail, key=lambda k: (devs[k].server_work_ms(nxt[k]), release[k], k))
+        j = nxt[i]
+        t = max(t, ready[i]) + devs[i].server_ms[j]
+        ready[i] = t
+        order.append((i, j + 1))
+        nxt[i] += 1
+        if nxt[i] == devs[i].n_layers:
+            del nxt[i]
+    return Schedule(instance, cuts, order)
+
+
+def independent_cuts(instance: Instance) -> list[int]:
+    """Each device's best cut if it had the server to itself (smallest cut on ties)."""
+    return [min(range(d.n_layers + 1), key=lambda c: (d.alone_ms(c), c)) for d in instance.devices]
+
+
+def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> Schedule:
+    """Greedy local search over cuts (one device at a time), each cut vector timed by `dispatch`."""
+    cut_sets = cut_sets or [candidate_cuts(d) for d in instance.devices]
+    start = [c if c in cs else cs[-1] for c, cs in zip(independent_cuts(instance), cut_sets)]
+    seeds = [start, [cs[-1] for cs in cut_sets], [cs[0] for cs in cut_sets]]
+    best = min((dispatch(instance, s) for s in seeds), key=lambda s: s.avg_delay_ms)
+    deadline = time.perf_counter() + time_budget_s
+    improved = True
+    while improved and time.perf_counter() < deadline:
+        improved = False
+        for i, cs in enumerate(cut_sets):
+            for c in cs:
+                if c == best.cuts[i]:
+                    continue
+                cuts = list(best.cuts)
+                cuts[i] = c
+                cand = dispatch(instance, cuts)
+                if cand.avg_delay_ms < best.avg_delay_ms - TOL_MS:
+                    best, improved = cand, True
+    return best
+
+
+# --------------------------------------------------------------------------------------------- models
+def _build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callable]:
+    devs = instance.devices
+    n = len(devs)
+    m = pyo.ConcreteModel("dnnpart_exact")
+    horizon = [d.local_prefix_ms(d.n_layers) for d in devs]  # no optimal completion is later (docs)
+    m.z = pyo.Var([(i, c) for i in range(n) for c in cut_sets[i]], domain=pyo.Binary)
+    m.C = pyo.Var(range(n), bounds=lambda _, i: (min(devs[i].alone_ms(c) for c in cut_sets[i]), horizon[i]))
+    m.one_cut = pyo.Constraint(range(n), rule=lambda _, i: sum(m.z[i, c] for c in cut_sets[i]) == 1)
+    first = [min(cs) for cs in cut_sets]  # layers first[i]+1..M_i may run on the server
+    serv = [(i, j) for i in range(n) for j in range(first[i] + 1, devs[i].n_layers + 1)]
+    m.s = pyo.Var(serv, bounds=lambda _, i, j: (0.0, horizon[i]))
+    local_all = {i: (m.z[i, devs[i].n_layers] if devs[i].n_layers in cut_sets[i] else 0) for i in range(n)}
+
+    def on_server(i, j):  # 1 if layer j of device i runs on the server
+        return sum(m.z[i, c] for c in cut_sets[i] if c < j)
+
+    def finish(i, j):  # finish of server layer j (equals its start when j runs locally)
+        return m.s[i, j] + devs[i].server_ms[j - 1] * on_server(i, j)
+
+    m.cons = pyo.ConstraintList()
+    for i, d in enumerate(devs):
+        m.cons.add(m.C[i] >= sum(m.z[i, c] * d.alone_ms(c) for c in cut_sets[i]))
+        if first[i] == d.n_layers:
+            continue
+        for j in range(first[i] + 1, d.n_layers + 1):
+            # earliest start of layer j given the cut: release plus the server work before it
+            m.cons.add(m.s[i, j] >= sum(m.z[i, c] * (d.release_ms(c) + sum(d.server_ms[c:j - 1]))
+                                        for c in cut_sets[i] if c < j))
+            if j < d.n_layers:
+                m.cons.add(m.s[i, j + 1] >= finish(i, j))
+        m.cons.add(m.C[i] >= finish(i, d.n_layers) + d.download_ms * (1 - local_all[i]))
+    # identical devices are interchangeable: order their completions (then only "i first" patterns remain)
+    twin = {}
+    for i in range(n):
+        for p in range(i):
+            if devs[p].same_task(devs[i]):
+                twin[i] = p
+                break
+    for i, p in twin.items():
+        m.cons.add(m.C[p] <= m.C[i])
+
+    m.v = pyo.Var(pyo.Any, dense=False, domain=pyo.Binary)
+    for i in range(n):
+        if first[i] == devs[i].n_layers:
+            continue
+        for p in range(i + 1, n):
+            if first[p] == devs[p].n_layers:
+                continue
+            symmetric = devs[i].same_task(devs[p])
+            # (a, b, k): b runs inside a's chain after a's layer k; k = first[a] means b entirely before a,
+            # k = M_a means a entirely before b. Mirror patterns (a = p) need only interior k.
+            options = [(i, p, k) for k in range(first[i], devs[i].n_layers + 1)]
+            options += [(p, i, k) for k in range(first[p] + 1, devs[p].n_layers)]
+            if symmetric:  # with C_i <= C_p only "i before p" and "i inside p" remain
+                options = [(a, b, k) for a, b, k in options if a == p or k == devs[i].n_layers]
+            relax = local_all[i] + local_all[p]
+            chosen = []
+            for a, b, k in options:
+                var = m.v[a, b, k]
+                chosen.append(var)
+                big_a = horizon[a] + max(devs[a].server_ms)  # bounds every start/finish of device a
+                big_b = horizon[b] + max(devs[b].server_ms)
+                if k < devs[a].n_layers:  # a's layer k+1 waits for b's last server layer
+                    m.cons.add(m.s[a, k + 1] >= finish(b, devs[b].n_layers) - big_b * (1 - var + relax))
+                if k > first[a]:  # b's first server layer waits for a's layer k
+                    m.cons.add(m.s[b, first[b] + 1] >= finish(a, k) - big_a * (1 - var + relax))
+            m.cons.add(sum(chosen) == 1)
+    m.obj = pyo.Objective(expr=sum(m.C[i] for i in range(n)) / n, sense=pyo.minimize)
+
+    def extract():
+        cuts = [max(cut_sets[i], key=lambda c: pyo.value(m.z[i, c])) for i in range(n)]
+        starts = {(i, j): pyo.value(m.s[i, j]) for i, j in serv if j > cuts[i]}
+        return cuts, starts
+
+    return m, extract
+
+
+def _build_paper(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callable]:
+    devs = instance.devices
+    n = len(devs)
+    m = pyo.ConcreteModel("dnnpart_paper")
+    jobs = [(i, j) for i in range(n) for j in range(1, devs[i].n_layers + 1)]
+    big = max(d.local_prefix_ms(d.n_layers) for d in devs) + max(max(d.server_ms) for d in devs)
+    m.x = pyo.Var(jobs, domain=pyo.Binary)
+    m.s = pyo.Var(jobs, domain=pyo.NonNegativeReals)  # eq. 5
+    m.f = pyo.Var(jobs, domain=pyo.NonNegativeReals)
+    m.cons = pyo.ConstraintList()
+    for i, d in enumerate(devs):
+        cs = cut_sets[i]
+        for j in range(1, d.n_layers + 1):
+            if len(cs) == 1:  # fixed cuts
+                m.x[i, j].fix(1 if cs[0] < j else 0)
+            if j < d.n_layers:
+                m.cons.add(m.x[i, j] <= m.x[i, j + 1])  # a partition pattern is a cut
+                m.cons.add(m.s[i, j + 1] >= m.s[i, j])  # eq. 11 (non-strict)
+                m.cons.add(m.f[i, j + 1] >= m.f[i, j])  # eq. 12
+                m.cons.add(m.s[i, j + 1] >= m.f[i, j])  # eq. 13
+            m.cons.add(m.f[i, j] >= m.s[i, j] + (1 - m.x[i, j]) * d.local_ms[j - 1]
+                       + m.x[i, j] * d.server_ms[j - 1])  # eq. 14
+            # eq. 15 with the condition linearised: x_{i,j} - x_{i,j-1} is 1 exactly at the cut
+            prev_x = m.x[i, j - 1] if j > 1 else 0
+            prev_f = m.f[i, j - 1] if j > 1 else 0
+            m.cons.add(m.s[i, j] >= prev_f + d.upload_ms[j - 1] * (m.x[i, j] - prev_x))
+    m.o = pyo.Var(pyo.Any, dense=False, domain=pyo.Binary)
+    for a, (i, j) in enumerate(jobs):  # eq. 16 as a big-M disjunction for every pair of server layers
+        for (p, q) in jobs[a + 1:]:
+            if p == i:
+                continue
+            both_off = 2 - m.x[i, j] - m.x[p, q]
+            o = m.o[i, j, p, q]
+            m.cons.add(m.f[i, j] <= m.s[p, q] + big * (1 - o) + big * both_off)
+            m.cons.add(m.f[p, q] <= m.s[i, j] + big * o + big * both_off)
+    completion = [m.f[i, d.n_layers] + d.download_ms * m.x[i, d.n_layers] for i, d in enumerate(devs)]
+    m.obj = pyo.Objective(expr=sum(completion) / n, sense=pyo.minimize)  # eq. 4 / 10
+
+    def extract():
+        cuts = [sum(1 for j in range(1, d.n_layers + 1) if pyo.value(m.x[i, j]) < 0.5) for i, d in enumerate(devs)]
+        starts = {(i, j): pyo.value(m.s[i, j]) for i, j in jobs if j > cuts[i]}
+        return cuts, starts
+
+    return m, extract
+
+
+# ---------------------------------------------------------------------------------------------- solve
+def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]]:
+    """The server order the solver's start times imply (zero-length layers before longer ones that start
+    at the same time, so re-timing never pushes them behind)."""
+    def key(ij):
+        start = round(starts[ij], 6)
+        return start, start + instance.devices[ij[0]].server_ms[ij[1] - 1], ij[0], ij[1]
+    return sorted(starts, key=key)
+
+
+def solve(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
+          fixed_cuts=None, threads: int | None = None, warm_start: bool = True) -> Solution:
+    """Minimise the average completion time; see the module docstring and docs/optimiser.md."""
+    if formulation not in FORMULATIONS:
+        raise DnnpartError(f"unknown formulation {formulation!r}; choose one of {list(FORMULATIONS)}")
+    if time_limit is not None and not time_limit > 0:
+        raise DnnpartError(f"time limit must be a positive number of seconds, got {time_limit}")
+    from pyomo.contrib.solver.common.factory import SolverFactory
+    from pyomo.contrib.solver.common.results import TerminationCondition
+
+    t0 = time.perf_counter()
+    cut_sets = _cut_sets(instance, fixed_cuts)
+    if formulation == "paper" and fixed_cuts is None:
+        cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
+    warm = heuristic(instance, cut_sets) if formulation == "exact" and warm_start else None
+    build = _build_exact if formulation == "exact" else _build_paper
+    model, extract = build(instance, cut_sets)
+    options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
+    if warm is not None:  # prune with the heuristic's value; its schedule stays the fallback incumbent
+        options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
+    remaining = None if time_limit is None else max(0.01, time_limit - (time.perf_counter() - t0))
+    res = SolverFactory("highs").solve(model, time_limit=remaining, load_solutions=False,
+                                       raise_exception_on_nonoptimal_result=False, solver_options=options,
+                                       threads=threads)
+    term = res.termination_condition
+    best = warm
+    if res.incumbent_objective is not None:
+        res.solution_loader.load_vars()
+        cuts, starts = extract()
+        sched = Schedule(instance, cuts, _order_from_starts(instance, starts))
+        if sched.avg_delay_ms > res.incumbent_objective + 1e-4 * max(1.0, res.incumbent_objective):
+            raise ScheduleError(f"re-timing the solver's order gives {sched.avg_delay_ms} ms, worse than the "
+                                f"solver's {res.incumbent_objective} ms")
+        if best is None or sched.avg_delay_ms < best.avg_delay_ms:
+            best = sched
+    proven = term == TerminationCondition.convergenceCriteriaSatisfied
+    bound = res.objective_bound
+    if term == TerminationCondition.objectiveLimit or (
+            warm is not None and term == TerminationCondition.provenInfeasible):
+        # nothing beats the heuristic's value: the heuristic schedule is optimal
+        proven, bound = True, warm.avg_delay_ms
+    if best is None:
+        raise DnnpartError(f"HiGHS found no schedule within the time limit ({term.name}); raise --time-limit")
+    best.validate()
+    if bound is not None:
+        bound = min(bound, best.avg_delay_ms)
+    gap = 0.0 if proven else (None if bound is None else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12))
+    if proven:
+        bound = best.avg_delay_ms if bound is None else bound
+    status = "optimal" if proven else {TerminationCondition.maxTimeLimit: "time_limit"}.get(term, term.name)
+    return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status, proven_optimal=proven,
+                    gap=gap, bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
+                    schedule=best)
