@@ -130,7 +130,7 @@ def _fail(path: Path, message: str) -> OnnxImportError:
 
 
 def _supported() -> str:
-    return ", ".join(op for op in SUPPORTED_OPS if op != "Constant")
+    return ", ".join("Add (as a MatMul bias)" if op == "Add" else op for op in SUPPORTED_OPS if op != "Constant")
 
 
 def _dims(value_info) -> list | None:
@@ -230,6 +230,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
 
     layers: list[Layer] = []
     origin = {}  # layer name -> (node label, op, output tensor)
+    fan_in = {}  # layer name -> input channels/features its weight expects
     current, flatten_next, used = x.name, False, set()
     for i, node in enumerate(g.node):
         op, label = node.op_type, label_of(i, node)
@@ -251,7 +252,8 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
                               f"previous layer's output '{current}'")
         if len(consumers.get(current, [])) > 1:
             names = ", ".join(f"'{label_of(list(g.node).index(r), r)}' ({r.op_type})" for r in consumers[current])
-            raise _fail(path, f"not a chain: tensor '{current}' feeds {len(consumers[current])} nodes ({names})")
+            raise _fail(path, f"not a chain: tensor '{current}' feeds {len(consumers[current])} nodes ({names}); "
+                              f"each layer's output must feed only the next layer")
         if op not in SUPPORTED_OPS:
             raise _fail(path, f"{where}: operator {op} cannot be described by the layer table; "
                               f"supported operators: {_supported()}")
@@ -262,7 +264,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
             label = f"{label}_{i}"
         used.add(label)
 
-        layer = _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path)
+        layer = _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path, fan_in)
         current = node.output[0]
         if layer == "flatten":
             flatten_next = True
@@ -284,10 +286,11 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         if bad in origin:
             raise _fail(path, f"node '{origin[bad][0]}' ({origin[bad][1]}): {exc}") from None
         raise _fail(path, str(exc)) from None
-    if inference_error:  # the walk found nothing more specific to say
-        raise _fail(path, f"ONNX shape inference failed: {inference_error}")
     for row in table.itertuples(index=False):
         label, op, tensor = origin[row.name]
+        if row.name in fan_in and fan_in[row.name] != row.in_channels:
+            raise _fail(path, f"node '{label}' ({op}): its weight expects {fan_in[row.name]} input "
+                              f"{'channels' if row.type == 'conv' else 'features'} but receives {row.in_channels}")
         want = shapes.get(tensor)
         if not want or len(want) not in (2, 4) or any(d is None for d in want[1:]):
             continue
@@ -295,6 +298,8 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         if want[1] != row.out_channels or (len(want) == 4 and want[2:] != [side, side]) or (len(want) == 2 and side != 1):
             raise _fail(path, f"node '{label}' ({op}): the table's shape rules give {row.out_channels} channels of "
                               f"side {side} but ONNX infers {want}")
+    if inference_error:  # the checks above found nothing more specific to say
+        raise _fail(path, f"ONNX shape inference failed: {inference_error}")
     return table
 
 
@@ -323,8 +328,11 @@ def _window(node, where: str, path: Path, kernel_default=None) -> dict:
                 pad=_square(_ints(node, "pads", [0, 0, 0, 0]), "pads", where, path))
 
 
-def _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path):
-    """The Layer a node becomes, "flatten" for a folded flatten, None for a no-op; raises for the unsupported."""
+def _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path, fan_in):
+    """The Layer a node becomes, "flatten" for a folded flatten, None for a no-op; raises for the unsupported.
+
+    For conv and fc, fan_in[label] receives the input channels/features the weight expects.
+    """
     def weight_dims(k):
         name = node.input[k] if len(node.input) > k else ""
         if not name:
@@ -354,6 +362,7 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
         w = weight_dims(1)
         if w is None or len(w) != 4:
             raise _fail(path, f"{where}: weight must be a 4-D initializer, got {w}")
+        fan_in[label] = int(w[1]) * int(_ints(node, "group", 1))
         return Layer(label, "conv", out=int(w[0]), groups=int(_ints(node, "group", 1)), bias=has_bias,
                      **_window(node, where, path, kernel_default=w[2:]))
     if op in ("MaxPool", "AveragePool"):
@@ -375,11 +384,14 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
         w = weight_dims(1)
         if _ints(node, "transA", 0) or w is None or len(w) != 2:
             raise _fail(path, f"{where}: needs transA=0 and a 2-D weight initializer, got weight {w}")
-        return Layer(label, "fc", out=int(w[0] if _ints(node, "transB", 0) else w[1]), bias=has_bias)
+        trans = bool(_ints(node, "transB", 0))
+        fan_in[label] = int(w[1] if trans else w[0])
+        return Layer(label, "fc", out=int(w[0] if trans else w[1]), bias=has_bias)
     if op == "MatMul":
         w = weight_dims(1)
         if w is None or len(w) != 2:
             raise _fail(path, f"{where}: needs a 2-D weight initializer, got {w}")
+        fan_in[label] = int(w[0])
         return Layer(label, "fc", out=int(w[1]), bias=False)
     if op == "Add":
         last = layers[-1] if layers else None
