@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,29 +34,28 @@ SUPPORTED_OPS = {
 
 
 # ------------------------------------------------------------------------------------------------- export
-def layer_nodes(layer: Layer, row, x: str, y: str, rng: np.random.Generator) -> tuple[list, list]:
-    """ONNX nodes and initializers computing one table row from tensor x into tensor y.
+def layer_nodes(layer: Layer, row, x: str, y: str, rng: np.random.Generator) -> tuple[list, dict]:
+    """ONNX nodes computing one table row from tensor x into tensor y, and their weights {name: float32 array}.
 
     `row` is the layer's table row (for channel counts); `x` must already have the rank the layer expects
     (4-D for conv/pool/lrn, 2-D for fc).
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    def weights(shape, fan_in):  # He initialisation keeps activations finite through deep random nets
-        w = rng.standard_normal(size=shape, dtype=np.float32)
-        w *= np.float32(np.sqrt(2.0 / fan_in))
+    def he_uniform(shape):  # keeps activations finite through deep random nets; uniform is cheaper to draw
+        w = rng.random(size=shape, dtype=np.float32)
+        w -= np.float32(0.5)
+        w *= np.float32(2 * np.sqrt(6.0 / np.prod(shape[1:])))
         return w
 
-    name, inits = layer.name, []
-    inputs = [x]
+    name, weights = layer.name, {}
     if layer.type in ("conv", "fc"):
         cin = int(row.in_channels) // layer.groups
         shape = (layer.out, cin, layer.kernel, layer.kernel) if layer.type == "conv" else (layer.out, cin)
-        inits.append(numpy_helper.from_array(weights(shape, int(np.prod(shape[1:]))), f"{name}_w"))
-        inputs.append(f"{name}_w")
+        weights[f"{name}_w"] = he_uniform(shape)
         if layer.bias:
-            inits.append(numpy_helper.from_array(np.zeros(layer.out, np.float32) + np.float32(0.01), f"{name}_b"))
-            inputs.append(f"{name}_b")
+            weights[f"{name}_b"] = np.full(layer.out, 0.01, np.float32)
+    inputs = [x, *weights]
     k2, s2, p4 = [layer.kernel] * 2, [layer.stride] * 2, [layer.pad] * 4
     op, attrs = {
         "conv": ("Conv", dict(kernel_shape=k2, strides=s2, pads=p4, group=layer.groups)),
@@ -66,7 +66,7 @@ def layer_nodes(layer: Layer, row, x: str, y: str, rng: np.random.Generator) -> 
         "dropout": ("Dropout", {}),  # identity at inference
         "softmax": ("Softmax", dict(axis=1)),
     }[layer.type]
-    return [helper.make_node(op, inputs, [y], name=name, **attrs)], inits
+    return [helper.make_node(op, inputs, [y], name=name, **attrs)], weights
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -101,24 +101,29 @@ def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, 
 
     rng = np.random.default_rng(seed)
     input_shape = [int(v) for v in table.attrs["input_shape"]]
-    nodes, inits, outputs = [], [], []
+    nodes, weights, outputs = [], {}, []
     current, rank = INPUT_NAME, 4
     for layer, row in zip(layers, table.itertuples(index=False)):
         if rank == 4 and (layer.type == "fc" or layer.flatten):
             flat = f"{layer.name}_flat"
             nodes.append(helper.make_node("Flatten", [current], [flat], name=f"{layer.name}_flatten", axis=1))
             current, rank = flat, 2
-        layer_n, layer_i = layer_nodes(layer, row, current, layer.name, rng)
+        layer_n, layer_w = layer_nodes(layer, row, current, layer.name, rng)
         nodes += layer_n
-        inits += layer_i
+        weights.update(layer_w)
         shape = [1, int(row.out_channels)] + ([int(row.out_side)] * 2 if rank == 4 else [])
         outputs.append(helper.make_tensor_value_info(layer.name, TensorProto.FLOAT, shape))
         current = layer.name
     graph = helper.make_graph(
         nodes, network, [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, input_shape)],
-        outputs if layer_outputs else outputs[-1:], inits)
+        outputs if layer_outputs else outputs[-1:])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnpart",
                               ir_version=IR_VERSION)
+    for name, array in weights.items():  # filled in place: make_graph/make_model would copy 100s of MB twice
+        tensor = model.graph.initializer.add()
+        tensor.name, tensor.data_type = name, TensorProto.FLOAT
+        tensor.dims.extend(array.shape)
+        tensor.raw_data = array.tobytes()  # little-endian float32, as ONNX stores raw data
     path = Path(path)
     _atomic_write_bytes(path, model.SerializeToString())
     return path
@@ -197,7 +202,8 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        raise _fail(path, f"cannot read as an ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+        detail = (str(exc).strip().splitlines() or ["no detail"])[0]
+        raise _fail(path, f"cannot read as an ONNX model ({type(exc).__name__}: {detail})") from None
     g = model.graph
     if not g.node:
         raise _fail(path, "not an ONNX model with a graph (no nodes found)")
@@ -220,20 +226,24 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         raise _fail(path, f"input '{x.name}' is {dims[2]}x{dims[3]}; the layer table describes square inputs only")
     input_shape = [1, dims[1], dims[2], dims[3]] if len(dims) == 4 else [1, dims[1], 1, 1]
 
-    consumers: dict[str, list] = {}
-    for node in g.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    nodes = list(g.node)
+    labels = [node.name or f"{node.op_type}_{i}" for i, node in enumerate(nodes)]
+    consumers: dict[str, list[int]] = {}  # tensor -> indices of the nodes reading it
+    for i, node in enumerate(nodes):
+        for name in dict.fromkeys(node.input):
+            consumers.setdefault(name, []).append(i)
 
-    def label_of(i, node):
-        return node.name or f"{node.op_type}_{i}"
+    def branch_error(tensor: str) -> OnnxImportError:
+        readers = ", ".join(f"'{labels[i]}' ({nodes[i].op_type})" for i in consumers[tensor])
+        return _fail(path, f"not a chain: tensor '{tensor}' feeds {len(consumers[tensor])} nodes ({readers}); "
+                           f"each layer's output must feed only the next layer")
 
     layers: list[Layer] = []
     origin = {}  # layer name -> (node label, op, output tensor)
     fan_in = {}  # layer name -> input channels/features its weight expects
     current, flatten_next, used = x.name, False, set()
-    for i, node in enumerate(g.node):
-        op, label = node.op_type, label_of(i, node)
+    for i, node in enumerate(nodes):
+        op, label = node.op_type, labels[i]
         where = f"node '{label}' ({op})"
         if op == "Constant":
             value = _ints(node, "value")
@@ -242,18 +252,11 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
             weights.setdefault(node.output[0], None)
             continue
         reads = [n for n in node.input if n and n not in weights]
+        if len(consumers.get(current, [])) > 1:
+            raise branch_error(current)
         if reads != [current]:
-            readers = consumers.get(current, [])
-            if len(readers) > 1:
-                names = ", ".join(f"'{label_of(list(g.node).index(r), r)}' ({r.op_type})" for r in readers)
-                raise _fail(path, f"not a chain: tensor '{current}' feeds {len(readers)} nodes ({names}); "
-                                  f"{where} branches off it")
             raise _fail(path, f"not a chain: {where} reads {reads}, but a chain node reads only the "
                               f"previous layer's output '{current}'")
-        if len(consumers.get(current, [])) > 1:
-            names = ", ".join(f"'{label_of(list(g.node).index(r), r)}' ({r.op_type})" for r in consumers[current])
-            raise _fail(path, f"not a chain: tensor '{current}' feeds {len(consumers[current])} nodes ({names}); "
-                              f"each layer's output must feed only the next layer")
         if op not in SUPPORTED_OPS:
             raise _fail(path, f"{where}: operator {op} cannot be described by the layer table; "
                               f"supported operators: {_supported()}")
@@ -264,7 +267,8 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
             label = f"{label}_{i}"
         used.add(label)
 
-        layer = _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path, fan_in)
+        layer = _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path,
+                            fan_in)
         current = node.output[0]
         if layer == "flatten":
             flatten_next = True
@@ -272,7 +276,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         if layer is None:
             continue
         if flatten_next and layer.type in ("relu", "dropout", "softmax"):
-            layer = Layer(**{**layer.__dict__, "flatten": True})
+            layer = replace(layer, flatten=True)
         flatten_next = False
         layers.append(layer)
         origin[layer.name] = (label, op, current)
@@ -399,7 +403,7 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
         if last is None or last.type != "fc" or last.bias or b is None or int(np.prod(b)) != last.out:
             raise _fail(path, f"{where}: operator Add is supported only as the bias of a MatMul right before "
                               f"it; supported operators: {_supported()}")
-        layers[-1] = Layer(**{**last.__dict__, "bias": True})
+        layers[-1] = replace(last, bias=True)
         return None
     if op == "Relu":
         return Layer(label, "relu")
