@@ -299,7 +299,8 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         if not want or len(want) not in (2, 4) or any(d is None for d in want[1:]):
             continue
         side = int(row.out_side)
-        if want[1] != row.out_channels or (len(want) == 4 and want[2:] != [side, side]) or (len(want) == 2 and side != 1):
+        spatial_ok = want[2:] == [side, side] if len(want) == 4 else side == 1
+        if want[1] != row.out_channels or not spatial_ok:
             raise _fail(path, f"node '{label}' ({op}): the table's shape rules give {row.out_channels} channels of "
                               f"side {side} but ONNX infers {want}")
     if inference_error:  # the checks above found nothing more specific to say

@@ -59,7 +59,8 @@ def test_vgg_structure(name, convs):
     assert list(t["name"][:5]) == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
     assert list(t["name"][-8:]) == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8", "prob"]
     convs_ = t[t["type"] == "conv"]
-    assert (convs_["kernel"] == 3).all() and (convs_["pad"] == 1).all() and (convs_["out_side"] == convs_["in_side"]).all()
+    assert (convs_["kernel"] == 3).all() and (convs_["pad"] == 1).all()
+    assert (convs_["out_side"] == convs_["in_side"]).all()
     assert list(t.loc[t["type"] == "pool", "out_side"]) == [112, 56, 28, 14, 7]
 
 

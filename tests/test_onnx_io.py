@@ -116,7 +116,8 @@ def test_import_a_pytorch_style_chain(tmp_path):
           kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
         n("Relu", ["c"], ["r"], name="/features/relu/Relu"),
         n("MaxPool", ["r"], ["m"], name="/features/pool/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
-        n("AveragePool", ["m"], ["a"], name="/features/avg/AveragePool", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        n("AveragePool", ["m"], ["a"], name="/features/avg/AveragePool", kernel_shape=[3, 3], strides=[2, 2],
+          ceil_mode=1),
         n("GlobalAveragePool", ["a"], ["g"], name="/gap/GlobalAveragePool"),
         n("Identity", ["g"], ["i"], name="/Identity"),
         n("Constant", [], ["shape"], name="/Constant", value=numpy_helper.from_array(np.array([-1, 8], np.int64))),
@@ -131,7 +132,8 @@ def test_import_a_pytorch_style_chain(tmp_path):
     inits = {"conv.weight": w(8, 3, 3, 3), "conv.bias": w(8), "ratio": np.float32(0.5),
              "fc1.weight": w(8, 16), "fc1.bias": w(16), "fc2.weight": w(16, 4)}
     batch = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["batch_size", 3, 32, 32])
-    weights_as_inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(np.shape(v))) for k, v in inits.items()]
+    weights_as_inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(np.shape(v)))
+                         for k, v in inits.items()]
     path = save(tmp_path, nodes, inits, inputs=[batch, *weights_as_inputs], name="torchy.onnx", ir_version=7)
 
     t = networks.from_onnx(path)
