@@ -79,11 +79,12 @@ def softmax(name: str) -> Layer:
     return Layer(name, "softmax")
 
 
-def pooled_side(side: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
-    """Output side of a pooling window; with ceil, Caffe's rule that the last window must start inside the input."""
+def pooled_side(side: int, kernel: int, stride: int, pad: int, ceil: bool, clip: bool = True) -> int:
+    """Output side of a pooling window; with ceil, Caffe's (and PyTorch's, onnxruntime's) `clip` rule that the
+    last window must start inside the input or its left padding."""
     span = side + 2 * pad - kernel
     out = (-(-span // stride) if ceil else span // stride) + 1
-    if ceil and pad > 0 and (out - 1) * stride >= side + pad:
+    if ceil and clip and pad > 0 and (out - 1) * stride >= side + pad:
         out -= 1
     return out
 

@@ -229,3 +229,17 @@ def test_refuses_a_model_onnx_itself_finds_malformed(tmp_path):
              helper.make_node("Softmax", ["r"], ["y"], name="s", axis=7)]  # rank 4: axis out of range
     with pytest.raises(OnnxImportError, match="shape inference failed"):
         networks.from_onnx(save(tmp_path, nodes, {}))
+
+
+def test_ceil_mode_pooling_follows_onnxruntime_where_onnx_shape_inference_does_not(tmp_path):
+    """5 -> MaxPool(k2, s2, pad 1, ceil): the last window would start in the padding, so onnxruntime (like Caffe
+    and PyTorch) gives side 3 while onnx.shape_inference says 4; the table must follow what actually runs."""
+    n = helper.make_node
+    nodes = [n("MaxPool", ["x"], ["p"], name="p", kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
+             n("Flatten", ["p"], ["f"], name="flat"),
+             n("Gemm", ["f", "w"], ["y"], name="fc", transB=1)]
+    path = save(tmp_path, nodes, {"w": w(10, 2 * 3 * 3)}, input_shape=(1, 2, 5, 5))
+    table = networks.from_onnx(path)
+    assert list(table["out_side"]) == [3, 1] and table["in_channels"].iloc[1] == 18
+    outputs = run_all_layers(networks.to_onnx(table, tmp_path / "again.onnx"), [1, 2, 5, 5])
+    assert_shapes_match(outputs, table)
