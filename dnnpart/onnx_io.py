@@ -9,7 +9,6 @@ with the same shape propagation as the zoo; the shapes ONNX itself infers are ch
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,14 +69,15 @@ def layer_nodes(layer: Layer, row, x: str, y: str, rng: np.random.Generator) -> 
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary sibling and an atomic rename (opened normally, so the umask sets permissions)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
