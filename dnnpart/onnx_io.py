@@ -1,7 +1,7 @@
 """ONNX both ways: write a zoo network (or any layer table) as a runnable model, read a chain-structured model back.
 
 `to_onnx` emits one ONNX node per table row (plus a Flatten before the first fully connected layer), random
-He-scaled float32 weights from a seeded generator, and, by default, every layer's output as a graph output so
+He-uniform float32 weights from a seeded generator, and, by default, every layer's output as a graph output so
 onnxruntime can show each layer's shape. `from_onnx` walks a model's nodes in order, checks that every layer
 reads the previous layer's output and nothing else, turns each node into a `Layer` spec, and builds the table
 with the same shape propagation as the zoo; the shapes ONNX itself infers are checked against it.
@@ -20,7 +20,7 @@ from dnnpart.errors import DnnpartError, OnnxImportError
 from dnnpart.networks import Layer
 
 OPSET = 17
-IR_VERSION = 8  # the IR that introduced opset 17's era; readable by every onnxruntime that runs opset 17
+IR_VERSION = 8  # ONNX 1.12, the release that introduced opset 17, writes IR 8; older runtimes can read it
 INPUT_NAME = "data"  # Caffe's name for the network input
 
 # ONNX operator -> what it becomes in the table ("fold": absorbed, no row).
@@ -178,7 +178,7 @@ def _infer_shapes(model) -> tuple[dict[str, list], str | None]:
     return {vi.name: _dims(vi) for vi in [*ig.input, *ig.value_info, *ig.output]}, error
 
 
-def _ints(node, name: str, default=None):
+def _attr(node, name: str, default=None):
     from onnx import helper
 
     for a in node.attribute:
@@ -246,7 +246,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         op, label = node.op_type, labels[i]
         where = f"node '{label}' ({op})"
         if op == "Constant":
-            value = _ints(node, "value")
+            value = _attr(node, "value")
             if value is not None:
                 constants[node.output[0]] = numpy_helper.to_array(value)
             weights.setdefault(node.output[0], None)
@@ -324,19 +324,19 @@ def _square(values, what: str, where: str, path: Path) -> int:
 
 def _window(node, where: str, path: Path, kernel_default=None) -> dict:
     """kernel, stride and pad of a Conv/Pool node, refusing what the table cannot say (dilation, SAME padding)."""
-    auto_pad = _ints(node, "auto_pad", b"NOTSET")
+    auto_pad = _attr(node, "auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     if auto_pad not in ("NOTSET", "VALID"):
         raise _fail(path, f"{where}: auto_pad={auto_pad} is not supported; export with explicit pads")
-    dil = _ints(node, "dilations", [1, 1])
+    dil = _attr(node, "dilations", [1, 1])
     if any(d != 1 for d in dil):
         raise _fail(path, f"{where}: dilations {list(dil)} cannot be described by the layer table")
-    kernel = _ints(node, "kernel_shape", kernel_default)
+    kernel = _attr(node, "kernel_shape", kernel_default)
     if kernel is None or len(kernel) != 2:
         raise _fail(path, f"{where}: needs a 2-D kernel, got {kernel}")
     return dict(kernel=_square(kernel, "kernel", where, path),
-                stride=_square(_ints(node, "strides", [1, 1]), "strides", where, path),
-                pad=_square(_ints(node, "pads", [0, 0, 0, 0]), "pads", where, path))
+                stride=_square(_attr(node, "strides", [1, 1]), "strides", where, path),
+                pad=_square(_attr(node, "pads", [0, 0, 0, 0]), "pads", where, path))
 
 
 def _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path, fan_in):
@@ -359,7 +359,7 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
     if op == "Identity":
         return None
     if op == "Flatten":
-        if _ints(node, "axis", 1) != 1:
+        if _attr(node, "axis", 1) != 1:
             raise _fail(path, f"{where}: only axis=1 flattens to [N, features]")
         return "flatten"
     if op == "Reshape":
@@ -373,11 +373,11 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
         w = weight_dims(1)
         if w is None or len(w) != 4:
             raise _fail(path, f"{where}: weight must be a 4-D initializer, got {w}")
-        fan_in[label] = int(w[1]) * int(_ints(node, "group", 1))
-        return Layer(label, "conv", out=int(w[0]), groups=int(_ints(node, "group", 1)), bias=has_bias,
+        fan_in[label] = int(w[1]) * int(_attr(node, "group", 1))
+        return Layer(label, "conv", out=int(w[0]), groups=int(_attr(node, "group", 1)), bias=has_bias,
                      **_window(node, where, path, kernel_default=w[2:]))
     if op in ("MaxPool", "AveragePool"):
-        return Layer(label, "pool", ceil=bool(_ints(node, "ceil_mode", 0)), **_window(node, where, path))
+        return Layer(label, "pool", ceil=bool(_attr(node, "ceil_mode", 0)), **_window(node, where, path))
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
         side = input_shape[2]
         if layers:
@@ -387,15 +387,15 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
                 pass  # build_table reports the faulty earlier layer at the end
         return Layer(label, "pool", kernel=side, stride=1, ceil=False)
     if op == "LRN":
-        size = _ints(node, "size")
+        size = _attr(node, "size")
         if size is None:
             raise _fail(path, f"{where}: has no size attribute")
         return Layer(label, "lrn", kernel=int(size))
     if op == "Gemm":
         w = weight_dims(1)
-        if _ints(node, "transA", 0) or w is None or len(w) != 2:
+        if _attr(node, "transA", 0) or w is None or len(w) != 2:
             raise _fail(path, f"{where}: needs transA=0 and a 2-D weight initializer, got weight {w}")
-        trans = bool(_ints(node, "transB", 0))
+        trans = bool(_attr(node, "transB", 0))
         fan_in[label] = int(w[1] if trans else w[0])
         return Layer(label, "fc", out=int(w[0] if trans else w[1]), bias=has_bias)
     if op == "MatMul":
