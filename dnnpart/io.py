@@ -2,25 +2,32 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write text to path via a temporary file in the same folder and an atomic rename."""
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write data via a temporary sibling and an atomic rename.
+
+    The temporary file is opened normally (not with mkstemp), so the umask sets its permissions as for any file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write UTF-8 text atomically (see atomic_write_bytes)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:

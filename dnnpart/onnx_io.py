@@ -8,7 +8,6 @@ with the same shape propagation as the zoo; the shapes ONNX itself infers are ch
 """
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from dnnpart import networks
 from dnnpart.errors import DnnpartError, OnnxImportError
+from dnnpart.io import atomic_write_bytes
 from dnnpart.networks import Layer
 
 OPSET = 17
@@ -68,19 +68,6 @@ def layer_nodes(layer: Layer, row, x: str, y: str, rng: np.random.Generator) -> 
     return [helper.make_node(op, inputs, [y], name=name, **attrs)], weights
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary sibling and an atomic rename (opened normally, so the umask sets permissions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, layer_outputs: bool = True) -> Path:
     """Write a runnable ONNX model (opset 17, input "data" [1, C, H, W]) of a zoo network or a layer table.
 
@@ -125,7 +112,7 @@ def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, 
         tensor.dims.extend(array.shape)
         tensor.raw_data = array.tobytes()  # little-endian float32, as ONNX stores raw data
     path = Path(path)
-    _atomic_write_bytes(path, model.SerializeToString())
+    atomic_write_bytes(path, model.SerializeToString())
     return path
 
 
