@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="measure at most this many configurations per layer type")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--note", default=None, help="free text stored in the metadata JSON (e.g. machine conditions)")
     p.set_defaults(handler="dnnpart.profiling:cli_profile")
 
     p = sub.add_parser("fit", help="fit delay models on a profile and print held-out metrics")
