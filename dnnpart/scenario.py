@@ -391,3 +391,10 @@ def cli_compile(args) -> int:
     out = atomic_write_text(Path(args.output), json.dumps(compiled.to_dict(), indent=1) + "\n")
     print(f"wrote {out}: {len(compiled.instance)} devices in {len(compiled.scenario.groups)} groups")
     return 0
+
+
+def cli_solve_scenario(args) -> int:
+    """`dnnpart solve --scenario FILE [--json] [--report out.html]`: see dnnpart.plan_report."""
+    from dnnpart.plan_report import cli_solve_scenario as solve_and_print
+
+    return solve_and_print(args)

@@ -1,0 +1,233 @@
+"""A deployment plan for people: per device the cut (by layer name) and its times, the baselines beside it.
+
+Three renderings of the same content: `plan_text` (the CLI's table), `plan_dict` (its --json), and
+`plan_html` (a standalone page, inline CSS and an inline-SVG Gantt chart, no external files).
+
+Methods compared (each evaluated by the same schedule code):
+  optimal      the exact optimum of dnnpart.milp (cuts and server order chosen jointly);
+  all_server   every device uploads its raw input (the paper's Case 2);
+  all_local    every device runs its whole network (Case 3);
+  independent  each device picks the cut best for itself alone, the server schedules what arrives.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from dnnpart.io import atomic_write_text
+from dnnpart.scenario import CompiledScenario
+
+METHODS = ("optimal", "all_server", "all_local", "independent")
+PLAN_COLUMNS = ["device", "group", "network", "cut", "cut_layer", "local_ms", "upload_ms", "server_ms",
+                "download_ms", "completion_ms"]
+
+
+def solve_plans(compiled: CompiledScenario, formulation: str = "exact", time_limit: float | None = None) -> dict:
+    """The optimum and the three baselines for a compiled scenario: method -> dnnpart.milp.Solution."""
+    from dnnpart import baselines, milp
+
+    inst = compiled.instance
+    return {
+        "optimal": milp.solve(inst, formulation=formulation, time_limit=time_limit),
+        "all_server": baselines.all_server(inst),
+        "all_local": baselines.all_local(inst),
+        "independent": baselines.independent(inst),
+    }
+
+
+def plan_frame(compiled: CompiledScenario, solution) -> pd.DataFrame:
+    """One row per device: its cut (index and layer name) and the time spent in each place.
+
+    local_ms: layers 1..cut on the device; upload_ms: sending the input of layer cut+1; server_ms: the
+    server layers' own run time (waiting for the server is in completion_ms, not here); download_ms: the
+    result coming back (0 when all local).
+    """
+    per = solution.schedule.completions()
+    rows = []
+    for i, (device, r) in enumerate(zip(compiled.instance.devices, per.itertuples(index=False))):
+        group = compiled.group(i)
+        rows.append({
+            "device": device.name, "group": group.name, "network": group.network_name, "cut": int(r.cut),
+            "cut_layer": compiled.cut_name(i, int(r.cut)), "local_ms": float(r.local_ms),
+            "upload_ms": float(r.upload_ms), "server_ms": float(r.server_ms),
+            "download_ms": device.download_ms if r.cut < device.n_layers else 0.0,
+            "completion_ms": float(r.completion_ms),
+        })
+    return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+
+def comparison_frame(compiled: CompiledScenario, solutions: dict) -> pd.DataFrame:
+    """One row per method: average delay, how much slower than the optimum (%), and the cuts by name."""
+    best = solutions["optimal"].avg_delay_ms
+    rows = []
+    for method, sol in solutions.items():
+        rows.append({
+            "method": method, "avg_delay_ms": float(sol.avg_delay_ms),
+            "vs_optimal_pct": 100.0 * (sol.avg_delay_ms / best - 1.0) if best > 0 else 0.0,
+            "cut_layers": ", ".join(compiled.cut_name(i, c) for i, c in enumerate(sol.cuts)),
+        })
+    return pd.DataFrame(rows)
+
+
+def _finite(x):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def plan_dict(compiled: CompiledScenario, solutions: dict) -> dict:
+    """Everything the CLI prints, as JSON-ready data (the optimiser's fields plus names and baselines)."""
+    sol = solutions["optimal"]
+    sc = compiled.scenario
+    return {
+        "scenario": str(sc.path),
+        "server": {"profile": sc.server_profile.label, "load": sc.load},
+        "family": sc.family,
+        "avg_delay_ms": float(sol.avg_delay_ms),
+        "cuts": [int(c) for c in sol.cuts],
+        "cut_layers": [compiled.cut_name(i, c) for i, c in enumerate(sol.cuts)],
+        "status": sol.status,
+        "proven_optimal": bool(sol.proven_optimal),
+        "gap": _finite(sol.gap),
+        "bound_ms": _finite(sol.bound_ms),
+        "solve_time_s": float(sol.solve_time_s),
+        "formulation": sol.formulation,
+        "devices": plan_frame(compiled, sol).to_dict(orient="records"),
+        "baselines": {m: {"avg_delay_ms": float(s.avg_delay_ms), "cuts": [int(c) for c in s.cuts],
+                          "cut_layers": [compiled.cut_name(i, c) for i, c in enumerate(s.cuts)]}
+                      for m, s in solutions.items() if m != "optimal"},
+        "schedule": sol.schedule.to_frame().to_dict(orient="records"),
+    }
+
+
+def _status_line(sol) -> str:
+    gap = "n/a" if sol.gap is None else f"{100 * sol.gap:.2f} %"
+    proven = "proven optimal" if sol.proven_optimal else "NOT proven optimal"
+    return (f"status {sol.status} ({proven}), gap {gap}, solved in {sol.solve_time_s:.2f} s "
+            f"(formulation {sol.formulation})")
+
+
+def _scenario_line(compiled: CompiledScenario) -> str:
+    sc = compiled.scenario
+    groups = ", ".join(f"{g.count} x {g.name} ({g.network_name}, {g.profile.label}, {g.uplink_mbps:g} Mbps)"
+                       for g in sc.groups)
+    return (f"scenario {sc.path.name}: {sc.n_devices} devices: {groups}; server profile "
+            f"{sc.server_profile.label!r} at load {100 * sc.load:g} %")
+
+
+def plan_text(compiled: CompiledScenario, solutions: dict) -> str:
+    """The plan as the CLI prints it."""
+    sol = solutions["optimal"]
+    plan = plan_frame(compiled, sol)
+    comp = comparison_frame(compiled, solutions)
+    fmt = {c: "{:.1f}".format for c in PLAN_COLUMNS if c.endswith("_ms")}
+    lines = [_scenario_line(compiled), _status_line(sol), "",
+             plan.to_string(index=False, formatters=fmt), "",
+             f"average completion: {sol.avg_delay_ms:.1f} ms", "",
+             comp.to_string(index=False, formatters={"avg_delay_ms": "{:.1f}".format,
+                                                     "vs_optimal_pct": "{:+.1f} %".format})]
+    return "\n".join(lines)
+
+
+def gantt_figure(compiled: CompiledScenario, solution, title: str | None = None):
+    """The optimiser's Gantt chart (Schedule.plot) on a pyplot-free Figure, safe in scripts and notebooks."""
+    from matplotlib.figure import Figure
+
+    lanes = 1 + len(compiled.instance)
+    fig = Figure(figsize=(10, 1.0 + 0.45 * lanes))
+    ax = fig.subplots()
+    solution.schedule.plot(ax=ax, title=title or f"plan: average completion {solution.avg_delay_ms:.1f} ms")
+    fig.tight_layout()
+    return fig
+
+
+def gantt_svg(compiled: CompiledScenario, solution) -> str:
+    """The Gantt chart as an inline <svg> element (no XML header, fixed ids so reruns are identical)."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "dnnpart", "svg.fonttype": "path"}):
+        gantt_figure(compiled, solution).savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 72em;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+.note { color: #555; font-size: 0.9em; } .warn { color: #a40000; font-weight: bold; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+svg { max-width: 100%; height: auto; }
+"""
+
+
+def plan_html(compiled: CompiledScenario, solutions: dict) -> str:
+    """A standalone HTML page: scenario, status, plan table, comparison and the Gantt chart (inline SVG)."""
+    sol = solutions["optimal"]
+    sc = compiled.scenario
+    plan = plan_frame(compiled, sol)
+    comp = comparison_frame(compiled, solutions)
+    fmt = {c: "{:.1f}".format for c in PLAN_COLUMNS if c.endswith("_ms")}
+    status = html.escape(_status_line(sol))
+    if not sol.proven_optimal:
+        status = f'<span class="warn">{status}</span>'
+    try:
+        source = sc.path.read_text(encoding="utf-8")
+    except OSError:
+        source = "(scenario file no longer readable)"
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>dnnpart plan: {html.escape(sc.path.name)}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>Deployment plan for {html.escape(sc.path.name)}</h1>
+<p>{html.escape(_scenario_line(compiled))}</p>
+<p>{status}</p>
+<h2>Plan: where each device cuts its network</h2>
+<p class="note">cut_layer is the last layer run on the device ("input": upload the raw input, "all local": no
+offloading). local/upload/server/download_ms are each part's own duration; completion_ms includes waiting for
+the shared server.</p>
+{plan.to_html(index=False, formatters=fmt, border=0)}
+<p><b>Average completion: {sol.avg_delay_ms:.1f} ms</b></p>
+<h2>Compared with the baselines</h2>
+{comp.to_html(index=False, border=0, formatters={"avg_delay_ms": "{:.1f}".format,
+                                                 "vs_optimal_pct": "{:+.1f} %".format})}
+<h2>Schedule (Gantt chart)</h2>
+{gantt_svg(compiled, sol)}
+<h2>Scenario file</h2>
+<pre>{html.escape(source)}</pre>
+<p class="note">Generated by dnnpart (dnnpart solve --scenario).</p>
+</body></html>
+"""
+    return body
+
+
+def write_html(compiled: CompiledScenario, solutions: dict, path) -> Path:
+    """Write plan_html atomically (no half-written page on a crash)."""
+    return atomic_write_text(Path(path), plan_html(compiled, solutions))
+
+
+def cli_solve_scenario(args) -> int:
+    """`dnnpart solve --scenario FILE [--json] [--report out.html] [--formulation F] [--time-limit S]`."""
+    from dnnpart.scenario import compile_scenario
+
+    compiled = compile_scenario(args.scenario)
+    solutions = solve_plans(compiled, formulation=getattr(args, "formulation", "exact") or "exact",
+                            time_limit=getattr(args, "time_limit", None))
+    report = getattr(args, "report", None)
+    if report:
+        written = write_html(compiled, solutions, report)
+    if getattr(args, "json", False):
+        print(json.dumps(plan_dict(compiled, solutions), indent=1))
+    else:
+        print(plan_text(compiled, solutions))
+        if report:
+            print(f"\nwrote {written}")
+    return 0
