@@ -75,7 +75,8 @@ def bandwidth_sensitivity(compiled_or_path, factors=SENSITIVITY_FACTORS, formula
 # --- held-out residuals ---------------------------------------------------------------------------------------
 
 def held_out_ratios(profile, role: str, family: str = "dnnpart", seed: int = 0) -> dict[str, np.ndarray]:
-    """Per layer type, measured / predicted on the profile's held-out test rows (the fit's own 80/20 split).
+    """Per layer type, measured / predicted on the profile's held-out test rows (the fit's own 80/20 split;
+    `seed` is the fit's split seed, as in dnnpart.delay.load_delay_model).
 
     Uses dnnpart.delay's public split and fitted models, so the ratios are exactly the out-of-sample errors
     its metrics report. Raises ProfileError when the profile has no measured CSV for the role (fixed models
@@ -109,7 +110,7 @@ class NoiseSource:
     source: str
 
 
-def _residual_tables(compiled: CompiledScenario, fallback_profile: str | None, seed: int):
+def _residual_tables(compiled: CompiledScenario, fallback_profile: str | None):
     """Per (role, profile folder): {layer_type: ratios}, and a note of which profiles used the fallback."""
     family = compiled.scenario.family
     wanted = [("server", compiled.scenario.server_profile)] + [("device", g.profile) for g in compiled.scenario.groups]
@@ -119,12 +120,12 @@ def _residual_tables(compiled: CompiledScenario, fallback_profile: str | None, s
         if key in tables:
             continue
         try:
-            tables[key] = held_out_ratios(ref, role, family, seed)
+            tables[key] = held_out_ratios(ref, role, family)
             notes.append(NoiseSource(role, ref.label, "own held-out rows"))
         except ProfileError:
             if fallback_profile is None:
                 raise
-            tables[key] = held_out_ratios(fallback_profile, role, family, seed)
+            tables[key] = held_out_ratios(fallback_profile, role, family)
             notes.append(NoiseSource(role, ref.label, f"fallback: held-out rows of profile {fallback_profile!r}"))
     return tables, notes
 
@@ -182,7 +183,7 @@ def robustness(compiled_or_path, n_draws: int = ROBUSTNESS_DRAWS, seed: int = 0,
         raise DnnpartError(f"n_draws must be a positive integer, got {n_draws!r}")
     compiled = _compiled(compiled_or_path)
     solutions = solutions or solve_plans(compiled)
-    tables, notes = _residual_tables(compiled, fallback_profile, seed)
+    tables, notes = _residual_tables(compiled, fallback_profile)  # the fits' own split, not the draws' seed
     rng = np.random.default_rng(seed)
     inst = compiled.instance
     server_key = ("server", str(compiled.scenario.server_profile.folder))

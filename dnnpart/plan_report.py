@@ -103,14 +103,14 @@ def plan_dict(compiled: CompiledScenario, solutions: dict) -> dict:
     }
 
 
-def _status_line(sol) -> str:
+def status_line(sol) -> str:
     gap = "n/a" if sol.gap is None else f"{100 * sol.gap:.2f} %"
     proven = "proven optimal" if sol.proven_optimal else "NOT proven optimal"
     return (f"status {sol.status} ({proven}), gap {gap}, solved in {sol.solve_time_s:.2f} s "
             f"(formulation {sol.formulation})")
 
 
-def _scenario_line(compiled: CompiledScenario) -> str:
+def scenario_line(compiled: CompiledScenario) -> str:
     sc = compiled.scenario
     groups = ", ".join(f"{g.count} x {g.name} ({g.network_name}, {g.profile.label}, {g.uplink_mbps:g} Mbps)"
                        for g in sc.groups)
@@ -124,7 +124,7 @@ def plan_text(compiled: CompiledScenario, solutions: dict) -> str:
     plan = plan_frame(compiled, sol)
     comp = comparison_frame(compiled, solutions)
     fmt = {c: "{:.1f}".format for c in PLAN_COLUMNS if c.endswith("_ms")}
-    lines = [_scenario_line(compiled), _status_line(sol), "",
+    lines = [scenario_line(compiled), status_line(sol), "",
              plan.to_string(index=False, formatters=fmt), "",
              f"average completion: {sol.avg_delay_ms:.1f} ms", "",
              comp.to_string(index=False, formatters={"avg_delay_ms": "{:.1f}".format,
@@ -175,7 +175,7 @@ def plan_html(compiled: CompiledScenario, solutions: dict) -> str:
     plan = plan_frame(compiled, sol)
     comp = comparison_frame(compiled, solutions)
     fmt = {c: "{:.1f}".format for c in PLAN_COLUMNS if c.endswith("_ms")}
-    status = html.escape(_status_line(sol))
+    status = html.escape(status_line(sol))
     if not sol.proven_optimal:
         status = f'<span class="warn">{status}</span>'
     try:
@@ -188,7 +188,7 @@ def plan_html(compiled: CompiledScenario, solutions: dict) -> str:
 <style>{_CSS}</style></head>
 <body>
 <h1>Deployment plan for {html.escape(sc.path.name)}</h1>
-<p>{html.escape(_scenario_line(compiled))}</p>
+<p>{html.escape(scenario_line(compiled))}</p>
 <p>{status}</p>
 <h2>Plan: where each device cuts its network</h2>
 <p class="note">cut_layer is the last layer run on the device ("input": upload the raw input, "all local": no
