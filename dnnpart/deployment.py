@@ -230,11 +230,10 @@ def plot_sensitivity(df: pd.DataFrame):
     from matplotlib.figure import Figure
 
     groups = list(dict.fromkeys(df["group"]))
-    fig = Figure(figsize=(4.2 * len(groups), 7.2))
-    axes = fig.subplots(2, len(groups), squeeze=False, gridspec_kw={"height_ratios": [1, 1.2]})
-    top = fig.add_subplot(2, 1, 1)
-    for ax in axes[0]:
-        ax.remove()
+    fig = Figure(figsize=(max(8.0, 4.2 * len(groups)), 7.5), layout="constrained")
+    mosaic = fig.subplot_mosaic([["top"] * len(groups), [f"cut:{g}" for g in groups]],
+                                height_ratios=[1, 1.2])
+    top = mosaic["top"]
     per_run = df.drop_duplicates(["group", "factor"])
     for g in groups:
         part = per_run[per_run["group"] == g]
@@ -245,7 +244,8 @@ def plot_sensitivity(df: pd.DataFrame):
     top.set_ylabel("average delay (ms)")
     top.set_title("Average delay when one group's uplink changes")
     top.legend(fontsize=8)
-    for ax, g in zip(axes[1], groups):
+    for g in groups:
+        ax = mosaic[f"cut:{g}"]
         part = df[(df["group"] == g) & (df["device_group"] == g)]
         labels = {}
         for device, dev in part.groupby("device", sort=False):
@@ -256,7 +256,6 @@ def plot_sensitivity(df: pd.DataFrame):
         ax.set_xlabel(f"{g}: bandwidth factor")
         ax.set_title(f"cut chosen by {g} devices", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 

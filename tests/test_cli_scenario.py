@@ -1,0 +1,128 @@
+"""`dnnpart solve --scenario` and `dnnpart compile` as a user runs them: python -m dnnpart in a subprocess."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from dnnpart import networks, paths
+from dnnpart.instance import load_instance
+from dnnpart.scenario import compile_scenario
+
+EXAMPLE = paths.EXAMPLES_DIR / "heterogeneous.yaml"
+METHODS = ["all_server", "all_local", "independent"]
+
+
+def dnnpart(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dnnpart", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or paths.PROJ_ROOT, timeout=300)
+
+
+def bad_scenarios(tmp_path):
+    """(file, the place its one-line error must name)."""
+    good = yaml.safe_load(EXAMPLE.read_text())
+    good["devices"][2]["network"] = str(EXAMPLE.parent / "lenet.onnx")
+    cases = []
+    for tag, mutate, place in [
+        ("rate", lambda d: d["devices"][1].update(uplink_mbps=0), "devices[1].uplink_mbps: must be > 0, got 0"),
+        ("key", lambda d: d["devices"][0].update(bandwdith=3), "devices[0]: unknown key 'bandwdith'"),
+        ("count", lambda d: d["devices"][2].update(count=-1), "devices[2].count: must be > 0, got -1"),
+        ("profile", lambda d: d["server"].update(profile="nowhere"), "server.profile: no profile 'nowhere'"),
+    ]:
+        data = json.loads(json.dumps(good))
+        mutate(data)
+        path = tmp_path / f"{tag}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        cases.append((path, place))
+    cases.append((tmp_path / "missing.yaml", "scenario file not found"))
+    return cases
+
+
+@pytest.mark.parametrize("command", ["solve", "compile"])
+def test_bad_scenarios_exit_2_with_one_line_naming_the_place(tmp_path, command):
+    for path, place in bad_scenarios(tmp_path):
+        extra = ["-o", tmp_path / "out.json"] if command == "compile" else []
+        res = dnnpart(command, "--scenario", path, *extra)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1, res.stderr
+        assert lines[0].startswith(f"dnnpart {command}: error: {path}: ")
+        assert place in lines[0]
+        assert res.stdout == ""
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_compile_writes_the_instance(tmp_path):
+    out = tmp_path / "sub" / "instance.json"
+    res = dnnpart("compile", "--scenario", EXAMPLE, "-o", out, cwd=tmp_path)  # relative paths: the file's folder
+    assert res.returncode == 0, res.stderr
+    instance = load_instance(out)
+    assert instance == compile_scenario(EXAMPLE).instance
+    data = json.loads(out.read_text())
+    assert [d["name"] for d in data["devices"]] == ["phone-0", "phone-1", "phone-2", "board-0", "board-1", "sensor-0"]
+    assert data["devices"][5]["_layers"] == networks.get("lenet")["name"].tolist()
+    # eq. (3) at the example's 8 Mbps: AlexNet's 3x227x227 float32 input
+    assert data["devices"][0]["upload_ms"][0] == pytest.approx(3 * 227 * 227 * 4 * 8 / 8000)
+    assert list(tmp_path.rglob(".*.tmp")) == []
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    """The example solved once through the CLI with --json and --report."""
+    tmp = tmp_path_factory.mktemp("solve")
+    report = tmp / "plan.html"
+    res = dnnpart("solve", "--scenario", EXAMPLE, "--json", "--report", report, "--time-limit", "60")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout), report
+
+
+def test_solve_json_plan(solved):
+    plan, _ = solved
+    for key in ("avg_delay_ms", "cuts", "cut_layers", "status", "proven_optimal", "gap", "devices", "baselines",
+                "schedule"):
+        assert key in plan
+    assert set(plan["baselines"]) == set(METHODS)
+    for method in METHODS:  # the optimum is never worse than a baseline
+        assert plan["avg_delay_ms"] <= plan["baselines"][method]["avg_delay_ms"] + 1e-6
+    devices = plan["devices"]
+    assert [d["device"] for d in devices] == ["phone-0", "phone-1", "phone-2", "board-0", "board-1", "sensor-0"]
+    assert sum(d["completion_ms"] for d in devices) / 6 == pytest.approx(plan["avg_delay_ms"])
+    for d in devices:
+        m = len(networks.get(d["network"]))
+        want = "input" if d["cut"] == 0 else "all local" if d["cut"] == m else networks.get(d["network"])["name"][d["cut"] - 1]
+        assert d["cut_layer"] == want
+        assert d["completion_ms"] >= d["local_ms"] + d["upload_ms"] + d["server_ms"] + d["download_ms"] - 1e-6
+    # the ONNX-imported LeNet is named by its own layers
+    assert devices[5]["network"] == "lenet"
+    assert devices[5]["cut_layer"] in set(networks.get("lenet")["name"]) | {"input", "all local"}
+    assert plan["baselines"]["all_local"]["cut_layers"] == ["all local"] * 6
+    assert plan["baselines"]["all_server"]["cut_layers"] == ["input"] * 6
+
+
+def test_solve_report_is_self_contained_html(solved):
+    plan, report = solved
+    page = report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<svg" in page
+    for d in plan["devices"]:
+        assert f"<td>{d['device']}</td>" in page and f"<td>{d['cut_layer']}</td>" in page
+    assert f"{plan['avg_delay_ms']:.1f} ms" in page
+    assert not re.search(r'(src|href)="(?!#|data:)', page)   # no external files
+    assert "<link" not in page and "<script" not in page
+
+
+def test_solve_text_plan_names_cut_layers(tmp_path):
+    small = {"server": {"profile": "measured"}, "devices": [
+        {"name": "tag", "count": 2, "network": str(EXAMPLE.parent / "lenet.onnx"), "profile": "measured",
+         "uplink_mbps": 1}]}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small))
+    res = dnnpart("solve", "--scenario", path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "tag-0" in out and "tag-1" in out and "average completion:" in out
+    assert "all_server" in out and "all_local" in out and "independent" in out
+    assert re.search(r"status optimal \(proven optimal\), gap 0\.00 %", out)
+    assert any(name in out for name in list(networks.get("lenet")["name"]) + ["input", "all local"])
