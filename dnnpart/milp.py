@@ -127,6 +127,13 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> 
 
 
 # --------------------------------------------------------------------------------------------- models
+def classes_root(twin: dict, i: int) -> int:
+    """The lowest-index device identical to device i."""
+    while i in twin:
+        i = twin[i]
+    return i
+
+
 def _build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callable]:
     devs = instance.devices
     n = len(devs)
@@ -167,6 +174,23 @@ def _build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, calla
                 break
     for i, p in twin.items():
         m.cons.add(m.C[p] <= m.C[i])
+    # Energy cuts for each class of identical devices (ordered by completion): every device of the class up
+    # to the k-th that is released at or after t0 is served within [t0, C_k].
+    classes = {}
+    for i in range(n):
+        classes.setdefault(i if i not in twin else classes_root(twin, i), []).append(i)
+    for members in classes.values():
+        d = devs[members[0]]
+        offl = [c for c in cut_sets[members[0]] if c < d.n_layers]
+        for t0 in sorted({d.release_ms(c) for c in offl}):
+            late = [c for c in offl if d.release_ms(c) >= t0 - TOL_MS]
+            for k, i in enumerate(members):
+                work = sum(m.z[g, c] * d.server_work_ms(c) for g in members[:k + 1] for c in late)
+                m.cons.add(m.C[i] >= work + (t0 + d.download_ms) * sum(m.z[i, c] for c in late))
+        for prev, i in zip(members, members[1:]):
+            # both offload: the later-finishing one's last server layer runs after the other's completion
+            m.cons.add(m.C[i] >= m.C[prev] + (d.server_ms[-1]) * (on_server(i, d.n_layers)
+                                                                    + on_server(prev, d.n_layers) - 1))
 
     m.v = pyo.Var(pyo.Any, dense=False, domain=pyo.Binary)
     for i in range(n):

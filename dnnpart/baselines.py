@@ -1,0 +1,42 @@
+"""The paper's comparison cases, evaluated by the same code as the optimiser.
+
+- case2 / all_server: every device uploads its raw input (cut 0); the server schedules optimally.
+- case3 / all_local: every device runs its whole network (cut M); the server is idle.
+- independent: each device picks the cut that would be best for it alone (Neurosurgeon-style), then the
+  server schedules what arrives optimally.
+
+The server schedule for given cuts comes from dnnpart.milp.solve(fixed_cuts=...), so baselines and the
+optimiser share the timing, the checker and the objective.
+"""
+from __future__ import annotations
+
+from dnnpart.instance import Instance
+from dnnpart.milp import Solution, independent_cuts, solve
+
+
+def with_cuts(instance: Instance, cuts, time_limit: float | None = None) -> Solution:
+    """The best server schedule for fixed cuts."""
+    return solve(instance, "exact", time_limit=time_limit, fixed_cuts=cuts)
+
+
+def all_server(instance: Instance, time_limit: float | None = None) -> Solution:
+    """Case 2: offload everything (cut 0)."""
+    return with_cuts(instance, [0] * len(instance), time_limit)
+
+
+def all_local(instance: Instance, time_limit: float | None = None) -> Solution:
+    """Case 3: run everything on the device (cut M)."""
+    return with_cuts(instance, [d.n_layers for d in instance.devices], time_limit)
+
+
+def independent(instance: Instance, time_limit: float | None = None) -> Solution:
+    """Each device's selfish best cut, then the server's best schedule of what arrives."""
+    return with_cuts(instance, independent_cuts(instance), time_limit)
+
+
+BASELINES = {"case2": all_server, "case3": all_local, "independent": independent}
+
+
+def evaluate_all(instance: Instance, time_limit: float | None = None) -> dict[str, Solution]:
+    """Every baseline by name (case2, case3, independent)."""
+    return {name: fn(instance, time_limit) for name, fn in BASELINES.items()}
