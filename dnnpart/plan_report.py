@@ -28,15 +28,17 @@ PLAN_COLUMNS = ["device", "group", "network", "cut", "cut_layer", "local_ms", "u
 
 
 def solve_plans(compiled: CompiledScenario, formulation: str = "exact", time_limit: float | None = None) -> dict:
-    """The optimum and the three baselines for a compiled scenario: method -> dnnpart.milp.Solution."""
+    """The optimum and the three baselines for a compiled scenario: method -> dnnpart.milp.Solution.
+
+    The time limit applies to each solve (a baseline's fixed cuts still leave the server order to optimise)."""
     from dnnpart import baselines, milp
 
     inst = compiled.instance
     return {
         "optimal": milp.solve(inst, formulation=formulation, time_limit=time_limit),
-        "all_server": baselines.all_server(inst),
-        "all_local": baselines.all_local(inst),
-        "independent": baselines.independent(inst),
+        "all_server": baselines.all_server(inst, time_limit),
+        "all_local": baselines.all_local(inst, time_limit),
+        "independent": baselines.independent(inst, time_limit),
     }
 
 
