@@ -277,6 +277,10 @@ def load_scenario(path) -> Scenario:
 
     _check_keys(data, TOP_KEYS, "", fail)
     family = _string(data.get("family", DEFAULT_FAMILY), "family", fail)
+    from dnnpart.delay import FAMILIES
+
+    if family not in FAMILIES:
+        raise fail("family", f"unknown delay-model family {family!r} (valid: {', '.join(FAMILIES)})")
 
     server = data["server"]
     _check_keys(server, SERVER_KEYS, "server", fail)
@@ -365,17 +369,22 @@ def compile_scenario(path_or_scenario) -> CompiledScenario:
 
     scenario = path_or_scenario if isinstance(path_or_scenario, Scenario) else load_scenario(path_or_scenario)
     models = {}
+    fail = _checker(str(scenario.path))
 
-    def model(profile: ProfileRef):
+    def model(profile: ProfileRef, place: str):
         key = str(profile.folder)
         if key not in models:
-            models[key] = load_delay_model(profile.spec, family=scenario.family)
+            try:
+                models[key] = load_delay_model(profile.spec, family=scenario.family)
+            except DnnpartError as exc:  # e.g. a malformed CSV: its own message names the line
+                raise fail(place, str(exc)) from None
         return models[key]
 
     devices, owner = [], []
+    server_model = model(scenario.server_profile, "server.profile")
     for g, group in enumerate(scenario.groups):
-        first = device_for_table(f"{group.name}-0", group.layers, model(group.profile), model(scenario.server_profile),
-                                 group.uplink_mbps, scenario.load, group.downlink_mbps)
+        first = device_for_table(f"{group.name}-0", group.layers, model(group.profile, f"devices[{g}].profile"),
+                                 server_model, group.uplink_mbps, scenario.load, group.downlink_mbps)
         for k in range(group.count):
             devices.append(Device(f"{group.name}-{k}", first.local_ms, first.server_ms, first.upload_ms,
                                   first.download_ms))

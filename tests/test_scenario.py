@@ -124,6 +124,7 @@ def test_defaults(base):
     (lambda d: d["devices"][1].update(name="phone"), "devices[1].name: 'phone' is already the name of devices[0]"),
     (lambda d: d.update(devices=[]), "devices: must be a non-empty list"),
     (lambda d: d["devices"].__setitem__(0, "phone"), "devices[0]: must be a mapping"),
+    (lambda d: d.update(family="cubic"), "family: unknown delay-model family 'cubic' (valid: paper, dnnpart)"),
 ])
 def test_validation_names_the_place(base, mutate, expected):
     tmp_path, data = base
@@ -189,3 +190,14 @@ def test_onnx_network_layers_are_named_in_the_compiled_scenario(base):
     compiled = compile_scenario(write_scenario(tmp_path / "s.yaml", data))
     assert compiled.layer_names[0] == networks.get("lenet")["name"].tolist()
     assert compiled.cut_name(0, 4) == "pool2"
+
+
+def test_malformed_profile_csv_is_reported_at_its_place(base):
+    tmp_path, data = base
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "device.csv").write_text("role,layer_type,latency_ms\n" +
+                                       "".join(f"device,{t},1.0\n" for t in networks.LAYER_TYPES))
+    data["devices"][1]["profile"] = "broken"
+    with pytest.raises(ScenarioError, match=r"devices\[1\]\.profile: .*missing column"):
+        compile_scenario(write_scenario(tmp_path / "s.yaml", data))
