@@ -15,6 +15,7 @@ Every result is re-timed by Schedule (as early as possible in the solver's serve
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -298,7 +299,10 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
     cut_sets = _cut_sets(instance, fixed_cuts)
     if formulation == "paper" and fixed_cuts is None:
         cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
-    warm = heuristic(instance, cut_sets) if formulation == "exact" and warm_start else None
+    # The heuristic's schedule is the fallback incumbent for both formulations (a time limit always returns
+    # a schedule); only the exact formulation also hands its value to HiGHS as a cutoff.
+    fallback = heuristic(instance, cut_sets, time_budget_s=2.0) if warm_start else None
+    warm = fallback if formulation == "exact" else None
     build = _build_exact if formulation == "exact" else _build_paper
     model, extract = build(instance, cut_sets)
     options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
@@ -309,7 +313,7 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
                                        raise_exception_on_nonoptimal_result=False, solver_options=options,
                                        threads=threads)
     term = res.termination_condition
-    best = warm
+    best = fallback
     if res.incumbent_objective is not None:
         res.solution_loader.load_vars()
         cuts, starts = extract()
@@ -320,7 +324,12 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         if best is None or sched.avg_delay_ms < best.avg_delay_ms:
             best = sched
     proven = term == TerminationCondition.convergenceCriteriaSatisfied
+    if proven and best.avg_delay_ms < res.incumbent_objective - 1e-4 * max(1.0, best.avg_delay_ms):
+        raise ScheduleError(f"HiGHS claims {res.incumbent_objective} ms optimal but the heuristic found "
+                            f"{best.avg_delay_ms} ms: the {formulation} formulation is wrong")
     bound = res.objective_bound
+    if bound is not None and not math.isfinite(bound):
+        bound = None
     if term == TerminationCondition.objectiveLimit or (
             warm is not None and term == TerminationCondition.provenInfeasible):
         # nothing beats the heuristic's value: the heuristic schedule is optimal

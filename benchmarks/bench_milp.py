@@ -1,0 +1,130 @@
+"""Solve-time benchmark of the optimiser: the exact formulation against formulation="paper", same instances.
+
+    .venv/bin/python benchmarks/bench_milp.py            # writes benchmarks/results/milp.csv (~15 min)
+
+Runs (the goals of issue 4, on a 2-core machine):
+  sweep   identical AlexNet / VGG16 devices, `paper` profile, 2.5 Mbps, N = 1..16 (exact; paper for N <= 2)
+  n3      N = 3 AlexNet at 5 Mbps, exact vs paper (paper with a time limit, recorded if hit)
+  hetero  mixed zoo networks, uplinks 0.5-20 Mbps (seed 0), N = 10 and N = 100, 60 s limit
+If the `paper` delay profile is not available, a synthetic one (ms per MAC and per output element, server
+10x faster, as in the paper's eq. 1-2) stands in and the `source` column says so.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from dnnpart import networks
+from dnnpart.errors import ProfileError
+from dnnpart.instance import Device, Instance
+from dnnpart.io import write_csv
+from dnnpart.milp import solve
+from dnnpart.paths import BENCHMARKS_DIR
+
+OUT = BENCHMARKS_DIR / "results" / "milp.csv"
+SEED = 0
+
+
+def synthetic_device(name: str, network: str, mbps: float) -> Device:
+    layers = networks.get(network)
+    local = 3e-6 * layers["macs"] + 2e-6 * layers["out_elements"]
+    return Device(name, local.tolist(), (local / 10).tolist(), (layers["in_bytes"] * 8 / (mbps * 1000)).tolist())
+
+
+def profile_device(name: str, network: str, mbps: float):
+    """A device from the `paper` delay profile, or None when that profile does not exist yet."""
+    try:
+        from dnnpart.delay import load_delay_model
+        from dnnpart.scenario import device_for_table
+
+        model = load_delay_model("paper")
+    except (ProfileError, ImportError):
+        return None
+    return device_for_table(name, networks.get(network), model, model, mbps)
+
+
+def make_device(name, network, mbps):
+    dev = profile_device(name, network, mbps)
+    return (dev, "paper-profile") if dev is not None else (synthetic_device(name, network, mbps), "synthetic")
+
+
+def identical(network: str, n: int, mbps: float):
+    dev, source = make_device("d0", network, mbps)
+    return Instance(tuple(Device(f"d{i}", dev.local_ms, dev.server_ms, dev.upload_ms) for i in range(n))), source
+
+
+def heterogeneous(n: int, seed: int = SEED):
+    rng = random.Random(seed)
+    devs, source = [], None
+    for i in range(n):
+        net, mbps = rng.choice(networks.names()), round(rng.uniform(0.5, 20.0), 2)
+        dev, source = make_device(f"d{i}-{net}-{mbps}", net, mbps)
+        devs.append(dev)
+    return Instance(tuple(devs)), source
+
+
+def run(rows, scenario, network, inst, source, formulation, time_limit):
+    sol = solve(inst, formulation, time_limit=time_limit)
+    rows.append({"formulation": formulation, "scenario": scenario, "n_devices": len(inst), "network": network,
+                 "source": source, "time_limit_s": time_limit, "solve_time_s": round(sol.solve_time_s, 3),
+                 "avg_delay_ms": sol.avg_delay_ms, "proven_optimal": sol.proven_optimal, "status": sol.status,
+                 "gap": sol.gap})
+    r = rows[-1]
+    print(f"{scenario:<7} {network:<8} N={r['n_devices']:<4} {formulation:<6} {r['solve_time_s']:>8.2f} s  "
+          f"{r['avg_delay_ms']:>10.2f} ms  {r['status']:<11} gap={r['gap']}", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--paper-limit", type=float, default=300.0, help="time limit of the paper formulation at N=3")
+    ap.add_argument("--limit", type=float, default=60.0, help="time limit of every other solve")
+    ap.add_argument("--max-n", type=int, default=16)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+    rows = []
+    for network in ("alexnet", "vgg16"):
+        for n in range(1, args.max_n + 1):
+            inst, source = identical(network, n, 2.5)
+            run(rows, "sweep", network, inst, source, "exact", args.limit)
+            if n <= 2:
+                run(rows, "sweep", network, inst, source, "paper", args.limit)
+    inst, source = identical("alexnet", 3, 5.0)
+    run(rows, "n3", "alexnet", inst, source, "exact", args.limit)
+    run(rows, "n3", "alexnet", inst, source, "paper", args.paper_limit)
+    for n in (10, 100):
+        inst, source = heterogeneous(n)
+        run(rows, "hetero", "mixed", inst, source, "exact", args.limit)
+    df = pd.DataFrame(rows)
+    write_csv(df, Path(args.out))
+    summarise(df)
+    return 0
+
+
+def summarise(df: pd.DataFrame) -> None:
+    ex = df[df.formulation == "exact"]
+    sweep = ex[ex.scenario == "sweep"]
+    print("\nGoal                                              measured")
+    for net in ("alexnet", "vgg16"):
+        s = sweep[sweep.network == net]
+        print(f"  {net}: proven optimal N<=16 in <=2 s each      max {s.solve_time_s.max():.2f} s, "
+              f"{int(s.proven_optimal.sum())}/{len(s)} proven")
+        print(f"  {net}: sweep N=1..16 in <=10 s total            {s.solve_time_s.sum():.2f} s")
+    n3 = df[df.scenario == "n3"].set_index("formulation")
+    if {"exact", "paper"} <= set(n3.index):
+        speedup = n3.loc["paper", "solve_time_s"] / max(n3.loc["exact", "solve_time_s"], 1e-9)
+        print(f"  N=3 AlexNet 5 Mbps: exact >=100x faster than paper  {speedup:.0f}x (paper: "
+              f"{n3.loc['paper', 'status']}, {n3.loc['paper', 'solve_time_s']:.1f} s)")
+    for n in (10, 100):
+        h = ex[(ex.scenario == "hetero") & (ex.n_devices == n)]
+        if len(h):
+            h = h.iloc[0]
+            print(f"  hetero N={n}: {'proven optimal' if n == 10 else 'gap <= 2 %'} within 60 s"
+                  f"{'':<14} {h.status}, gap {h.gap}, {h.solve_time_s:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
