@@ -117,7 +117,7 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> 
         improved = False
         for i, cs in enumerate(cut_sets):
             for c in cs:
-                if c == best.cuts[i]:
+                if c == best.cuts[i] or time.perf_counter() > deadline:
                     continue
                 cuts = list(best.cuts)
                 cuts[i] = c
@@ -170,7 +170,7 @@ def _build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, calla
     twin = {}
     for i in range(n):
         for p in range(i):
-            if devs[p].same_task(devs[i]):
+            if devs[p].same_task(devs[i]) and cut_sets[p] == cut_sets[i]:
                 twin[i] = p
                 break
     for i, p in twin.items():
@@ -193,6 +193,17 @@ def _build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, calla
             m.cons.add(m.C[i] >= m.C[prev] + (d.server_ms[-1]) * (on_server(i, d.n_layers)
                                                                     + on_server(prev, d.n_layers) - 1))
 
+    def nest_fits(a, b, k):
+        """Can b's whole server part run between a's layers k and k+1 with both done by their all-local
+        times? (Time windows only; a pattern that fails here cannot be optimal.)"""
+        da, db = devs[a], devs[b]
+        offload_b = [c for c in cut_sets[b] if c < db.n_layers]
+        earliest_end_b = min(db.release_ms(c) + db.server_work_ms(c) for c in offload_b)
+        latest_resume_a = horizon[a] - da.download_ms - da.server_work_ms(k)
+        earliest_k_a = min(da.release_ms(c) + sum(da.server_ms[c:k]) for c in cut_sets[a] if c < k)
+        latest_start_b = max(horizon[b] - db.download_ms - db.server_work_ms(c) for c in offload_b)
+        return earliest_end_b <= latest_resume_a + TOL_MS and earliest_k_a <= latest_start_b + TOL_MS
+
     m.v = pyo.Var(pyo.Any, dense=False, domain=pyo.Binary)
     for i in range(n):
         if first[i] == devs[i].n_layers:
@@ -200,20 +211,20 @@ def _build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, calla
         for p in range(i + 1, n):
             if first[p] == devs[p].n_layers:
                 continue
-            symmetric = devs[i].same_task(devs[p])
+            symmetric = classes_root(twin, p) == classes_root(twin, i)
             # (a, b, k): b runs inside a's chain after a's layer k; k = first[a] means b entirely before a,
             # k = M_a means a entirely before b. Mirror patterns (a = p) need only interior k.
             options = [(i, p, k) for k in range(first[i], devs[i].n_layers + 1)]
             options += [(p, i, k) for k in range(first[p] + 1, devs[p].n_layers)]
             if symmetric:  # with C_i <= C_p only "i before p" and "i inside p" remain
                 options = [(a, b, k) for a, b, k in options if a == p or k == devs[i].n_layers]
+            options = [(a, b, k) for a, b, k in options if k in (first[a], devs[a].n_layers) or nest_fits(a, b, k)]
             relax = local_all[i] + local_all[p]
             chosen = []
             for a, b, k in options:
                 var = m.v[a, b, k]
                 chosen.append(var)
-                big_a = horizon[a] + max(devs[a].server_ms)  # bounds every start/finish of device a
-                big_b = horizon[b] + max(devs[b].server_ms)
+                big_a, big_b = horizon[a], horizon[b]  # bound every (phantom) start/finish of the device
                 if k < devs[a].n_layers:  # a's layer k+1 waits for b's last server layer
                     m.cons.add(m.s[a, k + 1] >= finish(b, devs[b].n_layers) - big_b * (1 - var + relax))
                 if k > first[a]:  # b's first server layer waits for a's layer k
