@@ -24,7 +24,6 @@ from dnnpart import networks, paths
 from dnnpart.errors import DnnpartError, ScenarioError
 from dnnpart.instance import Device, Instance
 
-ROLES = ("device", "server")
 
 
 def upload_ms(n_bytes, bandwidth_mbps: float):
@@ -174,16 +173,10 @@ def has_role(folder: Path, role: str) -> bool:
         return False
 
 
-def available_profiles() -> list[str]:
-    """Profile names under data/profiles/ (folders serving at least one role)."""
-    if not paths.PROFILES_DIR.is_dir():
-        return []
-    return sorted(p.name for p in paths.PROFILES_DIR.iterdir()
-                  if p.is_dir() and any(has_role(p, role) for role in ROLES))
-
-
 def _profile_ref(value, role: str, base: Path, place: str, fail) -> ProfileRef:
     """A bare name is looked up under data/profiles/ first; anything else is a folder relative to the file."""
+    from dnnpart.delay import available_profiles
+
     label = _string(value, place, fail)
     candidates = []
     if "/" not in label and "\\" not in label:
