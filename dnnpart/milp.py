@@ -304,7 +304,6 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
     if time_limit is not None and not time_limit > 0:
         raise DnnpartError(f"time limit must be a positive number of seconds, got {time_limit}")
     from pyomo.contrib.solver.common.factory import SolverFactory
-    from pyomo.contrib.solver.common.results import TerminationCondition
 
     t0 = time.perf_counter()
     cut_sets = _cut_sets(instance, fixed_cuts)
@@ -312,17 +311,37 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
     # The heuristic's schedule is the fallback incumbent for both formulations (a time limit always returns
     # a schedule); only the exact formulation also hands its value to HiGHS as a cutoff.
-    fallback = heuristic(instance, cut_sets, time_budget_s=2.0) if warm_start else None
+    budget = 2.0 if time_limit is None else min(2.0, 0.1 * time_limit)
+    fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
     warm = fallback if formulation == "exact" else None
     build = _build_exact if formulation == "exact" else _build_paper
     model, extract = build(instance, cut_sets)
     options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
     if warm is not None:  # prune with the heuristic's value; its schedule stays the fallback incumbent
         options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
-    remaining = None if time_limit is None else max(0.01, time_limit - (time.perf_counter() - t0))
-    res = SolverFactory("highs").solve(model, time_limit=remaining, load_solutions=False,
-                                       raise_exception_on_nonoptimal_result=False, solver_options=options,
-                                       threads=threads)
+    remaining = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+    if remaining is not None and remaining < 0.5 and fallback is not None:
+        res = None  # building the model used up the time limit: report the heuristic schedule
+    else:
+        res = SolverFactory("highs").solve(model, time_limit=None if remaining is None else max(0.05, remaining),
+                                           load_solutions=False, raise_exception_on_nonoptimal_result=False,
+                                           solver_options=options, threads=threads)
+    return _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0)
+
+
+def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0) -> Solution:
+    """Pick the best of the solver's and the heuristic's schedules, validate it, and report the bound."""
+    from pyomo.contrib.solver.common.results import TerminationCondition
+
+    # every device finishes no earlier than alone on the server with its best cut: always a valid bound
+    trivial = sum(min(d.alone_ms(c) for c in cs) for d, cs in zip(instance.devices, cut_sets)) / len(instance)
+    if res is None:
+        best, bound = fallback, trivial
+        best.validate()
+        return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status="time_limit",
+                        proven_optimal=False, gap=(best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12),
+                        bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
+                        schedule=best)
     term = res.termination_condition
     best = fallback
     if res.incumbent_objective is not None:
@@ -339,8 +358,7 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         raise ScheduleError(f"HiGHS claims {res.incumbent_objective} ms optimal but the heuristic found "
                             f"{best.avg_delay_ms} ms: the {formulation} formulation is wrong")
     bound = res.objective_bound
-    if bound is not None and not math.isfinite(bound):
-        bound = None
+    bound = trivial if bound is None or not math.isfinite(bound) else max(bound, trivial)
     if term == TerminationCondition.objectiveLimit or (
             warm is not None and term == TerminationCondition.provenInfeasible):
         # nothing beats the heuristic's value: the heuristic schedule is optimal
