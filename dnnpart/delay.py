@@ -87,6 +87,10 @@ def features(layers: pd.DataFrame) -> pd.DataFrame:
     for col, src in (("lg", "G"), ("lk", "K"), ("ll", "L"), ("lo", "O"), ("lcin", "Cin"), ("ls", "S"),
                      ("lgroups", "groups")):
         f[col] = np.log(f[src].clip(lower=1))
+    # log2 of bytes streamed per run, for the cache-size hinges: weights (conv: K^2 I O, fc: I O floats) and
+    # conv's im2col buffer (K^2 I G^2 floats per group)
+    f["lwb"] = np.log2((f["K"] ** 2 * f["Cin"] * f["O"] * groups * 4).clip(lower=1))
+    f["lcolb"] = np.log2((f["K"] ** 2 * f["Cin"] * f["G"] ** 2 * 4).clip(lower=1))
     if "latency_ms" in layers:
         f["latency_ms"] = layers["latency_ms"].astype(float)
         f["log_ms"] = np.log(f["latency_ms"])
@@ -111,13 +115,31 @@ def polynomial_formula(variables: list[str], degree: int, max_power: dict[str, i
     return "log_ms ~ " + " + ".join(terms)
 
 
+# Knots (log2 bytes: 64 KiB .. 256 MiB) of piecewise-linear terms in a byte count: an fc layer streams its
+# weights once per run (a conv its im2col buffer), so time per byte steps where they stop fitting in L2, then L3.
+BYTE_KNOTS_LOG2 = tuple(range(16, 29))
+HINGE_VARIABLES = {"fc": "lwb", "conv": "lcolb"}
+
+
+def hinge_terms(variable: str, knots) -> list[str]:
+    return [f"I(({variable} - {k}) * ({variable} > {k}))" for k in knots]
+
+
 def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[str]:
-    """dnnpart candidates: polynomials of degree 1..3 in the log factors that vary in the training rows."""
+    """dnnpart candidates: polynomials of degree 1..3 in the log factors that vary in the training rows;
+    for fc and conv also degree-2/3 polynomials plus a piecewise-linear function of log2(bytes streamed)."""
     levels = {v: train[v].nunique() for v in LOG_VARIABLES[layer_type]}
     variables = [v for v, n in levels.items() if n > 1]
     if not variables:
         return ["log_ms ~ 1"]
-    return [polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) for d in (1, 2, 3)]
+    cands = [polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) for d in (1, 2, 3)]
+    if layer_type in HINGE_VARIABLES:
+        hv = HINGE_VARIABLES[layer_type]
+        knots = [k for k in BYTE_KNOTS_LOG2 if (train[hv] > k).sum() >= 5]
+        for d in (2, 3):
+            cands.append(polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) + " + "
+                         + " + ".join(hinge_terms(hv, knots)))
+    return cands
 
 
 # --------------------------------------------------------------------------------------------- profile I/O

@@ -1,0 +1,46 @@
+"""`dnnpart fit` and `dnnpart profile` through the command line."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from dnnpart.cli import main
+from dnnpart.delay import FAMILIES, METRIC_COLUMNS
+from dnnpart.profiling import CSV_COLUMNS, LAYER_TYPES, ROLES
+
+
+def test_fit_json_has_the_documented_keys(capsys):
+    assert main(["fit", "--profile", "measured", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert records and all(list(r) == METRIC_COLUMNS for r in records)
+    combos = {(r["role"], r["layer_type"], r["family"]) for r in records}
+    assert combos == {(r, t, f) for r in ROLES for t in LAYER_TYPES for f in FAMILIES}
+    for r in records:
+        assert r["n_test"] == round(0.2 * (r["n_train"] + r["n_test"]))
+        assert 0 <= r["within10"] <= 1 and r["mae_ms"] >= 0
+    conv = [r for r in records if r["layer_type"] == "conv"]
+    assert all(r["n_train"] + r["n_test"] >= 1000 for r in conv)
+
+
+def test_fit_table_and_errors(capsys):
+    assert main(["fit", "--profile", "measured"]) == 0
+    out = capsys.readouterr().out
+    assert "r2_test" in out and "within10" in out and "dnnpart" in out
+    assert main(["fit", "--profile", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "measured" in err and "paper" in err
+    assert main(["fit", "--profile", "paper"]) == 2  # fixed models, nothing to fit
+    assert "no measured CSV" in capsys.readouterr().err
+
+
+def test_profile_cli_tiny_run(tmp_path, capsys):
+    out = tmp_path / "prof"
+    assert main(["profile", "--role", "server", "--threads", "1", "--out", str(out), "--layer-types", "softmax",
+                 "--limit", "2", "--repeats", "3"]) == 0
+    df = pd.read_csv(out / "server.csv")
+    assert list(df.columns) == list(CSV_COLUMNS) and len(df) == 2 and (df["role"] == "server").all()
+    meta = json.loads((out / "server.json").read_text())
+    assert meta["threads"] == 1 and meta["command"].startswith("dnnpart ")
+    assert main(["profile", "--role", "server", "--out", str(out), "--layer-types", "gelu"]) == 2
+    assert "valid types" in capsys.readouterr().err
