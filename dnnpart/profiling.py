@@ -438,7 +438,7 @@ def cpu_model() -> str:
 
 
 def _write_metadata(out: Path, role: str, threads: int, seed: int, started: str, csv_path: Path,
-                    command: str | None) -> dict:
+                    command: str | None, measured: int = 0) -> dict:
     import onnx
     import onnxruntime as ort
     import pandas as pd
@@ -472,11 +472,18 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, started: str,
         "note": "",
     }
     meta_path = out / f"{role}.json"
-    if meta_path.exists():  # keep a hand-written note (e.g. "shared VM") across resumed runs
+    old = {}
+    if meta_path.exists():
         try:
-            meta["note"] = json.loads(meta_path.read_text()).get("note", "")
+            old = json.loads(meta_path.read_text())
         except json.JSONDecodeError:
             pass
+    meta["note"] = old.get("note", "")  # keep the note (e.g. "shared VM") across resumed runs
+    # one entry per run that wrote into this CSV, so a resumed profile keeps the provenance of every run
+    runs = [r for r in old.get("runs", []) if r.get("started_utc") != started]
+    runs.append({"started_utc": started, "ended_utc": meta["date_utc"], "command": command, "threads": threads,
+                 "load_average_end": meta["load_average"], "configs_measured": measured})
+    meta["runs"] = runs
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -521,7 +528,7 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
             configs = configs[:limit]
         todo += [c for c in configs if c.key(role) not in done]
 
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")  # also identifies the run
     rng = np.random.default_rng(seed)
     from tqdm.auto import tqdm
 
@@ -532,13 +539,13 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
             if c.layer_type != last_type:
                 bar.set_postfix_str(c.layer_type)
                 if last_type is not None:
-                    _write_metadata(out, role, threads, seed, started, csv_path, command)
+                    _write_metadata(out, role, threads, seed, started, csv_path, command, bar.n)
                 last_type = c.layer_type
             result = measure(c, threads, repeats, rng)
             fh.write(_format_row(role, c, result))
             fh.flush()
             bar.update(1)
-    _write_metadata(out, role, threads, seed, started, csv_path, command)
+    _write_metadata(out, role, threads, seed, started, csv_path, command, len(todo))
     return csv_path
 
 

@@ -72,8 +72,9 @@ def test_tiny_real_run_writes_valid_rows_and_metadata(tmp_path):
     assert (df["p10_ms"] <= df["latency_ms"]).all() and (df["latency_ms"] <= df["p90_ms"]).all()
     meta = json.loads((tmp_path / "device.json").read_text())
     assert meta["threads"] == 1 and meta["configs_per_type"] == {"conv": 2, "fc": 2, "relu": 2}
-    for key in ("cpu_model", "cores", "onnxruntime", "date_utc"):
+    for key in ("cpu_model", "cores", "onnxruntime", "date_utc", "clock"):
         assert meta[key]
+    assert [r["configs_measured"] for r in meta["runs"]] == [6]
 
 
 def test_resume_skips_done_rows_and_recovers_a_truncated_line(tmp_path, monkeypatch):
@@ -97,9 +98,11 @@ def test_resume_skips_done_rows_and_recovers_a_truncated_line(tmp_path, monkeypa
     assert len(df) == 6 and df.iloc[-1]["latency_ms"] == 1.0
     assert csv_path.read_text().startswith("".join(lines[:-1]))
 
-    # a larger limit measures only the new configurations
+    # a larger limit measures only the new configurations; every run stays in the metadata's history
     P.run_profile(tmp_path, "device", threads=1, layer_types=["fc"], limit=3, repeats=3, progress=False)
     assert len(calls) == 2 and calls[1] == P.design("fc")[2]
+    runs = json.loads((tmp_path / "device.json").read_text())["runs"]
+    assert sum(r["configs_measured"] for r in runs) == 8
 
 
 def test_a_csv_with_another_header_is_refused(tmp_path):
