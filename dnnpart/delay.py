@@ -602,7 +602,7 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
     return result
 
 
-def additivity_check(profile: str | Path, role: str, networks_: list[str] | None = None, family: str = "dnnpart",
+def additivity_check(profile: str | Path, role: str, network_names: list[str] | None = None, family: str = "dnnpart",
                      threads: int | None = None, repeats: int | None = None, seed: int = 0) -> pd.DataFrame:
     """Per zoo network: sum of predicted layer delays vs a measured whole-network run, and their ratio.
 
@@ -616,7 +616,7 @@ def additivity_check(profile: str | Path, role: str, networks_: list[str] | None
     model = load_delay_model(profile, family, seed)
     threads = profile_threads(profile, role) if threads is None else threads
     rows = []
-    for name in networks_ or networks.names():
+    for name in network_names or networks.names():
         table = networks.get(name)
         predicted = float(model.predict(table, role).sum())
         run = measure_network(name, threads, repeats, seed)

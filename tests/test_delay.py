@@ -213,7 +213,7 @@ def test_shipped_model_caches_match_their_csvs():
 
 def test_additivity_check_on_lenet(tmp_path):
     shutil.copytree(PROFILES_DIR / "measured", tmp_path / "m")
-    df = D.additivity_check(tmp_path / "m", "device", networks_=["lenet"], repeats=3)
+    df = D.additivity_check(tmp_path / "m", "device", network_names=["lenet"], repeats=3)
     assert list(df["network"]) == ["lenet"] and df.loc[0, "threads"] == 1
     row = df.iloc[0]
     assert row["measured_ms"] > 0 and row["predicted_ms"] > 0
