@@ -51,8 +51,16 @@ def device_for_table(name: str, layers: pd.DataFrame, device_model, server_model
     costs nothing unless a downlink rate is given.
     """
     check_load(load)
-    local = device_model.predict(layers, "device").to_numpy(dtype=float)
-    server = server_model.predict(layers, "server").to_numpy(dtype=float) / (1.0 - load)
+    return device_from_times(name, layers, device_model.predict(layers, "device"),
+                             server_model.predict(layers, "server"), bandwidth_mbps, load, downlink_mbps)
+
+
+def device_from_times(name: str, layers: pd.DataFrame, local_ms, server_ms, bandwidth_mbps: float,
+                      load: float = 0.0, downlink_mbps: float | None = None) -> Device:
+    """`device_for_table` with the per-layer delays already predicted (server times at load 0)."""
+    check_load(load)
+    local = np.asarray(local_ms, dtype=float)
+    server = np.asarray(server_ms, dtype=float) / (1.0 - load)
     upload = upload_ms(layers["in_bytes"].to_numpy(), bandwidth_mbps)
     download = 0.0
     if downlink_mbps is not None:
@@ -60,6 +68,14 @@ def device_for_table(name: str, layers: pd.DataFrame, device_model, server_model
         download = float(upload_ms(layers["out_bytes"].iloc[-1], downlink_mbps))
     return Device(name=name, local_ms=local.tolist(), server_ms=server.tolist(), upload_ms=upload.tolist(),
                   download_ms=download)
+
+
+def predict_tables(model, tables: list[pd.DataFrame], role: str) -> list[np.ndarray]:
+    """model.predict over several layer tables in one call (one design matrix per layer type, not per table)."""
+    stacked = pd.concat(tables, ignore_index=True)
+    times = model.predict(stacked, role).to_numpy(dtype=float)
+    bounds = np.cumsum([0] + [len(t) for t in tables])
+    return [times[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def network_instance(network: str, n_devices: int, bandwidth_mbps: float, load: float = 0.0,
@@ -373,11 +389,20 @@ def compile_scenario(path_or_scenario) -> CompiledScenario:
                 raise fail(place, str(exc)) from None
         return models[key]
 
+    # Predict per profile over all the tables it serves at once: the delay models' cost is per call.
+    groups = scenario.groups
+    server_ms = predict_tables(model(scenario.server_profile, "server.profile"), [g.layers for g in groups], "server")
+    local_ms = [None] * len(groups)
+    for folder in dict.fromkeys(str(g.profile.folder) for g in groups):
+        members = [k for k, g in enumerate(groups) if str(g.profile.folder) == folder]
+        dev_model = model(groups[members[0]].profile, f"devices[{members[0]}].profile")
+        for k, times in zip(members, predict_tables(dev_model, [groups[k].layers for k in members], "device")):
+            local_ms[k] = times
+
     devices, owner = [], []
-    server_model = model(scenario.server_profile, "server.profile")
-    for g, group in enumerate(scenario.groups):
-        first = device_for_table(f"{group.name}-0", group.layers, model(group.profile, f"devices[{g}].profile"),
-                                 server_model, group.uplink_mbps, scenario.load, group.downlink_mbps)
+    for g, group in enumerate(groups):
+        first = device_from_times(f"{group.name}-0", group.layers, local_ms[g], server_ms[g], group.uplink_mbps,
+                                  scenario.load, group.downlink_mbps)
         for k in range(group.count):
             devices.append(Device(f"{group.name}-{k}", first.local_ms, first.server_ms, first.upload_ms,
                                   first.download_ms))
