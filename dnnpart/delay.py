@@ -6,8 +6,9 @@ Two model families per (role, layer type):
   G^2 K^2 O I, G^2 K^2 I, G^2 O (G = out_side, K = kernel, O = out_channels, I = in_channels / groups, the
   channels one filter sees, so the first term is the layer's MACs). Other types get the analogous polynomial in
   their element counts, with an intercept (the per-call overhead).
-* ``dnnpart`` -- the project's form: OLS in log space (log latency on a polynomial of the logs of the factors),
-  the degree chosen per layer type by the error on a validation split carved out of the training rows.
+* ``dnnpart`` -- the project's form: OLS in log space (log latency on a polynomial of the logs of the factors;
+  for conv and fc optionally plus a piecewise-linear term in log2 of the bytes streamed, for cache cliffs), the
+  candidate chosen per layer type by its MAPE on a validation split carved out of the training rows.
 
 Every fit uses an 80/20 train/test split with a fixed seed; metrics are computed on the test rows only.
 Fitted models are cached next to the CSV as <role>.<family>.model.json (formula + parameters + the CSV's sha256)
