@@ -270,14 +270,25 @@ class LayerModel:
 
 
 def fit_formula(formula: str, train_feats: pd.DataFrame) -> LayerModel:
-    """OLS with statsmodels' formula API (patsy engine pinned)."""
-    import statsmodels.formula.api as smf
+    """OLS with statsmodels' formula API (patsy engine pinned).
 
-    with _pinned_formula_engine():
+    A rank-deficient design (too few distinct factor values for the formula, e.g. a small profile) is not an
+    error -- OLS uses the minimum-norm solution -- but it is recorded as info["rank_deficient"] instead of
+    warning, so that model selection can prefer identifiable candidates.
+    """
+    import warnings
+
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import SingularMatrixWarning
+
+    with _pinned_formula_engine(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SingularMatrixWarning)
         res = smf.ols(formula, data=train_feats).fit()
+    rank_deficient = any(issubclass(w.category, SingularMatrixWarning) for w in caught)
     log_response = formula.startswith("log_ms")
     floor = 0.0 if log_response else float(train_feats["latency_ms"].min())
-    return LayerModel(formula, {k: float(v) for k, v in res.params.items()}, log_response, floor_ms=floor)
+    return LayerModel(formula, {k: float(v) for k, v in res.params.items()}, log_response, floor_ms=floor,
+                      info={"rank_deficient": True} if rank_deficient else {})
 
 
 def metrics(measured: np.ndarray, predicted: np.ndarray) -> dict:
@@ -295,16 +306,19 @@ def select_dnnpart_formula(layer_type: str, train_feats: pd.DataFrame, seed: int
     n_val = int(round(VALIDATION_SHARE * len(train_feats)))
     perm = np.random.default_rng([seed, 1]).permutation(len(train_feats))
     val, fit_part = train_feats.iloc[np.sort(perm[:n_val])], train_feats.iloc[np.sort(perm[n_val:])]
-    scores = {}
+    scores, deficient = {}, set()
     for formula in cands:
         n_terms = formula.count("+") + 2
         if n_terms >= len(fit_part):  # not enough rows to estimate this many terms
             continue
         model = fit_formula(formula, fit_part)
+        if model.info.get("rank_deficient"):
+            deficient.add(formula)
         scores[formula] = metrics(val["latency_ms"].to_numpy(), model.predict(val).to_numpy())["mape"]
     if not scores:
         return cands[0], {}
-    return min(scores, key=scores.get), scores
+    eligible = {f: v for f, v in scores.items() if f not in deficient} or scores
+    return min(eligible, key=eligible.get), scores
 
 
 def fit_layer_type(df_type: pd.DataFrame, layer_type: str, family: str, seed: int = 0) -> LayerModel:
@@ -319,7 +333,7 @@ def fit_layer_type(df_type: pd.DataFrame, layer_type: str, family: str, seed: in
         formula, scores = select_dnnpart_formula(layer_type, ftrain, seed)
     model = fit_formula(formula, ftrain)
     m = metrics(ftest["latency_ms"].to_numpy(), model.predict(ftest).to_numpy()) if len(test) else {}
-    model.info = {**m, "n_train": len(train), "n_test": len(test),
+    model.info = {**model.info, **m, "n_train": len(train), "n_test": len(test),
                   **({"validation_mape": scores} if scores else {})}
     return model
 

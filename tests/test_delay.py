@@ -218,3 +218,13 @@ def test_additivity_check_on_lenet(tmp_path):
     row = df.iloc[0]
     assert row["measured_ms"] > 0 and row["predicted_ms"] > 0
     assert row["ratio"] == pytest.approx(row["predicted_ms"] / row["measured_ms"])
+
+
+def test_rank_deficient_fit_is_recorded_not_warned(recwarn):
+    df = synthetic_profile()
+    df = df[(df["kernel"] == 3) & (df["out_side"] == 56) & (df["out_channels"] == 64)]  # G, K, O fixed: collinear
+    model = D.fit_formula(D.PAPER_CONV_FORMULA, D.features(df))
+    assert model.info["rank_deficient"] is True
+    assert not [w for w in recwarn if "rank" in str(w.message)]
+    full = D.fit_formula(D.PAPER_CONV_FORMULA, D.features(synthetic_profile()))
+    assert "rank_deficient" not in full.info
