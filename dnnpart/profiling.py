@@ -120,7 +120,8 @@ def _channels(rng, lo, hi) -> int:
 
 def _conv_random(rng, n) -> list[Config]:
     """Random convs shaped like real ones (zoo and common imports): kernels no wider than the map, big kernels
-    only on big maps with stride <= kernel, input channels 1 or 3 for stems, otherwise mostly multiples of 8."""
+    only on big maps (strides up to 4 for kernels >= 5, up to 2 otherwise), input channels 1 or 3 for stems,
+    otherwise mostly multiples of 8."""
     out = []
     while len(out) < n:
         k = int(rng.choice([1, 1, 3, 3, 3, 3, 5, 5, 7, 11]))
