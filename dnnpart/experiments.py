@@ -17,6 +17,9 @@ import pandas as pd
 from dnnpart import baselines, milp, networks
 from dnnpart.scenario import network_instance
 
+# The deployment analyses (issue 6) live in dnnpart.deployment; they are sweeps too, so they are reachable here.
+from dnnpart.deployment import bandwidth_sensitivity, robustness, robustness_summary  # noqa: E402,F401
+
 METHODS = ["case1", "case2", "case3", "independent"]
 METHOD_LABELS = {
     "case1": "Case 1: optimal partition (MILP)",

@@ -11,6 +11,7 @@ Two ways in:
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -81,16 +82,27 @@ def predict_tables(model, tables: list[pd.DataFrame], role: str) -> list[np.ndar
 def network_instance(network: str, n_devices: int, bandwidth_mbps: float, load: float = 0.0,
                      profile: str = "paper", family: str = "dnnpart") -> Instance:
     """The paper's experiments: n identical devices running one zoo network over identical uplinks."""
-    from dnnpart.delay import load_delay_model
-
     if int(n_devices) != n_devices or n_devices < 1:
         raise DnnpartError(f"number of devices must be a positive integer, got {n_devices}")
+    check_load(load)
+    local, server, in_bytes = _zoo_delays(network, str(profile), family)
+    upload = upload_ms(in_bytes, bandwidth_mbps)
+    return Instance([Device(name=f"d{i}", local_ms=list(local), server_ms=[t / (1.0 - load) for t in server],
+                            upload_ms=upload.tolist(), download_ms=0.0)
+                     for i in range(int(n_devices))])
+
+
+@functools.lru_cache(maxsize=64)
+def _zoo_delays(network: str, profile: str, family: str) -> tuple[tuple, tuple, tuple]:
+    """Predicted local and server ms and input bytes per layer of a zoo network, computed once per process:
+    a sweep builds hundreds of instances from the same few (network, profile) pairs, and prediction is the
+    slow part (patsy evaluates every formula)."""
+    from dnnpart.delay import load_delay_model
+
     layers = networks.get(network)
     model = load_delay_model(profile, family=family)
-    device = device_for_table("d0", layers, model, model, bandwidth_mbps, load)
-    return Instance([Device(name=f"d{i}", local_ms=device.local_ms, server_ms=device.server_ms,
-                            upload_ms=device.upload_ms, download_ms=device.download_ms)
-                     for i in range(int(n_devices))])
+    return (tuple(model.predict(layers, "device").astype(float)), tuple(model.predict(layers, "server").astype(float)),
+            tuple(layers["in_bytes"].astype(float)))
 
 
 # --- scenario files --------------------------------------------------------------------------------------
