@@ -85,22 +85,32 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-limit", type=float, default=20.0, help="time limit of each solve of the N=1..16 sweep")
     ap.add_argument("--max-n", type=int, default=16)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--scenarios", default="sweep,n3,hetero",
+                    help="comma-separated subset; rows of other scenarios already in --out are kept")
     args = ap.parse_args(argv)
+    wanted = set(args.scenarios.split(","))
     rows = []
-    for network in ("alexnet", "vgg16"):
+    for network in ("alexnet", "vgg16") if "sweep" in wanted else ():
         for n in range(1, args.max_n + 1):
             inst, source = identical(network, n, 2.5)
             run(rows, "sweep", network, inst, source, "exact", args.sweep_limit)
             if n <= 2:
                 run(rows, "sweep", network, inst, source, "paper", args.sweep_limit)
-    inst, source = identical("alexnet", 3, 5.0)
-    run(rows, "n3", "alexnet", inst, source, "exact", args.limit)
-    run(rows, "n3", "alexnet", inst, source, "paper", args.paper_limit)
-    for n in (10, 100):
+    if "n3" in wanted:
+        inst, source = identical("alexnet", 3, 5.0)
+        run(rows, "n3", "alexnet", inst, source, "exact", args.limit)
+        run(rows, "n3", "alexnet", inst, source, "paper", args.paper_limit)
+    for n in (10, 100) if "hetero" in wanted else ():
         inst, source = heterogeneous(n)
         run(rows, "hetero", "mixed", inst, source, "exact", args.limit)
     df = pd.DataFrame(rows)
-    write_csv(df, Path(args.out))
+    out = Path(args.out)
+    if out.exists() and wanted != {"sweep", "n3", "hetero"}:
+        old = pd.read_csv(out)
+        df = pd.concat([old[~old.scenario.isin(wanted)], df], ignore_index=True)
+        order = {"sweep": 0, "n3": 1, "hetero": 2}
+        df = df.sort_values("scenario", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    write_csv(df, out)
     summarise(df)
     return 0
 
