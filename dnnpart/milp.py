@@ -312,7 +312,7 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
     # The heuristic's schedule is the fallback incumbent for both formulations (a time limit always returns
     # a schedule); only the exact formulation also hands its value to HiGHS as a cutoff.
-    budget = 2.0 if time_limit is None else min(2.0, 0.1 * time_limit)
+    budget = 5.0 if time_limit is None else 0.2 * time_limit  # local search stops earlier once converged
     if formulation == "exact" and time_limit is not None and len(instance) > LARGE_N:
         # Beyond LARGE_N devices the pairwise model takes longer to build than a typical limit and its LP
         # bound is no better than the no-contention bound: spend the time on the heuristic instead.
