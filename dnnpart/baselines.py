@@ -14,29 +14,30 @@ from dnnpart.instance import Instance
 from dnnpart.milp import Solution, independent_cuts, solve
 
 
-def with_cuts(instance: Instance, cuts, time_limit: float | None = None) -> Solution:
+def with_cuts(instance: Instance, cuts, time_limit: float | None = None, node_limit: int | None = None) -> Solution:
     """The best server schedule for fixed cuts."""
-    return solve(instance, "exact", time_limit=time_limit, fixed_cuts=cuts)
+    return solve(instance, "exact", time_limit=time_limit, fixed_cuts=cuts, node_limit=node_limit)
 
 
-def all_server(instance: Instance, time_limit: float | None = None) -> Solution:
+def all_server(instance: Instance, time_limit: float | None = None, node_limit: int | None = None) -> Solution:
     """Case 2: offload everything (cut 0)."""
-    return with_cuts(instance, [0] * len(instance), time_limit)
+    return with_cuts(instance, [0] * len(instance), time_limit, node_limit)
 
 
-def all_local(instance: Instance, time_limit: float | None = None) -> Solution:
+def all_local(instance: Instance, time_limit: float | None = None, node_limit: int | None = None) -> Solution:
     """Case 3: run everything on the device (cut M)."""
-    return with_cuts(instance, [d.n_layers for d in instance.devices], time_limit)
+    return with_cuts(instance, [d.n_layers for d in instance.devices], time_limit, node_limit)
 
 
-def independent(instance: Instance, time_limit: float | None = None) -> Solution:
+def independent(instance: Instance, time_limit: float | None = None, node_limit: int | None = None) -> Solution:
     """Each device's selfish best cut, then the server's best schedule of what arrives."""
-    return with_cuts(instance, independent_cuts(instance), time_limit)
+    return with_cuts(instance, independent_cuts(instance), time_limit, node_limit)
 
 
 BASELINES = {"case2": all_server, "case3": all_local, "independent": independent}
 
 
-def evaluate_all(instance: Instance, time_limit: float | None = None) -> dict[str, Solution]:
+def evaluate_all(instance: Instance, time_limit: float | None = None, node_limit: int | None = None
+                 ) -> dict[str, Solution]:
     """Every baseline by name (case2, case3, independent)."""
-    return {name: fn(instance, time_limit) for name, fn in BASELINES.items()}
+    return {name: fn(instance, time_limit, node_limit) for name, fn in BASELINES.items()}

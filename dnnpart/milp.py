@@ -298,8 +298,13 @@ def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]
 
 
 def solve(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
-          fixed_cuts=None, threads: int | None = None, warm_start: bool = True) -> Solution:
-    """Minimise the average completion time; see the module docstring and docs/optimiser.md."""
+          fixed_cuts=None, threads: int | None = None, warm_start: bool = True,
+          node_limit: int | None = None) -> Solution:
+    """Minimise the average completion time; see the module docstring and docs/optimiser.md.
+
+    `node_limit` caps HiGHS's branch-and-bound nodes: unlike a time limit it stops at the same point on
+    every run and machine, so sweeps that must write identical CSVs use it (status "node_limit").
+    """
     if formulation not in FORMULATIONS:
         raise DnnpartError(f"unknown formulation {formulation!r}; choose one of {list(FORMULATIONS)}")
     if time_limit is not None and not time_limit > 0:
@@ -323,6 +328,8 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
     build = _build_exact if formulation == "exact" else _build_paper
     model, extract = build(instance, cut_sets)
     options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
+    if node_limit is not None:
+        options["mip_max_nodes"] = int(node_limit)
     if warm is not None:  # prune with the heuristic's value; its schedule stays the fallback incumbent
         options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
     remaining = None if time_limit is None else time_limit - (time.perf_counter() - t0)
@@ -377,7 +384,8 @@ def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, s
     gap = 0.0 if proven else (None if bound is None else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12))
     if proven:
         bound = best.avg_delay_ms if bound is None else bound
-    status = "optimal" if proven else {TerminationCondition.maxTimeLimit: "time_limit"}.get(term, term.name)
+    status = "optimal" if proven else {TerminationCondition.maxTimeLimit: "time_limit",
+                                       TerminationCondition.iterationLimit: "node_limit"}.get(term, term.name)
     return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status, proven_optimal=proven,
                     gap=gap, bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
                     schedule=best)

@@ -97,3 +97,19 @@ def save_figure(fig, directory: Path, name: str) -> list[Path]:
         written.append(path)
     plt.close(fig)
     return written
+
+
+def solver_scaling_plot(df):
+    """Solve time against the number of devices, one line per formulation; hollow markers: not proven optimal."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for formulation, part in df.groupby("formulation", sort=True):
+        line, = ax.plot(part["n_devices"], part["solve_time_s"], marker="o", label=formulation)
+        open_ = part[~part["proven_optimal"].astype(bool)]
+        ax.plot(open_["n_devices"], open_["solve_time_s"], "o", markerfacecolor="white",
+                markeredgecolor=line.get_color(), markersize=9)
+    ax.set_yscale("log")
+    ax.set_xlabel("number of identical devices")
+    ax.set_ylabel("solve time (s)")
+    ax.set_title("Solve time per formulation (hollow: time limit hit, not proven optimal)", fontsize=10)
+    ax.legend(title="formulation")
+    return fig

@@ -88,3 +88,16 @@ def test_bad_arguments(inst):
     big = Instance(tuple(Device(f"d{i}", [1] * 8, [1] * 8, [1] * 8) for i in range(4)))
     with pytest.raises(OracleTooLargeError, match="limit"):
         brute_force(big)
+
+
+def test_node_limit_stops_at_the_same_point_every_run():
+    from dnnpart.scenario import network_instance
+
+    inst = network_instance("alexnet", 6, 2.5, 0.0, "paper")
+    first, second = (solve(inst, node_limit=1) for _ in range(2))
+    assert first.status in {"optimal", "node_limit"}
+    assert first.proven_optimal == (first.status == "optimal")
+    assert (first.avg_delay_ms, first.cuts, first.gap) == (second.avg_delay_ms, second.cuts, second.gap)
+    first.schedule.validate()
+    # a limited solve is never better than the proven optimum
+    assert first.avg_delay_ms >= solve(inst).avg_delay_ms - 1e-6
