@@ -38,9 +38,11 @@ def _lines(df, x, y, ylabel, xlabel, title, logx=False, logy=False):
 
 
 def _relabel_legend(g):
+    """Method names spelled out, in a legend below the panels (beside them it covered the right panel)."""
     if g.legend is not None:
         for text in g.legend.texts:
             text.set_text(METHOD_LABELS.get(text.get_text(), text.get_text()))
+        sns.move_legend(g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, title=None, frameon=False)
 
 
 def fig1_delay_vs_bandwidth(df):
