@@ -13,7 +13,9 @@ from dnnpart import paths
 TOL = 1e-6
 
 
-def run_notebook(name: str, tmp_path, **parameters) -> pd.DataFrame:
+def run_notebook(name: str, tmp_path, **parameters):
+    """Execute a notebook with papermill into tmp_path; returns the folder its CSVs are written to."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(
         str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
         parameters={"out_dir": str(tmp_path), **parameters}, kernel_name="python3",
@@ -78,3 +80,11 @@ def test_devices_notebook(tmp_path):
 def test_bad_parameter_fails_the_notebook(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="load"):
         run_notebook("04-server-load", tmp_path, profiles=["paper"], loads=[1.5])
+
+
+def test_two_runs_write_identical_csvs(tmp_path):
+    """make reproduce must write the same data every time: fixed seeds and node-limited (not timed) solves."""
+    params = dict(profiles=["paper", "measured"], loads=[0.0, 0.6])
+    first = run_notebook("04-server-load", tmp_path / "a", **params) / "fig4.csv"
+    second = run_notebook("04-server-load", tmp_path / "b", **params) / "fig4.csv"
+    assert first.read_bytes() == second.read_bytes()
