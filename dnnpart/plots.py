@@ -30,8 +30,13 @@ def _lines(df, x, y, ylabel, xlabel, title, logx=False, logy=False):
             ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
+    return _decorate(g, xlabel, ylabel, title)
+
+
+def _decorate(g, xlabel, ylabel, title, panel_titles="profile: {col_name}"):
+    """Axis labels, panel titles, the spelled-out legend and the figure title of a seaborn grid."""
     g.set_axis_labels(xlabel, ylabel)
-    g.set_titles("profile: {col_name}")
+    g.set_titles(panel_titles)
     _relabel_legend(g)
     g.figure.suptitle(title, y=1.03)
     return g.figure
@@ -53,11 +58,8 @@ def fig1_delay_vs_bandwidth(df):
 def fig2_relative_speed(df):
     g = sns.catplot(data=df, x="network", y="relative_speed", hue="method", hue_order=METHODS, col="profile",
                     kind="bar", palette=PALETTE, height=3.6, aspect=1.25, sharey=False)
-    g.set_axis_labels("network", "relative speed (Case-3 delay / delay)")
-    g.set_titles("profile: {col_name}")
-    _relabel_legend(g)
-    g.figure.suptitle("Fig. 2: relative speed per network at 1 Mbps", y=1.03)
-    return g.figure
+    return _decorate(g, "network", "relative speed (Case-3 delay / delay)",
+                     "Fig. 2: relative speed per network at 1 Mbps")
 
 
 def fig3_transmitted_vs_bandwidth(df):
@@ -70,11 +72,8 @@ def fig3_transmitted_vs_bandwidth(df):
                     palette=PALETTE, height=3.0, aspect=1.4, facet_kws={"sharey": False})
     for ax in g.axes.flat:
         ax.set_xscale("log")
-    g.set_axis_labels("uplink bandwidth (Mbps)", "transmitted data (MB)")
-    g.set_titles("{row_name} — profile: {col_name}")
-    _relabel_legend(g)
-    g.figure.suptitle("Fig. 3: transmitted data vs bandwidth (AlexNet)", y=1.02)
-    return g.figure
+    return _decorate(g, "uplink bandwidth (Mbps)", "transmitted data (MB)",
+                     "Fig. 3: transmitted data vs bandwidth (AlexNet)", "{row_name} — profile: {col_name}")
 
 
 def fig4_delay_vs_load(df):
