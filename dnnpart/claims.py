@@ -15,8 +15,11 @@ def _wide(df: pd.DataFrame, x: str, value: str = "avg_delay_ms") -> pd.DataFrame
 
 
 def _monotone(series: pd.Series, direction: str) -> bool:
+    """The paper's "increases"/"decreases": never moves the other way AND changes overall (flat is not a trend)."""
     steps = series.diff().dropna()
-    return bool((steps >= -TOL_MS).all() if direction == "up" else (steps <= TOL_MS).all())
+    if direction == "up":
+        return bool((steps >= -TOL_MS).all() and series.iloc[-1] > series.iloc[0] + TOL_MS)
+    return bool((steps <= TOL_MS).all() and series.iloc[-1] < series.iloc[0] - TOL_MS)
 
 
 def _fmt(series: pd.Series) -> str:
