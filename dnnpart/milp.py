@@ -15,6 +15,7 @@ Every result is re-timed by Schedule (as early as possible in the solver's serve
 """
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from dnnpart.schedule import Schedule, ScheduleError, block_order, check_cuts
 FORMULATIONS = ("exact", "paper")
 LARGE_N = 40  # with a time limit, larger instances get the heuristic and the no-contention bound only
 TOL_MS = 1e-6
+PROOF_GAP = 1e-9  # relative gap at which a schedule counts as proven optimal (as HiGHS's mip_rel_gap)
 
 
 @dataclass
@@ -126,6 +128,157 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> 
                 if cand.avg_delay_ms < best.avg_delay_ms - TOL_MS:
                     best, improved = cand, True
     return best
+
+
+# ------------------------------------------------------------------------------------------ lower bound
+BOUND_NODES = 400_000  # search nodes of preemptive_bound before it gives up (a count, not a clock: deterministic)
+EXACT_GROUP = 6  # groups of up to this many identical devices get their exact relaxation optimum as a bound
+
+
+class _BoundBudget(Exception):
+    """preemptive_bound ran out of search nodes."""
+
+
+def srpt_total_ms(jobs) -> float:
+    """Sum of finish times of (release_ms, work_ms) jobs on one machine with free preemption, scheduled
+    shortest-remaining-work-first: the optimum of that relaxation (Schrage 1968)."""
+    jobs = sorted(jobs)
+    t = total = 0.0
+    heap, k = [], 0
+    while k < len(jobs) or heap:
+        if not heap:
+            t = max(t, jobs[k][0])
+        while k < len(jobs) and jobs[k][0] <= t:
+            heapq.heappush(heap, jobs[k][1])
+            k += 1
+        arrival = jobs[k][0] if k < len(jobs) else math.inf
+        if t + heap[0] <= arrival:
+            t += heapq.heappop(heap)
+            total += t
+        else:
+            heapq.heapreplace(heap, heap[0] - (arrival - t))
+            t = arrival
+    return total
+
+
+class _PreemptiveRelaxation:
+    """Branch and bound over cut choices for the preemptive relaxation (see preemptive_bound).
+
+    Identical devices form a class and pick cuts in nondecreasing order (any multiset once). A partial choice
+    S is bounded by SRPT(S) + the relaxation optimum of each undecided group alone: restricting a schedule
+    of S ∪ T1 ∪ T2 to any one part gives a feasible schedule of that part, so the sum of the parts' optima is
+    a lower bound. The optimum of "R devices of class k with cuts from the p-th candidate on" is memoised
+    and computed by the same search (its bounds use fewer devices, so the recursion ends).
+    """
+
+    def __init__(self, instance: Instance, cut_sets, max_nodes: int):
+        self.classes, self.sizes = [], []
+        for i, d in enumerate(instance.devices):
+            for k, members in enumerate(self.sizes):
+                first = members[0]
+                if instance.devices[first].same_task(d) and cut_sets[first] == cut_sets[i]:
+                    members.append(i)
+                    break
+            else:
+                self.sizes.append([i])
+                # (release, work, fixed part of the completion, offloads?) per candidate cut
+                self.classes.append([(d.release_ms(c), d.server_work_ms(c),
+                                      d.download_ms if c < d.n_layers else d.local_prefix_ms(c), c < d.n_layers)
+                                     for c in cut_sets[i]])
+        self.sizes = [len(m) for m in self.sizes]
+        self.nodes, self.max_nodes, self.memo = 0, max_nodes, {}
+
+    def class_best(self, k: int, count: int, pos: int) -> tuple[float, list]:
+        """Relaxation optimum (sum of completions) and its choice for `count` devices of class k using
+        candidates pos.. only."""
+        key = (k, count, pos)
+        if key not in self.memo:
+            if count == 0:
+                self.memo[key] = (0.0, [])
+            else:  # seed: one more device added to the best choice for count - 1
+                _, prev = self.class_best(k, count - 1, pos)
+                seed = min((self._value([(k, p) for p in prev + [q]]), prev + [q])
+                           for q in range(pos, len(self.classes[k])))
+                self.memo[key] = self._search([(k, count)], pos, seed)
+        return self.memo[key]
+
+    def group_bound(self, k: int, count: int, pos: int) -> float:
+        """A lower bound on class_best(k, count, pos)[0]: exact for small groups; larger ones split into
+        groups of EXACT_GROUP devices (the optimum is superadditive by the same restriction argument)."""
+        whole, rest = divmod(count, EXACT_GROUP)
+        if whole == 0 or (whole == 1 and rest == 0):
+            return self.class_best(k, count, pos)[0]
+        return whole * self.class_best(k, EXACT_GROUP, pos)[0] + self.class_best(k, rest, pos)[0]
+
+    def _value(self, chosen) -> float:
+        jobs = [self.classes[k][p][:2] for k, p in chosen if self.classes[k][p][3]]
+        return srpt_total_ms(jobs) + sum(self.classes[k][p][2] for k, p in chosen)
+
+    def _search(self, groups, first_pos: int, incumbent: tuple[float, list]) -> tuple[float, list]:
+        """Lowest relaxation value over choices for groups [(class, count), ...], the first group using
+        candidates first_pos.. only; subtrees whose bound is not below the incumbent are skipped."""
+        slots = [(g, k) for g, (k, count) in enumerate(groups) for _ in range(count)]
+        later = [0.0] * (len(groups) + 1)  # optimum of the groups after g, each alone
+        for g in range(len(groups) - 1, 0, -1):
+            later[g] = later[g + 1] + self.group_bound(*groups[g], 0)
+        best = list(incumbent)
+        chosen, jobs = [], []
+
+        def dfs(depth: int, fixed: float, pos: int):
+            self.nodes += 1
+            if self.nodes > self.max_nodes:
+                raise _BoundBudget
+            value = srpt_total_ms(jobs) + fixed
+            if depth == len(slots):
+                if value < best[0]:
+                    best[0], best[1] = value, [p for _, p in chosen]
+                return
+            g, k = slots[depth]
+            if depth > 0:
+                if slots[depth - 1][0] != g:
+                    pos = 0
+                left = sum(1 for s in slots[depth:] if s[0] == g)
+                if value + self.group_bound(k, left, pos) + later[g + 1] >= best[0]:
+                    return
+            for p in range(pos, len(self.classes[k])):
+                release, work, fixed_p, offloads = self.classes[k][p]
+                chosen.append((k, p))
+                if offloads:
+                    jobs.append((release, work))
+                dfs(depth + 1, fixed + fixed_p, p)
+                if offloads:
+                    jobs.pop()
+                chosen.pop()
+
+        dfs(0, 0.0, first_pos)
+        return best[0], best[1]
+
+
+def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None = None,
+                     max_nodes: int = BOUND_NODES) -> float | None:
+    """A lower bound on the optimal average completion time, or None if the search needs more nodes.
+
+    Relaxation: the server may preempt a device at any moment, not only between layers. With cut c a device
+    is then a job released at r(c) with W(c) ms of server work (completion + its download), or finishes at
+    its all-local time; for fixed cuts the relaxation's optimum is SRPT's, and a branch and bound over the
+    cut choices (identical devices as multisets) finds the best. Every schedule of the model is a schedule
+    of the relaxation, so the value is a valid bound; on identical zoo devices it usually meets the optimum.
+    With `cutoff_ms` (an average) the search only looks for values below it and returns min(relaxation
+    optimum, cutoff): a valid bound either way, found much faster when the cutoff is a good schedule's value.
+    """
+    cut_sets = cut_sets or [candidate_cuts(d) for d in instance.devices]
+    n = len(instance)
+    relax = _PreemptiveRelaxation(instance, cut_sets, max_nodes)
+    groups = [(k, size) for k, size in enumerate(relax.sizes)]
+    start = (math.inf, []) if cutoff_ms is None else (cutoff_ms * n, [])
+    try:
+        if len(groups) == 1:
+            total = relax.class_best(0, n, 0)[0] if cutoff_ms is None else relax._search(groups, 0, start)[0]
+        else:
+            total = relax._search(groups, 0, start)[0]
+    except _BoundBudget:
+        return None
+    return total / n * (1 - 1e-12)  # float rounding in the sums must not make the bound invalid
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -325,8 +478,19 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="heuristic")
     fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
     warm = fallback if formulation == "exact" else None
+    relaxed = None
+    if warm is not None:
+        # The preemptive relaxation often proves the heuristic's schedule optimal outright (identical
+        # devices); otherwise its bound still tightens the MILP. Skipped without a warm start, so that
+        # warm_start=False tests the MILP alone.
+        relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms)
+        if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
+            return _finish(instance, formulation, None, None, warm, None, cut_sets, t0, status="optimal",
+                           bound=relaxed)
     build = _build_exact if formulation == "exact" else _build_paper
     model, extract = build(instance, cut_sets)
+    if relaxed is not None and formulation == "exact":
+        model.relaxation_cut = pyo.Constraint(expr=sum(model.C[i] for i in model.C) >= len(instance) * relaxed)
     options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
     if node_limit is not None:
         options["mip_max_nodes"] = int(node_limit)
@@ -339,20 +503,27 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         res = SolverFactory("highs").solve(model, time_limit=None if remaining is None else max(0.05, remaining),
                                            load_solutions=False, raise_exception_on_nonoptimal_result=False,
                                            solver_options=options, threads=threads)
-    return _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0)
+    return _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, bound=relaxed)
 
 
-def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, status="time_limit") -> Solution:
-    """Pick the best of the solver's and the heuristic's schedules, validate it, and report the bound."""
+def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, status="time_limit",
+            bound=None) -> Solution:
+    """Pick the best of the solver's and the heuristic's schedules, validate it, and report the bound
+    (`bound`: a proven lower bound from elsewhere, e.g. preemptive_bound; status "optimal" without a solver
+    run means that bound meets the fallback schedule's value)."""
     from pyomo.contrib.solver.common.results import TerminationCondition
 
     # every device finishes no earlier than alone on the server with its best cut: always a valid bound
     trivial = sum(min(d.alone_ms(c) for c in cs) for d, cs in zip(instance.devices, cut_sets)) / len(instance)
+    if bound is not None:
+        trivial = max(trivial, bound)
     if res is None:
-        best, bound = fallback, trivial
+        best, bound = fallback, min(trivial, fallback.avg_delay_ms)
         best.validate()
+        proven = status == "optimal"
         return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status,
-                        proven_optimal=False, gap=(best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12),
+                        proven_optimal=proven,
+                        gap=0.0 if proven else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12),
                         bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
                         schedule=best)
     term = res.termination_condition

@@ -4,7 +4,7 @@ import pytest
 from dnnpart import baselines
 from dnnpart.errors import DnnpartError
 from dnnpart.instance import Device, Instance, load_instance
-from dnnpart.milp import candidate_cuts, solve
+from dnnpart.milp import candidate_cuts, preemptive_bound, solve, srpt_total_ms
 from dnnpart.oracle import OracleTooLargeError, brute_force
 from dnnpart.paths import PROJ_ROOT
 
@@ -101,3 +101,29 @@ def test_node_limit_stops_at_the_same_point_every_run():
     first.schedule.validate()
     # a limited solve is never better than the proven optimum
     assert first.avg_delay_ms >= solve(inst).avg_delay_ms - 1e-6
+
+
+def test_srpt_total_known_values():
+    # 0-2: job A (8 ms left); at 2 two 3 ms jobs arrive and preempt it: finishes 5, 8, then A at 16
+    assert srpt_total_ms([(0, 10), (2, 3), (2, 3)]) == 29
+    assert srpt_total_ms([(5, 0), (0, 4)]) == 4 + 5  # a zero-work job finishes at its release
+    assert srpt_total_ms([]) == 0
+
+
+def test_preemptive_bound_on_the_interleaving_example(inst):
+    # relaxation optimum: A (cut 0, 80 ms of work from 0) is preempted at 51 by B's 1 ms (cut 2): 52 + 81
+    assert preemptive_bound(inst) == pytest.approx((52 + 81) / 2)
+    assert preemptive_bound(inst) <= 71.0
+
+
+def test_identical_devices_proven_by_the_relaxation():
+    dev = dict(local_ms=[30, 30, 30], server_ms=[10, 5, 5], upload_ms=[20, 12, 4])
+    inst = Instance(tuple(Device(f"d{i}", **dev) for i in range(4)))
+    fast, milp_only = solve(inst), solve(inst, warm_start=False)
+    assert fast.proven_optimal and fast.status == "optimal" and fast.gap == 0.0
+    assert fast.avg_delay_ms == pytest.approx(milp_only.avg_delay_ms, abs=1e-6)
+    assert fast.avg_delay_ms == pytest.approx(brute_force(inst).avg_delay_ms, abs=1e-6)
+    assert fast.bound_ms == pytest.approx(fast.avg_delay_ms, rel=1e-9)
+    # the proof came from the relaxation alone (no HiGHS run): its bound meets the heuristic's value
+    assert preemptive_bound(inst, cutoff_ms=fast.avg_delay_ms) >= fast.avg_delay_ms * (1 - 1e-9)
+    fast.schedule.validate(avg_delay_ms=fast.avg_delay_ms)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from dnnpart import baselines
 from dnnpart.instance import Device, Instance
-from dnnpart.milp import solve
+from dnnpart.milp import preemptive_bound, solve
 from dnnpart.oracle import brute_force
 
 # small integers and many zeros/ties: the cases where precedence and tie-breaking go wrong
@@ -54,3 +54,24 @@ def test_paper_formulation_equals_oracle(inst):
     assert sol.proven_optimal
     assert sol.avg_delay_ms == pytest.approx(brute_force(inst).avg_delay_ms, abs=1e-6)
     sol.schedule.validate(avg_delay_ms=sol.avg_delay_ms)
+
+
+@st.composite
+def identical_instances(draw):
+    dev = draw(devices("d0"))
+    n = draw(st.integers(2, 3))
+    return Instance(tuple(Device(f"d{i}", dev.local_ms, dev.server_ms, dev.upload_ms, dev.download_ms)
+                          for i in range(n)))
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(st.one_of(instances(), identical_instances()))
+def test_preemptive_bound_never_exceeds_the_optimum(inst):
+    opt = brute_force(inst).avg_delay_ms
+    exact = preemptive_bound(inst)
+    assert exact is not None and exact <= opt + 1e-9
+    # with the optimum as cutoff the search may stop early, but still returns a valid bound
+    assert preemptive_bound(inst, cutoff_ms=opt) <= opt + 1e-9
+    # and a bound that meets the heuristic's value means the heuristic is optimal
+    sol = solve(inst, "exact")
+    assert sol.avg_delay_ms == pytest.approx(opt, abs=1e-6) and sol.bound_ms <= opt + 1e-6
