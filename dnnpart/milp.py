@@ -85,6 +85,7 @@ def dispatch(instance: Instance, cuts) -> Schedule:
     devs = instance.devices
     release = [d.release_ms(c) for d, c in zip(devs, cuts)]
     nxt = {i: c for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers}
+    tail = {i: _suffix_sums(devs[i].server_ms) for i in nxt}  # remaining server work from each layer on
     ready = dict((i, release[i]) for i in nxt)
     t, order = 0.0, []
     while nxt:
@@ -92,7 +93,7 @@ def dispatch(instance: Instance, cuts) -> Schedule:
         if not avail:
             t = min(ready[i] for i in nxt)
             continue
-        i = min(avail, key=lambda k: (devs[k].server_work_ms(nxt[k]), release[k], k))
+        i = min(avail, key=lambda k: (tail[k][nxt[k]], release[k], k))
         j = nxt[i]
         t = max(t, ready[i]) + devs[i].server_ms[j]
         ready[i] = t
@@ -101,6 +102,13 @@ def dispatch(instance: Instance, cuts) -> Schedule:
         if nxt[i] == devs[i].n_layers:
             del nxt[i]
     return Schedule(instance, cuts, order)
+
+
+def _suffix_sums(values) -> list[float]:
+    out = [0.0] * (len(values) + 1)
+    for j in range(len(values) - 1, -1, -1):
+        out[j] = out[j + 1] + values[j]
+    return out
 
 
 def independent_cuts(instance: Instance) -> list[int]:
@@ -115,18 +123,27 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> 
     seeds = [start, [cs[-1] for cs in cut_sets], [cs[0] for cs in cut_sets]]
     best = min((dispatch(instance, s) for s in seeds), key=lambda s: s.avg_delay_ms)
     deadline = time.perf_counter() + time_budget_s
+    devs = instance.devices
+    # moving one of several identical devices from cut a to cut b gives the same cut multiset whichever
+    # device moves: try each such move once per incumbent
+    twin_of = [next(p for p in range(len(devs)) if devs[p].same_task(d) and cut_sets[p] == cut_sets[i])
+               for i, d in enumerate(devs)]
+    tried = set()
     improved = True
     while improved and time.perf_counter() < deadline:
         improved = False
         for i, cs in enumerate(cut_sets):
             for c in cs:
-                if c == best.cuts[i] or time.perf_counter() > deadline:
+                move = (twin_of[i], best.cuts[i], c)
+                if c == best.cuts[i] or move in tried or time.perf_counter() > deadline:
                     continue
+                tried.add(move)
                 cuts = list(best.cuts)
                 cuts[i] = c
                 cand = dispatch(instance, cuts)
                 if cand.avg_delay_ms < best.avg_delay_ms - TOL_MS:
                     best, improved = cand, True
+                    tried.clear()
     return best
 
 
@@ -142,23 +159,35 @@ class _BoundBudget(Exception):
 def srpt_total_ms(jobs) -> float:
     """Sum of finish times of (release_ms, work_ms) jobs on one machine with free preemption, scheduled
     shortest-remaining-work-first: the optimum of that relaxation (Schrage 1968)."""
-    jobs = sorted(jobs)
-    t = total = 0.0
-    heap, k = [], 0
-    while k < len(jobs) or heap:
-        if not heap:
-            t = max(t, jobs[k][0])
-        while k < len(jobs) and jobs[k][0] <= t:
-            heapq.heappush(heap, jobs[k][1])
-            k += 1
-        arrival = jobs[k][0] if k < len(jobs) else math.inf
-        if t + heap[0] <= arrival:
-            t += heapq.heappop(heap)
-            total += t
-        else:
-            heapq.heapreplace(heap, heap[0] - (arrival - t))
-            t = arrival
-    return total
+    state = SRPT_START
+    for release, work in sorted(jobs):
+        state = srpt_push(state, release, work)
+    return srpt_value(state)
+
+
+SRPT_START = (0.0, 0.0, [])  # SRPT state: (time of the last arrival, sum of finishes so far, remaining works)
+
+
+def srpt_push(state, release: float, work: float):
+    """The SRPT state after one more job arrives; arrivals must come in nondecreasing release order."""
+    t, done, heap = state
+    heap = list(heap)
+    while heap and t + heap[0] <= release:
+        t += heapq.heappop(heap)
+        done += t
+    if heap:
+        heap[0] -= release - t  # the job in service ran until the arrival (the heap order is kept)
+    heapq.heappush(heap, work)
+    return release, done, heap
+
+
+def srpt_value(state) -> float:
+    """Sum of all finish times if no more jobs arrive: the rest in shortest-remaining-work order."""
+    t, done, heap = state
+    for work in sorted(heap):
+        t += work
+        done += t
+    return done
 
 
 class _PreemptiveRelaxation:
@@ -224,11 +253,11 @@ class _PreemptiveRelaxation:
         best = list(incumbent)
         chosen, jobs = [], []
 
-        def dfs(depth: int, fixed: float, pos: int):
+        def dfs(depth: int, fixed: float, pos: int, state):
             self.nodes += 1
             if self.nodes > self.max_nodes:
                 raise _BoundBudget
-            value = srpt_total_ms(jobs) + fixed
+            value = srpt_value(state) + fixed
             if depth == len(slots):
                 if value < best[0]:
                     best[0], best[1] = value, [p for _, p in chosen]
@@ -243,14 +272,21 @@ class _PreemptiveRelaxation:
             for p in range(pos, len(self.classes[k])):
                 release, work, fixed_p, offloads = self.classes[k][p]
                 chosen.append((k, p))
+                child = state
                 if offloads:
                     jobs.append((release, work))
-                dfs(depth + 1, fixed + fixed_p, p)
+                    if release >= state[0]:  # arrivals in release order: continue the parent's SRPT run
+                        child = srpt_push(state, release, work)
+                    else:  # a later class released earlier: rerun SRPT from the start
+                        child = SRPT_START
+                        for job in sorted(jobs):
+                            child = srpt_push(child, *job)
+                dfs(depth + 1, fixed + fixed_p, p, child)
                 if offloads:
                     jobs.pop()
                 chosen.pop()
 
-        dfs(0, 0.0, first_pos)
+        dfs(0, 0.0, first_pos, SRPT_START)
         return best[0], best[1]
 
 
