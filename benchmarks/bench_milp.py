@@ -1,9 +1,10 @@
 """Solve-time benchmark of the optimiser: the exact formulation against formulation="paper", same instances.
 
-    .venv/bin/python benchmarks/bench_milp.py            # writes benchmarks/results/milp.csv (~20 min)
+    .venv/bin/python benchmarks/bench_milp.py            # writes benchmarks/results/milp.csv (~10 min)
 
 Runs (the goals of issue 4, on a 2-core machine):
-  sweep   identical AlexNet / VGG16 devices, `paper` profile, 2.5 Mbps, N = 1..16 (exact; paper for N <= 2)
+  sweep   identical AlexNet / VGG16 devices, `paper` profile, 2.5 Mbps (--sweep-mbps), N = 1..16 (exact; paper
+          for N <= 2)
   n3      N = 3 AlexNet at 5 Mbps, exact vs paper (paper with a time limit, recorded if hit)
   hetero  mixed zoo networks, uplinks 0.5-20 Mbps (seed 0), N = 10 and N = 100, 60 s limit
 If the `paper` delay profile is not available, a synthetic one (ms per MAC and per output element, server
@@ -67,10 +68,10 @@ def heterogeneous(n: int, seed: int = SEED):
     return Instance(tuple(devs)), source
 
 
-def run(rows, scenario, network, inst, source, formulation, time_limit):
+def run(rows, scenario, network, mbps, inst, source, formulation, time_limit):
     sol = solve(inst, formulation, time_limit=time_limit)
     rows.append({"formulation": formulation, "scenario": scenario, "n_devices": len(inst), "network": network,
-                 "source": source, "time_limit_s": time_limit, "solve_time_s": round(sol.solve_time_s, 3),
+                 "mbps": mbps, "source": source, "time_limit_s": time_limit, "solve_time_s": round(sol.solve_time_s, 3),
                  "avg_delay_ms": sol.avg_delay_ms, "proven_optimal": sol.proven_optimal, "status": sol.status,
                  "gap": sol.gap})
     r = rows[-1]
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=float, default=60.0, help="time limit of the heterogeneous and N=3 exact solves")
     ap.add_argument("--sweep-limit", type=float, default=20.0, help="time limit of each solve of the N=1..16 sweep")
     ap.add_argument("--max-n", type=int, default=16)
+    ap.add_argument("--sweep-mbps", type=float, default=2.5, help="uplink of the N=1..16 sweep (the paper's 2.5)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--scenarios", default="sweep,n3,hetero",
                     help="comma-separated subset; rows of other scenarios already in --out are kept")
@@ -92,17 +94,17 @@ def main(argv=None) -> int:
     rows = []
     for network in ("alexnet", "vgg16") if "sweep" in wanted else ():
         for n in range(1, args.max_n + 1):
-            inst, source = identical(network, n, 2.5)
-            run(rows, "sweep", network, inst, source, "exact", args.sweep_limit)
+            inst, source = identical(network, n, args.sweep_mbps)
+            run(rows, "sweep", network, args.sweep_mbps, inst, source, "exact", args.sweep_limit)
             if n <= 2:
-                run(rows, "sweep", network, inst, source, "paper", args.sweep_limit)
+                run(rows, "sweep", network, args.sweep_mbps, inst, source, "paper", args.sweep_limit)
     if "n3" in wanted:
         inst, source = identical("alexnet", 3, 5.0)
-        run(rows, "n3", "alexnet", inst, source, "exact", args.limit)
-        run(rows, "n3", "alexnet", inst, source, "paper", args.paper_limit)
+        run(rows, "n3", "alexnet", 5.0, inst, source, "exact", args.limit)
+        run(rows, "n3", "alexnet", 5.0, inst, source, "paper", args.paper_limit)
     for n in (10, 100) if "hetero" in wanted else ():
         inst, source = heterogeneous(n)
-        run(rows, "hetero", "mixed", inst, source, "exact", args.limit)
+        run(rows, "hetero", "mixed", None, inst, source, "exact", args.limit)
     df = pd.DataFrame(rows)
     out = Path(args.out)
     if out.exists() and wanted != {"sweep", "n3", "hetero"}:

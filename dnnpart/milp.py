@@ -148,7 +148,8 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> 
 
 
 # ------------------------------------------------------------------------------------------ lower bound
-BOUND_NODES = 400_000  # search nodes of preemptive_bound before it gives up (a count, not a clock: deterministic)
+BOUND_NODES = 1_500_000  # search nodes of preemptive_bound before it gives up (a count, not a clock: deterministic)
+BOUND_NODES_PER_S = 50_000  # with a time limit, at most this many nodes per second of it (~1/4 of it here)
 EXACT_GROUP = 6  # groups of up to this many identical devices get their exact relaxation optimum as a bound
 
 
@@ -519,7 +520,8 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         # The preemptive relaxation often proves the heuristic's schedule optimal outright (identical
         # devices); otherwise its bound still tightens the MILP. Skipped without a warm start, so that
         # warm_start=False tests the MILP alone.
-        relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms)
+        nodes = BOUND_NODES if time_limit is None else min(BOUND_NODES, int(BOUND_NODES_PER_S * time_limit))
+        relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes)
         if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
             return _finish(instance, formulation, None, None, warm, None, cut_sets, t0, status="optimal",
                            bound=relaxed)
