@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dnnpart import baselines, milp, networks
-from dnnpart.scenario import network_instance
+from dnnpart.scenario import check_load, check_n_devices, check_rate, network_instance
 
 # The deployment analyses (issue 6) live in dnnpart.deployment; they are sweeps too, so they are reachable here.
 from dnnpart.deployment import bandwidth_sensitivity, robustness, robustness_summary  # noqa: E402,F401
@@ -146,8 +146,6 @@ def headline(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def check_parameters(profiles=(), network_names=(), bandwidths_mbps=(), loads=(), n_devices=()) -> None:
     """Fail fast on bad notebook parameters (papermill only warns on unknown names, so values are checked here)."""
     from dnnpart.delay import load_delay_model
-    from dnnpart.errors import DnnpartError
-    from dnnpart.scenario import check_load, check_rate
 
     for profile in _as_list(profiles):
         load_delay_model(profile)
@@ -158,8 +156,7 @@ def check_parameters(profiles=(), network_names=(), bandwidths_mbps=(), loads=()
     for load in loads:
         check_load(load)
     for n in n_devices:
-        if int(n) != n or n < 1:
-            raise DnnpartError(f"number of devices must be a positive integer, got {n}")
+        check_n_devices(n)
 
 
 def solver_scaling(n_devices=(1, 2, 3, 4, 8, 16), formulations=("exact", "paper"), network="alexnet",

@@ -38,9 +38,14 @@ def check_rate(rate_mbps: float, what: str) -> None:
         raise DnnpartError(f"{what} must be a positive number of Mbps, got {rate_mbps}")
 
 
-def check_load(load: float) -> None:
+def check_load(load: float, what: str = "server load level") -> None:
     if not np.isfinite(load) or not 0.0 <= load < 1.0:
-        raise DnnpartError(f"server load level must be in [0, 1), got {load}")
+        raise DnnpartError(f"{what} must be in [0, 1), got {load}")
+
+
+def check_n_devices(n_devices, what: str = "number of devices") -> None:
+    if int(n_devices) != n_devices or n_devices < 1:
+        raise DnnpartError(f"{what} must be a positive integer, got {n_devices}")
 
 
 def device_for_table(name: str, layers: pd.DataFrame, device_model, server_model, bandwidth_mbps: float,
@@ -82,8 +87,7 @@ def predict_tables(model, tables: list[pd.DataFrame], role: str) -> list[np.ndar
 def network_instance(network: str, n_devices: int, bandwidth_mbps: float, load: float = 0.0,
                      profile: str = "paper", family: str = "dnnpart") -> Instance:
     """The paper's experiments: n identical devices running one zoo network over identical uplinks."""
-    if int(n_devices) != n_devices or n_devices < 1:
-        raise DnnpartError(f"number of devices must be a positive integer, got {n_devices}")
+    check_n_devices(n_devices)
     check_load(load)
     local, server, in_bytes = _zoo_delays(network, str(profile), family)
     upload = upload_ms(in_bytes, bandwidth_mbps)

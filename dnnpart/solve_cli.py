@@ -9,13 +9,12 @@ from dnnpart.errors import DnnpartError
 
 def check_args(args) -> None:
     """Reject impossible scenario parameters before any work (exit status 2 via the CLI)."""
+    from dnnpart.scenario import check_load, check_n_devices, check_rate
+
     if args.network is not None:
-        if not math.isfinite(args.bandwidth_mbps) or args.bandwidth_mbps <= 0:
-            raise DnnpartError(f"--bandwidth-mbps must be a positive number, got {args.bandwidth_mbps}")
-        if not math.isfinite(args.load) or not 0 <= args.load < 1:
-            raise DnnpartError(f"--load must be in [0, 1), got {args.load}")
-        if args.devices < 1:
-            raise DnnpartError(f"--devices must be at least 1, got {args.devices}")
+        check_rate(args.bandwidth_mbps, "--bandwidth-mbps")
+        check_load(args.load, "--load")
+        check_n_devices(args.devices, "--devices")
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise DnnpartError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
     if args.report is not None and args.scenario is None:
