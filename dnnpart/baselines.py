@@ -41,3 +41,10 @@ def evaluate_all(instance: Instance, time_limit: float | None = None, node_limit
                  ) -> dict[str, Solution]:
     """Every baseline by name (case2, case3, independent)."""
     return {name: fn(instance, time_limit, node_limit) for name, fn in BASELINES.items()}
+
+
+def solve_all_methods(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
+                      node_limit: int | None = None) -> dict[str, Solution]:
+    """The optimum ("case1") and every baseline, all solved by the same code: method -> Solution."""
+    return {"case1": solve(instance, formulation, time_limit=time_limit, node_limit=node_limit),
+            **evaluate_all(instance, time_limit, node_limit)}

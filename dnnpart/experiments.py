@@ -37,19 +37,9 @@ PAPER_HEADLINE = {"case2": 90.5, "case3": 69.5}
 
 
 # Branch-and-bound nodes per solve in the sweeps. A node limit, unlike a time limit, stops at the same point on
-# every run, so the figures' CSVs are identical run to run. Up to N = 8 identical devices every solve is proven
-# optimal well within it; beyond, the row says proven_optimal False and gives the remaining gap.
+# every run, so the figures' CSVs are identical run to run. Every point of the paper's sweeps is proven optimal
+# within it; a row that is not says proven_optimal False and gives the remaining gap.
 SWEEP_NODE_LIMIT = 500
-
-
-def solve_methods(instance, node_limit: int | None = SWEEP_NODE_LIMIT) -> dict:
-    """The four methods' solutions for one instance, in METHODS order."""
-    return {
-        "case1": milp.solve(instance, node_limit=node_limit),
-        "case2": baselines.all_server(instance, node_limit=node_limit),
-        "case3": baselines.all_local(instance, node_limit=node_limit),
-        "independent": baselines.independent(instance, node_limit=node_limit),
-    }
 
 
 def transmitted_bytes(layers: pd.DataFrame, cuts: Iterable[int]) -> int:
@@ -63,7 +53,7 @@ def scenario_rows(network: str, n_devices: int, bandwidth_mbps: float, load: flo
     layers = networks.get(network)
     instance = network_instance(network, n_devices, bandwidth_mbps, load, profile)
     rows = []
-    for method, solution in solve_methods(instance).items():
+    for method, solution in baselines.solve_all_methods(instance, node_limit=SWEEP_NODE_LIMIT).items():
         cuts = [int(c) for c in solution.cuts]
         rows.append({
             "profile": profile, "network": network, "n_devices": int(n_devices),

@@ -27,19 +27,18 @@ PLAN_COLUMNS = ["device", "group", "network", "cut", "cut_layer", "local_ms", "u
                 "download_ms", "completion_ms"]
 
 
+# The plan's user-facing method names for dnnpart.baselines' case names.
+PLAN_NAMES = {"case1": "optimal", "case2": "all_server", "case3": "all_local", "independent": "independent"}
+
+
 def solve_plans(compiled: CompiledScenario, formulation: str = "exact", time_limit: float | None = None) -> dict:
     """The optimum and the three baselines for a compiled scenario: method -> dnnpart.milp.Solution.
 
     The time limit applies to each solve (a baseline's fixed cuts still leave the server order to optimise)."""
-    from dnnpart import baselines, milp
+    from dnnpart.baselines import solve_all_methods
 
-    inst = compiled.instance
-    return {
-        "optimal": milp.solve(inst, formulation=formulation, time_limit=time_limit),
-        "all_server": baselines.all_server(inst, time_limit),
-        "all_local": baselines.all_local(inst, time_limit),
-        "independent": baselines.independent(inst, time_limit),
-    }
+    solutions = solve_all_methods(compiled.instance, formulation, time_limit)
+    return {PLAN_NAMES[case]: solutions[case] for case in PLAN_NAMES}
 
 
 def plan_frame(compiled: CompiledScenario, solution) -> pd.DataFrame:

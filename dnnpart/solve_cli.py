@@ -21,14 +21,6 @@ def check_args(args) -> None:
         raise DnnpartError("--report needs --scenario")
 
 
-def solve_with_baselines(instance, formulation: str = "exact", time_limit: float | None = None):
-    """The optimiser's solution and every baseline's (each a Solution)."""
-    from dnnpart.baselines import evaluate_all
-    from dnnpart.milp import solve
-
-    return solve(instance, formulation, time_limit=time_limit), evaluate_all(instance, time_limit)
-
-
 def result_dict(sol, baselines: dict) -> dict:
     """The --json object: the solution, its full schedule (uploads included) and the baselines."""
     out = sol.to_dict()
@@ -68,7 +60,10 @@ def cli_solve(args) -> int:
         from dnnpart.scenario import network_instance
 
         instance = network_instance(args.network, args.devices, args.bandwidth_mbps, args.load, args.profile)
-    sol, baselines = solve_with_baselines(instance, args.formulation, args.time_limit)
+    from dnnpart.baselines import solve_all_methods
+
+    baselines = solve_all_methods(instance, args.formulation, args.time_limit)
+    sol = baselines.pop("case1")
     if args.json:
         print(json.dumps(result_dict(sol, baselines), indent=1))
     else:
