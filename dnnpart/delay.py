@@ -475,15 +475,17 @@ def conv_coefficients(profile: str | Path, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def heldout_predictions(profile: str | Path, seed: int = 0) -> pd.DataFrame:
+def heldout_predictions(profile: str | Path, seed: int = 0, roles=ROLES, families=FAMILIES) -> pd.DataFrame:
     """Tidy measured-vs-predicted table of every profile row: role, layer_type, family, split (train/test),
-    the factors, measured_ms, predicted_ms, rel_error (= predicted / measured - 1)."""
+    the factors, measured_ms, predicted_ms, rel_error (= predicted / measured - 1).
+
+    `roles` and `families` restrict the table (a role without a measured CSV is skipped)."""
     folder = resolve_profile(profile)
     frames = []
-    for role in [r for r in ROLES if (folder / f"{r}.csv").is_file()]:
+    for role in [r for r in roles if (folder / f"{r}.csv").is_file()]:
         df = read_profile_csv(folder / f"{role}.csv")
         df = df[df["role"] == role]
-        for family in FAMILIES:
+        for family in families:
             models = fitted_role_models(folder, role, family, seed)
             for t, model in models.items():
                 train, test = split_train_test(df[df["layer_type"] == t], seed)

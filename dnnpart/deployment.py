@@ -77,8 +77,8 @@ def held_out_ratios(profile, role: str, family: str = "dnnpart", seed: int = 0) 
     """Per layer type, measured / predicted on the profile's held-out test rows (the fit's own 80/20 split;
     `seed` is the fit's split seed, as in dnnpart.delay.load_delay_model).
 
-    Uses dnnpart.delay's public split and fitted models, so the ratios are exactly the out-of-sample errors
-    its metrics report. Raises ProfileError when the profile has no measured CSV for the role (fixed models
+    Taken from dnnpart.delay.heldout_predictions, so the ratios are exactly the out-of-sample errors its
+    metrics report. Raises ProfileError when the profile has no measured CSV for the role (fixed models
     such as the `paper` profile have no held-out rows).
     """
     from dnnpart import delay
@@ -88,16 +88,10 @@ def held_out_ratios(profile, role: str, family: str = "dnnpart", seed: int = 0) 
     csv = folder / f"{role}.csv"
     if not csv.is_file():
         raise ProfileError(f"profile {str(spec)!r} has no measured {role}.csv, so no held-out residuals")
-    df = delay.read_profile_csv(csv)
-    df = df[df["role"] == role]
-    model = delay.load_delay_model(spec, family=family, seed=seed)
-    ratios = {}
-    for layer_type, part in df.groupby("layer_type", sort=True):
-        _, test = delay.split_train_test(part, seed)
-        if len(test):
-            pred = model.layer_model(role, layer_type).predict(delay.features(test)).to_numpy()
-            ratios[str(layer_type)] = np.sort(test["latency_ms"].to_numpy(dtype=float) / pred)
-    return ratios
+    rows = delay.heldout_predictions(spec, seed, roles=[role], families=[family])
+    test = rows[rows["split"] == "test"]
+    return {str(t): np.sort(part["measured_ms"].to_numpy(dtype=float) / part["predicted_ms"].to_numpy(dtype=float))
+            for t, part in test.groupby("layer_type", sort=True)}
 
 
 @dataclass(frozen=True)
