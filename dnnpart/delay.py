@@ -597,9 +597,26 @@ def profile_threads(profile: str | Path, role: str) -> int:
     return default_threads(role)
 
 
-def measure_network(name: str, threads: int, repeats: int | None = None, seed: int = 0) -> dict:
+# Whole networks are timed against the largest conv reference layer (networks are conv-bound), scaled by that
+# reference's latency stored with the profile, so that both sides of the additivity check are normalised alike.
+NETWORK_CANARY = ("conv", 3)
+
+
+def network_reference_ms(profile: str | Path, role: str) -> float | None:
+    """The profile's stored latency of the network reference layer (None for profiles measured without one)."""
+    meta_path = resolve_profile(profile) / f"{role}.json"
+    if not meta_path.is_file():
+        return None
+    refs = json.loads(meta_path.read_text()).get("canary_ref_ms", {}).get(NETWORK_CANARY[0])
+    return refs[NETWORK_CANARY[1]] if refs and refs[NETWORK_CANARY[1]] else None
+
+
+def measure_network(name: str, threads: int, repeats: int | None = None, seed: int = 0,
+                    reference_ms: float | None = None) -> dict:
     """Whole-network onnxruntime latency of a zoo network (same session options as the layer profiler).
 
+    With `reference_ms`, runs alternate with the network reference layer and the latency is the median ratio
+    times `reference_ms` (as the profiler normalises layers); otherwise it is the raw median.
     The ONNX file (VGG16: ~530 MB of weights) lives in a temporary folder deleted afterwards.
     """
     import tempfile
@@ -607,6 +624,7 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
     import onnxruntime as ort
 
     from dnnpart import networks
+    from dnnpart.profiling import Canaries, time_against_reference
 
     table = networks.get(name)
     with tempfile.TemporaryDirectory(prefix="dnnpart-additivity-") as tmp:
@@ -614,7 +632,13 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
         session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     feed = {input_name: np.random.default_rng(seed).standard_normal(table.attrs["input_shape"], dtype=np.float32)}
-    result = time_session(session, feed, repeats)
+    if reference_ms is None:
+        result = time_session(session, feed, repeats)
+    else:
+        ref_session, ref_feed = Canaries(threads).session(*NETWORK_CANARY)
+        w = time_against_reference(session, feed, ref_session, ref_feed, repeats)
+        result = {"latency_ms": w["ratio"] * reference_ms, "p10_ms": w["ratio_p10"] * reference_ms,
+                  "p90_ms": w["ratio_p90"] * reference_ms, "repeats": w["repeats"], "raw_ms": w["raw_ms"]}
     del session
     return result
 
@@ -624,7 +648,8 @@ def additivity_check(profile: str | Path, role: str, network_names: list[str] | 
     """Per zoo network: sum of predicted layer delays vs a measured whole-network run, and their ratio.
 
     ratio = predicted_ms / measured_ms (1 = layer delays add up exactly). The whole network runs with the
-    threads the profile's role was measured with, unless `threads` is given.
+    threads the profile's role was measured with, unless `threads` is given, and is normalised by the
+    profile's reference layer when the profile has one (`normalised` column).
     """
     from dnnpart import networks
 
@@ -632,13 +657,16 @@ def additivity_check(profile: str | Path, role: str, network_names: list[str] | 
         raise ProfileError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
     model = load_delay_model(profile, family, seed)
     threads = profile_threads(profile, role) if threads is None else threads
+    # only when timed with the profile's own threads is its reference latency the right scale
+    reference_ms = network_reference_ms(profile, role) if threads == profile_threads(profile, role) else None
     rows = []
     for name in network_names or networks.names():
         table = networks.get(name)
         predicted = float(model.predict(table, role).sum())
-        run = measure_network(name, threads, repeats, seed)
+        run = measure_network(name, threads, repeats, seed, reference_ms)
         rows.append({"network": name, "role": role, "threads": threads, "layers": len(table),
                      "predicted_ms": predicted, "measured_ms": run["latency_ms"], "measured_p10_ms": run["p10_ms"],
                      "measured_p90_ms": run["p90_ms"], "repeats": run["repeats"],
+                     "normalised": reference_ms is not None,
                      "ratio": predicted / run["latency_ms"]})
     return pd.DataFrame(rows)

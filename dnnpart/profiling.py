@@ -5,9 +5,15 @@ groups, in_channels, out_channels, in_side, out_side), so a model fitted on a pr
 directly. Every configuration becomes a one-node ONNX graph built with onnx.helper and runs in onnxruntime with
 graph optimisations off, so the node measured is the node that runs.
 
-A profile folder holds <role>.csv (one row per configuration, appended and flushed as measured) and
-<role>.json (metadata, written atomically). An interrupted run resumes: configurations already in the CSV are
-skipped, and a half-written trailing line left by a crash is dropped first.
+Timing on a shared machine: every window alternates the layer with a reference layer of the same type
+(CANARIES) and keeps the per-pair latency ratios, which cancel the drift that slows every layer at once; each
+configuration gets one window per pass over the shuffled sweep (PASSES), so slower drift averages out too. The
+profile's latency is the median over passes of ratio x the reference's median latency over the whole run.
+
+A profile folder holds <role>.runs.csv (one row per configuration and pass, appended and flushed as measured),
+<role>.csv (one row per configuration, rebuilt from the runs after every pass) and <role>.json (metadata,
+including the reference latencies). Both are written atomically. An interrupted run resumes: windows already
+in the runs CSV are skipped, and a half-written trailing line left by a crash is dropped first.
 """
 from __future__ import annotations
 
@@ -31,12 +37,16 @@ LAYER_TYPES = ("conv", "fc", "pool", "relu", "lrn", "softmax", "dropout")
 ROLES = ("device", "server")
 FACTORS = ("kernel", "stride", "pad", "groups", "in_channels", "out_channels", "in_side", "out_side")
 MEASURES = ("latency_ms", "p10_ms", "p90_ms", "repeats")
-CSV_COLUMNS = ("role", "layer_type", *FACTORS, *MEASURES)
+CSV_COLUMNS = ("role", "layer_type", *FACTORS, *MEASURES)  # what a profile CSV must hold (delay.read_profile_csv)
+PROFILE_COLUMNS = (*CSV_COLUMNS, "raw_ms")  # what the profiler writes: also the median before normalisation
+# <role>.runs.csv: one row per configuration and pass, written as measured
+RUN_COLUMNS = ("role", "layer_type", *FACTORS, "pass", "canary", "raw_ms", "canary_ms", "ratio", "ratio_p10",
+               "ratio_p90", "repeats")
 
-# Adaptive repeats: time until TARGET_SECONDS have been spent or MAX_REPEATS runs, never fewer than MIN_REPEATS.
-MIN_REPEATS, MAX_REPEATS, TARGET_SECONDS, WARMUP_RUNS = 5, 15, 0.2, 2
-# A timing window whose p90 exceeds UNSTABLE_SPREAD x p10 was disturbed (shared CPU) and is re-timed.
-UNSTABLE_SPREAD, UNSTABLE_RETRIES = 1.25, 2
+# Each configuration is timed in PASSES windows, one per pass over the whole (shuffled) sweep, so that slow
+# machine drift averages out. A window alternates the layer with a reference layer: adaptive pairs, at least
+# MIN_REPEATS, at most MAX_REPEATS, stop after TARGET_SECONDS.
+PASSES, MIN_REPEATS, MAX_REPEATS, TARGET_SECONDS, WARMUP_RUNS = 2, 5, 25, 0.06, 2
 # Largest sizes drawn at random. The zoo's biggest conv (VGG, 224x224, 64->64, 1.85 GMAC) is inside CONV_MAX_MACS;
 # VGG's fc6 (25088x4096 = 103 M weights, 411 MB) appears only in the fixed sweep, random fc stay below FC_MAX_WEIGHTS.
 CONV_MAX_MACS = 2.0e9
@@ -81,6 +91,23 @@ def pool(k, s, p, c, side) -> Config:
 
 def elementwise(layer_type, c, side, kernel=1) -> Config:
     return Config(layer_type, kernel, 1, 0, 1, c, c, side, side)
+
+
+# Reference layers ("canaries"), a ladder per type from call-overhead-bound to compute- or memory-bound. On a
+# shared VM every layer slows down together by 10-20 % for seconds at a time (host contention, measured with
+# scratch drift runs: correlation 0.7-0.8 between layers); timing each layer against a reference run right
+# next to it cancels most of that.
+CANARIES = {
+    "conv": (conv(1, 1, 0, 1, 16, 16, 14), conv(3, 1, 1, 1, 32, 32, 14), conv(3, 1, 1, 1, 64, 64, 28),
+             conv(3, 1, 1, 1, 128, 128, 28)),
+    "fc": (fc(256, 64), fc(1024, 256), fc(2048, 1024), fc(4096, 4096)),
+    "pool": (pool(2, 2, 0, 16, 14), pool(3, 2, 0, 64, 28), pool(3, 2, 0, 64, 112)),
+    "relu": (elementwise("relu", 64, 1), elementwise("relu", 64, 28), elementwise("relu", 64, 112)),
+    "dropout": (elementwise("dropout", 64, 1), elementwise("dropout", 64, 28), elementwise("dropout", 64, 112)),
+    "lrn": (elementwise("lrn", 32, 13, kernel=5), elementwise("lrn", 96, 27, kernel=5),
+            elementwise("lrn", 96, 55, kernel=5)),
+    "softmax": (elementwise("softmax", 10, 1), elementwise("softmax", 1000, 1), elementwise("softmax", 10000, 1)),
+}
 
 
 # ----------------------------------------------------------------------------------------------- designed sweep
@@ -319,81 +346,135 @@ def _runqueue_wait_ns() -> int:
 
 
 def timing_clock() -> str:
-    """How `time_session` measures: wall time minus the calling thread's run-queue wait where Linux reports it."""
+    """How runs are timed: wall time minus the calling thread's run-queue wait where Linux reports it."""
     return "wall-minus-runqueue-wait" if _runqueue_wait_ns() > 0 or SCHEDSTAT.exists() else "wall"
 
 
-def time_session(session, feed, repeats: int | None = None) -> dict:
-    """Warm up, then time runs; `repeats` None means adaptive (MIN..MAX_REPEATS, stop after TARGET_SECONDS).
+def _timed_run_ms(session, feed) -> float:
+    """One run's latency: wall time minus the time the calling thread sat in the run queue.
 
-    Each run's latency is its wall time minus the time the calling thread sat in the run queue while other
-    processes had the CPU (/proc/thread-self/schedstat). On a shared machine this removes most of the
-    contention from single-threaded timings (onnxruntime runs a 1-thread session on the calling thread);
-    with more threads, waits of the worker threads are still included.
+    On a shared machine this removes the contention from other processes on this machine (onnxruntime runs a
+    1-thread session on the calling thread); with more threads, waits of the worker threads are still included.
     """
+    w0 = _runqueue_wait_ns()
+    t0 = time.perf_counter()
+    session.run(None, feed)
+    t1 = time.perf_counter()
+    return max((t1 - t0) * 1e3 - (_runqueue_wait_ns() - w0) / 1e6, 1e-6)
+
+
+def _enough(n: int, start: float, repeats: int | None) -> bool:
+    if repeats is not None:
+        return n >= repeats
+    return n >= MAX_REPEATS or (n >= MIN_REPEATS and time.perf_counter() - start >= TARGET_SECONDS)
+
+
+def time_session(session, feed, repeats: int | None = None) -> dict:
+    """Warm up, then time runs; `repeats` None means adaptive (MIN..MAX_REPEATS, stop after TARGET_SECONDS)."""
     for _ in range(WARMUP_RUNS):
         session.run(None, feed)
     times, start = [], time.perf_counter()
-    while True:
-        w0 = _runqueue_wait_ns()
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        t1 = time.perf_counter()
-        waited_ms = (_runqueue_wait_ns() - w0) / 1e6
-        times.append(max((t1 - t0) * 1e3 - waited_ms, 1e-6))
-        n = len(times)
-        if repeats is not None:
-            if n >= repeats:
-                break
-        elif n >= MAX_REPEATS or (n >= MIN_REPEATS and time.perf_counter() - start >= TARGET_SECONDS):
-            break
+    while not _enough(len(times), start, repeats):
+        times.append(_timed_run_ms(session, feed))
     arr = np.asarray(times)
     return {"latency_ms": float(np.median(arr)), "p10_ms": float(np.percentile(arr, 10)),
-            "p90_ms": float(np.percentile(arr, 90)), "repeats": n}
+            "p90_ms": float(np.percentile(arr, 90)), "repeats": len(arr)}
 
 
-def measure(config: Config, threads: int, repeats: int | None = None, rng=None) -> dict:
-    """Median, p10, p90 latency (ms) and repeat count of one configuration.
+def time_against_reference(session, feed, ref_session, ref_feed, repeats: int | None = None) -> dict:
+    """Alternate runs of a layer and of a reference layer; the per-pair latency ratios cancel machine drift.
 
-    On a shared machine another process can steal the CPU during the timing window, which shows as a wide
-    p10..p90 spread: such a window is re-timed (up to UNSTABLE_RETRIES times) and the attempt with the lowest
-    median is kept, the best estimate of the unloaded latency.
+    Returns the layer's raw median (raw_ms), the reference's median (canary_ms), the median, p10 and p90 of the
+    per-pair ratios and the number of pairs.
     """
+    for _ in range(WARMUP_RUNS):
+        session.run(None, feed)
+        ref_session.run(None, ref_feed)
+    raw, ref, start = [], [], time.perf_counter()
+    while not _enough(len(raw), start, repeats):
+        raw.append(_timed_run_ms(session, feed))
+        ref.append(_timed_run_ms(ref_session, ref_feed))
+    raw, ref = np.asarray(raw), np.asarray(ref)
+    ratio = raw / ref
+    return {"raw_ms": float(np.median(raw)), "canary_ms": float(np.median(ref)), "ratio": float(np.median(ratio)),
+            "ratio_p10": float(np.percentile(ratio, 10)), "ratio_p90": float(np.percentile(ratio, 90)),
+            "repeats": len(raw)}
+
+
+def make_session(config: Config, threads: int, rng=None):
     import onnxruntime as ort
 
     model, feed = build_layer_model(config, rng)
     session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                    providers=["CPUExecutionProvider"])
-    best = time_session(session, feed, repeats)
-    for _ in range(UNSTABLE_RETRIES):
-        if best["p90_ms"] <= UNSTABLE_SPREAD * best["p10_ms"]:
-            break
-        again = time_session(session, feed, repeats)
-        if again["latency_ms"] < best["latency_ms"]:
-            best = again
-    return best
+    return session, feed
 
 
-def retest(csv_path: str | Path, layer_type: str = "conv", n: int = 100, threads: int | None = None,
+def work_size(config: Config) -> float:
+    """A static size of a layer's work: multiply-adds for conv and fc, touched elements for the others."""
+    if config.layer_type == "conv":
+        return _conv_macs(config)
+    if config.layer_type == "fc":
+        return float(config.in_channels * config.out_channels)
+    return float(config.in_channels * config.in_side ** 2 * config.kernel ** 2)
+
+
+def canary_index(config: Config) -> int:
+    """The reference layer a configuration is timed against: the one of its type closest in work size (log).
+
+    The choice is static, so a configuration meets the same reference in every pass and every run; a choice
+    by measured latency flips near the boundaries and made passes disagree (scratch runs, fc: 81 % same).
+    """
+    sizes = np.array([work_size(c) for c in CANARIES[config.layer_type]])
+    return int(np.argmin(np.abs(np.log(sizes) - np.log(max(work_size(config), 1.0)))))
+
+
+class Canaries:
+    """The reference layers of one profiling run: one-node sessions, built on first use."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._sessions: dict[tuple[str, int], tuple] = {}
+
+    def session(self, layer_type: str, index: int) -> tuple:
+        if (layer_type, index) not in self._sessions:
+            config = CANARIES[layer_type][index]
+            self._sessions[layer_type, index] = make_session(config, self.threads, np.random.default_rng(index))
+        return self._sessions[layer_type, index]
+
+
+def measure_window(config: Config, threads: int, canaries: Canaries, repeats: int | None = None, rng=None) -> dict:
+    """One timing window of a configuration against its reference layer (see time_against_reference)."""
+    session, feed = make_session(config, threads, rng)
+    index = canary_index(config)
+    ref_session, ref_feed = canaries.session(config.layer_type, index)
+    return {"canary": index, **time_against_reference(session, feed, ref_session, ref_feed, repeats)}
+
+
+def retest(profile_dir: str | Path, role: str, layer_type: str = "conv", n: int = 100, threads: int | None = None,
            seed: int = 0):
-    """Test-retest: re-measure `n` random rows of a profile CSV and compare with the stored medians.
+    """Test-retest: re-measure `n` random rows of a profile and compare with the stored latencies.
 
-    Returns a DataFrame (the factors, stored_ms, retest_ms, rel_diff). The share of |rel_diff| <= 10 % is the
-    ceiling any delay model can reach on that profile's within-10 % metric: the data disagree with themselves
-    that much.
+    Each re-measurement is one window against the same reference layers, scaled by the references' latencies
+    stored in the profile's metadata, as the profile itself was. Returns a DataFrame (the factors, stored_ms,
+    retest_ms, rel_diff). The share of |rel_diff| <= 10 % is the ceiling any delay model can reach on that
+    profile's within-10 % metric: the data disagree with themselves that much.
     """
     import pandas as pd
 
-    df = pd.read_csv(csv_path)
+    profile_dir = Path(profile_dir)
+    df = pd.read_csv(profile_dir / f"{role}.csv")
     df = df[df["layer_type"] == layer_type]
     if df.empty:
-        raise ProfileError(f"{csv_path}: no {layer_type!r} rows to re-test")
-    role = str(df["role"].iloc[0])
+        raise ProfileError(f"{profile_dir / f'{role}.csv'}: no {layer_type!r} rows to re-test")
+    refs = json.loads((profile_dir / f"{role}.json").read_text())["canary_ref_ms"][layer_type]
     threads = default_threads(role) if threads is None else threads
     sample = df.sample(min(n, len(df)), random_state=seed).sort_index()
-    rng = np.random.default_rng(seed)
-    retest_ms = [measure(Config(layer_type, *(int(r[f]) for f in FACTORS)), threads, rng=rng)["latency_ms"]
-                 for _, r in sample.iterrows()]
+    rng, canaries = np.random.default_rng(seed), Canaries(threads)
+    retest_ms = []
+    for _, r in sample.iterrows():
+        w = measure_window(Config(layer_type, *(int(r[f]) for f in FACTORS)), threads, canaries, rng=rng)
+        retest_ms.append(w["ratio"] * refs[w["canary"]])
     out = sample[["role", "layer_type", *FACTORS]].copy()
     out["stored_ms"] = sample["latency_ms"].to_numpy()
     out["retest_ms"] = retest_ms
@@ -402,30 +483,65 @@ def retest(csv_path: str | Path, layer_type: str = "conv", n: int = 100, threads
 
 
 # ------------------------------------------------------------------------------------------------- CSV I/O
-def _recover_csv(path: Path) -> set[tuple]:
-    """Check the header, drop a half-written trailing line, return the keys of the rows already measured."""
+def _run_key(row) -> tuple:
+    """(role, layer_type, factors..., pass) of a runs-CSV row (strings)."""
+    return (row[0], row[1], *(int(v) for v in row[2:2 + len(FACTORS)]), int(row[2 + len(FACTORS)]))
+
+
+def _recover_runs(path: Path) -> set[tuple]:
+    """Check the header, drop a half-written trailing line, return the (config, pass) keys already measured."""
     text = path.read_text()
     if not text:
         return set()
     header, _, body = text.partition("\n")
-    if header.split(",") != list(CSV_COLUMNS):
-        raise ProfileError(f"{path}: header {header!r} is not the profile header {','.join(CSV_COLUMNS)}")
+    if header.split(",") != list(RUN_COLUMNS):
+        raise ProfileError(f"{path}: header {header!r} is not the runs header {','.join(RUN_COLUMNS)}")
     lines = body.split("\n")
     # A complete file ends with "\n" so the last element is "". Anything else is a line cut off mid-write.
-    good = [ln for ln in lines[:-1] if len(ln.split(",")) == len(CSV_COLUMNS)]
+    good = [ln for ln in lines[:-1] if len(ln.split(",")) == len(RUN_COLUMNS)]
     if lines[-1] != "" or len(good) != len(lines) - 1:
         atomic_write_text(path, header + "\n" + "".join(ln + "\n" for ln in good))
-    keys = set()
-    for row in csv.reader(io.StringIO("\n".join(good))):
-        keys.add((row[0], row[1], *(int(v) for v in row[2:2 + len(FACTORS)])))
-    return keys
+    return {_run_key(row) for row in csv.reader(io.StringIO("\n".join(good)))}
 
 
-def _format_row(role: str, config: Config, result: dict) -> str:
-    values = [role, config.layer_type, *(str(int(getattr(config, f))) for f in FACTORS),
-              f"{result['latency_ms']:.6f}", f"{result['p10_ms']:.6f}", f"{result['p90_ms']:.6f}",
-              str(result["repeats"])]
+def _format_run(role: str, config: Config, pass_: int, w: dict) -> str:
+    values = [role, config.layer_type, *(str(int(getattr(config, f))) for f in FACTORS), str(pass_),
+              str(w["canary"]), f"{w['raw_ms']:.6f}", f"{w['canary_ms']:.6f}", f"{w['ratio']:.8g}",
+              f"{w['ratio_p10']:.8g}", f"{w['ratio_p90']:.8g}", str(w["repeats"])]
     return ",".join(values) + "\n"
+
+
+def canary_refs(runs) -> dict[str, list[float]]:
+    """Per layer type, each reference layer's latency (ms): the median of its windows over the whole run
+    (None for a reference no configuration was paired with)."""
+    med = runs.groupby(["layer_type", "canary"])["canary_ms"].median()
+    return {t: [round(float(med[(t, i)]), 6) if (t, i) in med.index else None for i in range(len(CANARIES[t]))]
+            for t in LAYER_TYPES if t in set(runs["layer_type"])}
+
+
+def aggregate_runs(runs, order: list[tuple] | None = None):
+    """The profile table from the windows: latency = median over passes of (ratio x reference latency).
+
+    p10_ms / p90_ms are the medians over passes of the within-window ratio percentiles, scaled the same way;
+    repeats counts every timed pair; raw_ms is the median over passes of the unnormalised window medians.
+    Rows follow `order` (config keys without the pass) when given, else first appearance in `runs`.
+    """
+    import pandas as pd
+
+    refs = canary_refs(runs)
+    scale = np.array([refs[t][c] for t, c in zip(runs["layer_type"], runs["canary"])])
+    w = runs.assign(lat=runs["ratio"] * scale, p10=runs["ratio_p10"] * scale, p90=runs["ratio_p90"] * scale)
+    keys = ["role", "layer_type", *FACTORS]
+    out = w.groupby(keys, sort=False).agg(latency_ms=("lat", "median"), p10_ms=("p10", "median"),
+                                          p90_ms=("p90", "median"), repeats=("repeats", "sum"),
+                                          raw_ms=("raw_ms", "median")).reset_index()
+    if order is not None:
+        rank = {k: i for i, k in enumerate(order)}
+        pos = [rank.get((r, t, *f), len(rank)) for r, t, *f in out[keys].itertuples(index=False)]
+        out = out.iloc[np.argsort(pos, kind="stable")].reset_index(drop=True)
+    for col in ("latency_ms", "p10_ms", "p90_ms", "raw_ms"):
+        out[col] = out[col].round(6)
+    return out[list(PROFILE_COLUMNS)]
 
 
 def cpu_model() -> str:
@@ -438,15 +554,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _write_metadata(out: Path, role: str, threads: int, seed: int, started: str, csv_path: Path,
-                    command: str | None, measured: int = 0) -> dict:
+def _write_metadata(out: Path, role: str, threads: int, seed: int, passes: int, started: str, profile,
+                    refs: dict, command: str | None, measured: int = 0) -> dict:
     import onnx
     import onnxruntime as ort
-    import pandas as pd
 
-    counts = {}
-    if csv_path.exists() and csv_path.stat().st_size:
-        counts = pd.read_csv(csv_path)["layer_type"].value_counts().reindex(LAYER_TYPES).dropna().astype(int).to_dict()
+    counts = profile["layer_type"].value_counts().reindex(LAYER_TYPES).dropna().astype(int).to_dict()
     meta = {
         "role": role,
         "threads": threads,
@@ -461,10 +574,14 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, started: str,
         "clock": timing_clock(),
         "inter_op_num_threads": 1,
         "seed": seed,
+        "passes": passes,
         "warmup_runs": WARMUP_RUNS,
-        "repeats_rule": f"adaptive: at least {MIN_REPEATS}, at most {MAX_REPEATS}, stop after {TARGET_SECONDS} s",
-        "retry_rule": f"a window with p90 > {UNSTABLE_SPREAD} x p10 is re-timed up to {UNSTABLE_RETRIES} times; "
-                      "the attempt with the lowest median is kept",
+        "repeats_rule": f"per pass, adaptive pairs (layer, reference layer): at least {MIN_REPEATS}, at most "
+                        f"{MAX_REPEATS}, stop after {TARGET_SECONDS} s",
+        "latency_rule": "median over passes of (median per-pair ratio layer/reference x the reference's median "
+                        "latency over the whole run); raw_ms is the unnormalised median",
+        "canaries": {t: [dict(zip(FACTORS, c.key(role)[2:])) for c in CANARIES[t]] for t in refs},
+        "canary_ref_ms": refs,
         "started_utc": started,
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "load_average": list(os.getloadavg()),
@@ -480,10 +597,10 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, started: str,
         except json.JSONDecodeError:
             pass
     meta["note"] = old.get("note", "")  # keep the note (e.g. "shared VM") across resumed runs
-    # one entry per run that wrote into this CSV, so a resumed profile keeps the provenance of every run
+    # one entry per run that wrote into this profile, so a resumed profile keeps the provenance of every run
     runs = [r for r in old.get("runs", []) if r.get("started_utc") != started]
     runs.append({"started_utc": started, "ended_utc": meta["date_utc"], "command": command, "threads": threads,
-                 "load_average_end": meta["load_average"], "configs_measured": measured})
+                 "load_average_end": meta["load_average"], "windows_measured": measured})
     meta["runs"] = runs
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return meta
@@ -493,19 +610,27 @@ def default_threads(role: str) -> int:
     return 1 if role == "device" else (os.cpu_count() or 1)
 
 
+def _check_positive(name: str, value) -> None:
+    if value is not None and value < 1:
+        raise ProfileError(f"{name} must be >= 1, got {value}")
+
+
 def run_profile(out: str | Path, role: str, threads: int | None = None, layer_types=None, limit: int | None = None,
-                repeats: int | None = None, seed: int = 0, progress: bool = True, command: str | None = None,
-                note: str | None = None) -> Path:
-    """Measure every configuration of the designed sweep not yet in <out>/<role>.csv; return the CSV path."""
+                repeats: int | None = None, seed: int = 0, passes: int = PASSES, progress: bool = True,
+                command: str | None = None, note: str | None = None) -> Path:
+    """Measure every (configuration, pass) window not yet in <out>/<role>.runs.csv; return <out>/<role>.csv.
+
+    Each pass visits the whole sweep (all requested types) in its own seeded shuffled order. Windows are
+    appended to the runs CSV as measured; the profile CSV and metadata are rebuilt from it (atomically) after
+    every pass, so an interrupted run leaves both files whole and a rerun resumes where it stopped.
+    """
+    import pandas as pd
+
     if role not in ROLES:
         raise ProfileError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
     threads = default_threads(role) if threads is None else int(threads)
-    if threads < 1:
-        raise ProfileError(f"threads must be >= 1, got {threads}")
-    if repeats is not None and repeats < 1:
-        raise ProfileError(f"repeats must be >= 1, got {repeats}")
-    if limit is not None and limit < 1:
-        raise ProfileError(f"limit must be >= 1, got {limit}")
+    for name, value in (("threads", threads), ("repeats", repeats), ("limit", limit), ("passes", passes)):
+        _check_positive(name, value)
     types = list(LAYER_TYPES) if layer_types is None else list(layer_types)
     for t in types:
         if t not in LAYER_TYPES:
@@ -513,40 +638,48 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / f"{role}.csv"
-    done = _recover_csv(csv_path) if csv_path.exists() else set()
-    if not csv_path.exists() or csv_path.stat().st_size == 0:
-        atomic_write_text(csv_path, ",".join(CSV_COLUMNS) + "\n")
+    runs_path, csv_path = out / f"{role}.runs.csv", out / f"{role}.csv"
+    done = _recover_runs(runs_path) if runs_path.exists() else set()
+    if not runs_path.exists() or runs_path.stat().st_size == 0:
+        atomic_write_text(runs_path, ",".join(RUN_COLUMNS) + "\n")
     if note is not None:
         meta_path = out / f"{role}.json"
         old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         atomic_write_text(meta_path, json.dumps({**old, "note": note}, indent=2) + "\n")
 
-    todo = []
+    configs = []
     for t in types:
-        configs = design(t, seed)
-        if limit is not None:
-            configs = configs[:limit]
-        todo += [c for c in configs if c.key(role) not in done]
+        configs += design(t, seed)[:limit]
+    order = [c.key(role) for c in configs]
+    todo = []
+    for p in range(passes):
+        shuffled = [configs[i] for i in np.random.default_rng([seed, p]).permutation(len(configs))]
+        todo.append([c for c in shuffled if (*c.key(role), p) not in done])
 
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")  # also identifies the run
-    rng = np.random.default_rng(seed)
+    rng, canaries = np.random.default_rng(seed), Canaries(threads)
     from tqdm.auto import tqdm
 
-    with open(csv_path, "a", newline="") as fh, tqdm(total=len(todo), desc=f"profile {role}", unit="cfg",
-                                                     disable=not progress, file=sys.stderr) as bar:
-        last_type = None
-        for c in todo:
-            if c.layer_type != last_type:
-                bar.set_postfix_str(c.layer_type)
-                if last_type is not None:
-                    _write_metadata(out, role, threads, seed, started, csv_path, command, bar.n)
-                last_type = c.layer_type
-            result = measure(c, threads, repeats, rng)
-            fh.write(_format_row(role, c, result))
-            fh.flush()
-            bar.update(1)
-    _write_metadata(out, role, threads, seed, started, csv_path, command, len(todo))
+    def publish(measured: int) -> None:
+        runs = pd.read_csv(runs_path)
+        runs = runs[runs["role"] == role]
+        profile = aggregate_runs(runs, order)
+        refs = canary_refs(runs)
+        atomic_write_text(csv_path, profile.to_csv(index=False, lineterminator="\n"))
+        _write_metadata(out, role, threads, seed, passes, started, profile, refs, command, measured)
+
+    measured = 0
+    with open(runs_path, "a", newline="") as fh, tqdm(total=sum(map(len, todo)), desc=f"profile {role}",
+                                                      unit="window", disable=not progress, file=sys.stderr) as bar:
+        for p, pass_todo in enumerate(todo):
+            bar.set_postfix_str(f"pass {p + 1}/{passes}")
+            for c in pass_todo:
+                fh.write(_format_run(role, c, p, measure_window(c, threads, canaries, repeats, rng)))
+                fh.flush()
+                measured += 1
+                bar.update(1)
+            if pass_todo or not csv_path.exists():
+                publish(measured)
     return csv_path
 
 
@@ -555,6 +688,6 @@ def cli_profile(args) -> int:
     types = None if args.layer_types is None else [t.strip() for t in args.layer_types.split(",") if t.strip()]
     command = "dnnpart " + " ".join(sys.argv[1:])
     path = run_profile(args.out, args.role, threads=args.threads, layer_types=types, limit=args.limit,
-                       repeats=args.repeats, seed=args.seed, command=command, note=args.note)
+                       repeats=args.repeats, seed=args.seed, passes=args.passes, command=command, note=args.note)
     print(path)
     return 0

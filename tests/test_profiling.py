@@ -65,61 +65,109 @@ def _tiny_run(out, **kw):
 def test_tiny_real_run_writes_valid_rows_and_metadata(tmp_path):
     csv_path = _tiny_run(tmp_path)
     df = pd.read_csv(csv_path)
-    assert list(df.columns) == list(P.CSV_COLUMNS)
+    assert list(df.columns) == list(P.PROFILE_COLUMNS)
     assert len(df) == 6 and set(df["layer_type"]) == {"conv", "fc", "relu"}
-    assert (df["role"] == "device").all() and (df["repeats"] >= 3).all()
-    assert (df["latency_ms"] > 0).all()
+    # rows in design order, types in LAYER_TYPES order
+    assert [tuple(r) for r in df[["layer_type", *P.FACTORS]].itertuples(index=False)] == \
+        [c.key("device")[1:] for t in ("conv", "fc", "relu") for c in P.design(t)[:2]]
+    assert (df["role"] == "device").all() and (df["repeats"] == 3 * P.PASSES).all()
+    assert (df["latency_ms"] > 0).all() and (df["raw_ms"] > 0).all()
     assert (df["p10_ms"] <= df["latency_ms"]).all() and (df["latency_ms"] <= df["p90_ms"]).all()
+    runs = pd.read_csv(tmp_path / "device.runs.csv")
+    assert list(runs.columns) == list(P.RUN_COLUMNS) and len(runs) == 6 * P.PASSES
+    assert sorted(runs["pass"].unique()) == list(range(P.PASSES))
     meta = json.loads((tmp_path / "device.json").read_text())
     assert meta["threads"] == 1 and meta["configs_per_type"] == {"conv": 2, "fc": 2, "relu": 2}
-    for key in ("cpu_model", "cores", "onnxruntime", "date_utc", "clock"):
+    assert meta["passes"] == P.PASSES
+    for key in ("cpu_model", "cores", "onnxruntime", "date_utc", "clock", "canary_ref_ms"):
         assert meta[key]
-    assert [r["configs_measured"] for r in meta["runs"]] == [6]
+    assert [r["windows_measured"] for r in meta["runs"]] == [6 * P.PASSES]
 
 
-def test_resume_skips_done_rows_and_recovers_a_truncated_line(tmp_path, monkeypatch):
-    csv_path = _tiny_run(tmp_path)
-    lines = csv_path.read_text().splitlines(keepends=True)
+def test_latency_is_the_median_over_passes_of_ratio_times_the_reference(tmp_path):
+    runs = pd.DataFrame([
+        # two configs of one type sharing reference 0; the reference's median over the 4 windows is 2.0 ms
+        ("device", "fc", 1, 1, 0, 1, 8, 8, 1, 1, 0, 0, 1.0, 1.0, 0.5, 0.4, 0.6, 5),
+        ("device", "fc", 1, 1, 0, 1, 8, 8, 1, 1, 1, 0, 3.0, 3.0, 0.7, 0.6, 0.8, 5),
+        ("device", "fc", 1, 1, 0, 1, 16, 8, 1, 1, 0, 0, 2.0, 2.0, 1.5, 1.0, 2.0, 5),
+        ("device", "fc", 1, 1, 0, 1, 16, 8, 1, 1, 1, 0, 2.0, 2.0, 2.5, 2.0, 3.0, 5),
+    ], columns=list(P.RUN_COLUMNS))
+    assert P.canary_refs(runs) == {"fc": [2.0, None, None, None]}
+    out = P.aggregate_runs(runs, order=[("device", "fc", 1, 1, 0, 1, 16, 8, 1, 1), ("device", "fc", 1, 1, 0, 1, 8, 8, 1, 1)])
+    assert out["in_channels"].tolist() == [16, 8]
+    assert out["latency_ms"].tolist() == [4.0, 1.2]  # median(1.5, 2.5) x 2.0 and median(0.5, 0.7) x 2.0
+    assert out["p10_ms"].tolist() == [3.0, 1.0] and out["p90_ms"].tolist() == [5.0, 1.4]
+    assert out["repeats"].tolist() == [10, 10] and out["raw_ms"].tolist() == [2.0, 2.0]
+
+
+def test_reference_choice_is_static_and_by_size():
+    assert P.canary_index(P.fc(256, 64)) == 0 and P.canary_index(P.fc(25088, 4096)) == 3
+    assert P.canary_index(P.conv(3, 1, 1, 1, 64, 64, 28)) == 2
+    for t in P.LAYER_TYPES:
+        assert [P.canary_index(c) for c in P.CANARIES[t]] == list(range(len(P.CANARIES[t])))
+
+
+def test_resume_skips_done_windows_and_recovers_a_truncated_line(tmp_path, monkeypatch):
+    _tiny_run(tmp_path)
+    runs_path, csv_path = tmp_path / "device.runs.csv", tmp_path / "device.csv"
+    lines = runs_path.read_text().splitlines(keepends=True)
+    profile = csv_path.read_text()
     calls = []
 
-    def fake_measure(config, threads, repeats=None, rng=None):
+    def fake_window(config, threads, canaries, repeats=None, rng=None):
         calls.append(config)
-        return {"latency_ms": 1.0, "p10_ms": 0.5, "p90_ms": 2.0, "repeats": 3}
+        return {"canary": P.canary_index(config), "raw_ms": 1.0, "canary_ms": 1.0, "ratio": 1.0,
+                "ratio_p10": 0.5, "ratio_p90": 2.0, "repeats": 3}
 
-    monkeypatch.setattr(P, "measure", fake_measure)
-    _tiny_run(tmp_path)  # everything already measured
-    assert calls == [] and csv_path.read_text() == "".join(lines)
+    monkeypatch.setattr(P, "measure_window", fake_window)
+    _tiny_run(tmp_path)  # everything already measured: nothing re-timed, nothing rewritten
+    assert calls == [] and runs_path.read_text() == "".join(lines) and csv_path.read_text() == profile
 
-    # a crash mid-write leaves half of the last line (no newline)
-    csv_path.write_text("".join(lines[:-1]) + lines[-1][:15])
+    # a crash mid-write leaves half of the last line (no newline): only that window is measured again
+    runs_path.write_text("".join(lines[:-1]) + lines[-1][:15])
     _tiny_run(tmp_path)
-    df = pd.read_csv(csv_path)
-    assert len(calls) == 1 and calls[0].layer_type == "relu"
-    assert len(df) == 6 and df.iloc[-1]["latency_ms"] == 1.0
-    assert csv_path.read_text().startswith("".join(lines[:-1]))
+    assert len(calls) == 1
+    runs = pd.read_csv(runs_path)
+    assert len(runs) == 6 * P.PASSES and runs.iloc[-1]["raw_ms"] == 1.0
+    assert runs_path.read_text().startswith("".join(lines[:-1]))
+    assert len(pd.read_csv(csv_path)) == 6
 
-    # a larger limit measures only the new configurations; every run stays in the metadata's history
+    # a larger limit measures only the new configuration, once per pass; every run stays in the metadata
     P.run_profile(tmp_path, "device", threads=1, layer_types=["fc"], limit=3, repeats=3, progress=False)
-    assert len(calls) == 2 and calls[1] == P.design("fc")[2]
-    runs = json.loads((tmp_path / "device.json").read_text())["runs"]
-    assert sum(r["configs_measured"] for r in runs) == 8
+    assert len(calls) == 1 + P.PASSES and calls[-1] == P.design("fc")[2]
+    meta_runs = json.loads((tmp_path / "device.json").read_text())["runs"]
+    assert [r["windows_measured"] for r in meta_runs] == [6 * P.PASSES, 1, P.PASSES]
 
 
-def test_a_csv_with_another_header_is_refused(tmp_path):
-    (tmp_path / "device.csv").write_text("a,b,c\n1,2,3\n")
+def test_a_runs_csv_with_another_header_is_refused(tmp_path):
+    (tmp_path / "device.runs.csv").write_text("a,b,c\n1,2,3\n")
     with pytest.raises(ProfileError, match="header"):
         _tiny_run(tmp_path)
 
 
+def test_bad_counts_are_refused(tmp_path):
+    for kw in ({"passes": 0}, {"repeats": 0}, {"limit": 0}, {"threads": 0}):
+        with pytest.raises(ProfileError, match=next(iter(kw))):
+            P.run_profile(tmp_path, "device", layer_types=["relu"], progress=False, **kw)
+
+
+class _CountingSession:
+    def __init__(self):
+        self.n = 0
+
+    def run(self, *_):
+        self.n += 1
+
+
 def test_time_session_statistics_are_ordered():
-    class Fake:
-        def __init__(self):
-            self.n = 0
-
-        def run(self, *_):
-            self.n += 1
-
-    stats = P.time_session(Fake(), {}, repeats=7)
+    stats = P.time_session(_CountingSession(), {}, repeats=7)
     assert stats["repeats"] == 7
     assert stats["p10_ms"] <= stats["latency_ms"] <= stats["p90_ms"]
     assert np.isfinite(stats["latency_ms"])
+
+
+def test_time_against_reference_alternates_and_reports_ratios():
+    layer, ref = _CountingSession(), _CountingSession()
+    stats = P.time_against_reference(layer, {}, ref, {}, repeats=9)
+    assert stats["repeats"] == 9 and layer.n == ref.n == 9 + P.WARMUP_RUNS
+    assert stats["ratio_p10"] <= stats["ratio"] <= stats["ratio_p90"]
