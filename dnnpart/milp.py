@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pyomo.environ as pyo
 
+from dnnpart.bounds import time_indexed_bound
 from dnnpart.errors import DnnpartError
 from dnnpart.instance import Device, Instance
 from dnnpart.schedule import Schedule, ScheduleError, block_order, check_cuts
@@ -60,13 +61,16 @@ def candidate_cuts(device: Device) -> list[int]:
 
     Cut c' > c dominates c when release(c') <= release(c) + server work of layers c+1..c': with cut c the
     server could not finish layer c' before c' would have arrived anyway, so cutting at c' frees server
-    time and delays nothing. The all-local cut M is always kept.
+    time and delays nothing. The all-local cut M is always kept, and it dominates every cut whose stand-alone
+    completion is not below the all-local time H: a device with such a cut finishes at or after H, and
+    switching it to all-local never makes it later and only removes server work (docs/optimiser.md).
     """
     m = device.n_layers
+    local = device.local_prefix_ms(m)
     keep = []
     for c in range(m + 1):
         dominated = any(device.release_ms(c2) <= device.release_ms(c) + sum(device.server_ms[c:c2]) + TOL_MS
-                        for c2 in range(c + 1, m + 1))
+                        for c2 in range(c + 1, m + 1)) or (c < m and device.alone_ms(c) >= local)
         if not dominated:
             keep.append(c)
     return keep
@@ -199,6 +203,11 @@ class _PreemptiveRelaxation:
     of S ∪ T1 ∪ T2 to any one part gives a feasible schedule of that part, so the sum of the parts' optima is
     a lower bound. The optimum of "R devices of class k with cuts from the p-th candidate on" is memoised
     and computed by the same search (its bounds use fewer devices, so the recursion ends).
+
+    With `nested` (used when no class is larger than EXACT_GROUP, i.e. mostly different devices), the
+    undecided groups after g are bounded by their optimum TOGETHER (a "Russian doll" search: the optimum of
+    each suffix of the group list, computed by the same search, shortest suffix first) instead of the sum of
+    their optima alone: the bound then misses only the interaction between decided and undecided devices.
     """
 
     def __init__(self, instance: Instance, cut_sets, max_nodes: int):
@@ -217,6 +226,7 @@ class _PreemptiveRelaxation:
                                      for c in cut_sets[i]])
         self.sizes = [len(m) for m in self.sizes]
         self.nodes, self.max_nodes, self.memo = 0, max_nodes, {}
+        self.nested, self.suffix_memo = False, {}
 
     def class_best(self, k: int, count: int, pos: int) -> tuple[float, list]:
         """Relaxation optimum (sum of completions) and its choice for `count` devices of class k using
@@ -248,9 +258,11 @@ class _PreemptiveRelaxation:
         """Lowest relaxation value over choices for groups [(class, count), ...], the first group using
         candidates first_pos.. only; subtrees whose bound is not below the incumbent are skipped."""
         slots = [(g, k) for g, (k, count) in enumerate(groups) for _ in range(count)]
-        later = [0.0] * (len(groups) + 1)  # optimum of the groups after g, each alone
+        later = [0.0] * (len(groups) + 1)  # a bound on the optimum of groups g.. (each alone, or together)
         for g in range(len(groups) - 1, 0, -1):
             later[g] = later[g + 1] + self.group_bound(*groups[g], 0)
+            if self.nested:
+                later[g] = max(later[g], self.suffix_best(tuple(groups[g:]))[0])
         best = list(incumbent)
         chosen, jobs = [], []
 
@@ -264,24 +276,41 @@ class _PreemptiveRelaxation:
                     best[0], best[1] = value, [p for _, p in chosen]
                 return
             g, k = slots[depth]
+            if depth > 0 and slots[depth - 1][0] != g:
+                pos = 0
+            left = sum(1 for s in slots[depth:] if s[0] == g)
             if depth > 0:
-                if slots[depth - 1][0] != g:
-                    pos = 0
-                left = sum(1 for s in slots[depth:] if s[0] == g)
-                if value + self.group_bound(k, left, pos) + later[g + 1] >= best[0]:
+                rest = self.group_bound(k, left, pos) + later[g + 1]
+                if left == groups[g][1] and pos == 0:  # group g untouched: all later groups together
+                    rest = max(rest, later[g])
+                if value + rest >= best[0]:
                     return
+            children = []
             for p in range(pos, len(self.classes[k])):
                 release, work, fixed_p, offloads = self.classes[k][p]
-                chosen.append((k, p))
                 child = state
                 if offloads:
-                    jobs.append((release, work))
                     if release >= state[0]:  # arrivals in release order: continue the parent's SRPT run
                         child = srpt_push(state, release, work)
                     else:  # a later class released earlier: rerun SRPT from the start
                         child = SRPT_START
-                        for job in sorted(jobs):
+                        for job in sorted(jobs + [(release, work)]):
                             child = srpt_push(child, *job)
+                children.append((p, child))
+            if self.nested:  # children are evaluated (and sorted) before any is visited: count that work too
+                self.nodes += len(children)
+            if self.nested:  # most promising first; once the last device of group g is chosen the rest of
+                # the children can be cut together (their values only grow and the bound of what follows is
+                # later[g + 1] for all of them)
+                values = {p: srpt_value(child) + fixed + self.classes[k][p][2] for p, child in children}
+                children.sort(key=lambda pc: values[pc[0]])
+            for p, child in children:
+                release, work, fixed_p, offloads = self.classes[k][p]
+                if self.nested and left == 1 and values[p] + later[g + 1] >= best[0]:
+                    break
+                chosen.append((k, p))
+                if offloads:
+                    jobs.append((release, work))
                 dfs(depth + 1, fixed + fixed_p, p, child)
                 if offloads:
                     jobs.pop()
@@ -289,6 +318,18 @@ class _PreemptiveRelaxation:
 
         dfs(0, 0.0, first_pos, SRPT_START)
         return best[0], best[1]
+
+    def suffix_best(self, groups: tuple) -> tuple[float, list]:
+        """Relaxation optimum (sum of completions) and its choice for the groups together; memoised. The
+        search starts from the optimum of groups[1:] plus the best single candidate for the first group."""
+        if groups not in self.suffix_memo:
+            (k, count), rest = groups[0], groups[1:]
+            tail = [(k2, p) for k2, p in zip([k2 for k2, c in rest for _ in range(c)],
+                                             self.suffix_best(rest)[1] if rest else [])]
+            seed = min((self._value([(k, q)] * count + tail), [q] * count + [p for _, p in tail])
+                       for q in range(len(self.classes[k])))
+            self.suffix_memo[groups] = self._search(list(groups), 0, seed)
+        return self.suffix_memo[groups]
 
 
 def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None = None,
@@ -307,6 +348,12 @@ def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None 
     n = len(instance)
     relax = _PreemptiveRelaxation(instance, cut_sets, max_nodes)
     groups = [(k, size) for k, size in enumerate(relax.sizes)]
+    if len(groups) > 1 and max(relax.sizes) <= EXACT_GROUP:
+        # Russian doll: decide the devices that finish latest alone first, so that the nested suffixes hold
+        # the small ones (cheap to solve) and the bound of a partial choice includes the big ones' contention
+        relax.nested = True
+        relax.max_nodes = 2 * max_nodes  # it counts each child twice (evaluated, then visited)
+        groups.sort(key=lambda g: -min(r + w + f if off else f for r, w, f, off in relax.classes[g[0]]))
     start = (math.inf, []) if cutoff_ms is None else (cutoff_ms * n, [])
     try:
         if len(groups) == 1:
@@ -510,9 +557,13 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
     budget = 5.0 if time_limit is None else 0.2 * time_limit  # local search stops earlier once converged
     if formulation == "exact" and time_limit is not None and len(instance) > LARGE_N:
         # Beyond LARGE_N devices the pairwise model takes longer to build than a typical limit and its LP
-        # bound is no better than the no-contention bound: spend the time on the heuristic instead.
-        best = heuristic(instance, cut_sets, time_budget_s=0.8 * time_limit)
-        return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="heuristic")
+        # bound is no better than the no-contention bound: bound with the time-indexed LP instead and spend
+        # the rest of the time on the heuristic.
+        bound = time_indexed_bound(instance, cut_sets) if fixed_cuts is None else None
+        budget = max(0.1, 0.8 * time_limit - (time.perf_counter() - t0))
+        best = heuristic(instance, cut_sets, time_budget_s=budget)
+        return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="heuristic",
+                       bound=bound)
     fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
     warm = fallback if formulation == "exact" else None
     relaxed = None

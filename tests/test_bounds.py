@@ -1,0 +1,76 @@
+"""The lower bounds for different devices: the time-indexed LP (dnnpart.bounds), the nested ("Russian doll")
+preemptive search, and the all-local dominance of cuts, each checked against the brute-force oracle."""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dnnpart.bounds import time_indexed_bound
+from dnnpart.instance import Device, Instance
+from dnnpart.milp import candidate_cuts, preemptive_bound, solve
+from dnnpart.oracle import brute_force
+from test_oracle_property import SETTINGS, identical_instances, instances
+
+
+def all_cuts(inst):
+    return [list(range(d.n_layers + 1)) for d in inst.devices]
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(st.one_of(instances(), identical_instances()), st.sampled_from([3, 40, 800]))
+def test_time_indexed_bound_never_exceeds_the_optimum(inst, slots):
+    opt = brute_force(inst).avg_delay_ms
+    for cut_sets in (all_cuts(inst), [candidate_cuts(d) for d in inst.devices]):
+        bound = time_indexed_bound(inst, cut_sets, slots=slots)
+        assert bound is not None and bound <= opt + 1e-9
+
+
+def test_time_indexed_bound_known_values():
+    # one device, cut 0: released at 10, 20 ms of server work, C = 30. Horizon = all-local time 40. With 4
+    # slots of 10 ms the work sits in the slots starting at 10 and 20: estimated mean busy time 15 (true 20),
+    # bound 15 + 20/2 = 25; the slot starts lose at most one slot width per device
+    one = Instance((Device("a", [10, 30], [10, 10], [10, 100]),))
+    assert candidate_cuts(one.devices[0]) == [0, 2]
+    assert time_indexed_bound(one, [[0, 2]], slots=4) == pytest.approx(25.0, rel=1e-5)
+    assert 30.0 - 40 / 800 <= time_indexed_bound(one, [[0, 2]], slots=800) <= 30.0
+    # a device that never gains from offloading is fixed all-local: its bound is its all-local time
+    slow = Instance((Device("s", [1, 1], [5, 5], [50, 50]),))
+    assert candidate_cuts(slow.devices[0]) == [2]
+    assert time_indexed_bound(slow, [[2]]) == 2.0
+    # two identical jobs released at 0 (10 ms each, cut 0), all-local 100, 1 ms slots: true optimum 10 + 20,
+    # mean 15; each job's estimated mean busy time is half a slot early: 14.5
+    pair = Instance(tuple(Device(f"d{i}", [50, 50], [5, 5], [0, 0]) for i in range(2)))
+    assert time_indexed_bound(pair, [[0, 2]] * 2, slots=100) == pytest.approx(14.5, rel=1e-5)
+
+
+def test_all_local_dominance_counts_the_download():
+    # cut 0: released at 5, 8 ms of server work, then an 8 ms download: 21 ms >= all-local 20, so all-local
+    # dominates it; without the download (13 ms) it stays. (Without a download the rule "a larger cut
+    # dominates" already covers this: the all-local cut's release is the all-local time.)
+    assert candidate_cuts(Device("d", [10, 10], [4, 4], [5, 50], download_ms=8.0)) == [2]
+    assert candidate_cuts(Device("d", [10, 10], [4, 4], [5, 50])) == [0, 2]
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(instances())
+def test_pruned_cut_sets_keep_the_optimum(inst):
+    # the optimum over candidate cuts only (both dominance rules) equals the oracle's over all cuts
+    assert solve(inst, warm_start=False).avg_delay_ms == pytest.approx(brute_force(inst).avg_delay_ms, abs=1e-6)
+
+
+def test_nested_bound_on_different_devices_matches_the_plain_search():
+    # three different devices: the nested search (used for them) and the brute-force relaxation optimum
+    # over every cut vector agree
+    from itertools import product
+
+    from dnnpart.milp import srpt_total_ms
+
+    inst = Instance((Device("a", [40, 40, 40], [20, 20, 20], [0, 5, 5]),
+                     Device("b", [25, 25, 30], [10, 10, 1], [50, 30, 1]),
+                     Device("c", [5, 5, 5], [3, 2, 1], [4, 2, 1], download_ms=2.0)))
+    cut_sets = [candidate_cuts(d) for d in inst.devices]
+    best = min(srpt_total_ms([(d.release_ms(c), d.server_work_ms(c)) for d, c in zip(inst.devices, cuts)
+                              if c < d.n_layers])
+               + sum(d.download_ms if c < d.n_layers else d.local_prefix_ms(c) for d, c in zip(inst.devices, cuts))
+               for cuts in product(*cut_sets))
+    assert preemptive_bound(inst) == pytest.approx(best / 3, rel=1e-9)
+    assert preemptive_bound(inst) <= brute_force(inst).avg_delay_ms
