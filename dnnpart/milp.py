@@ -276,38 +276,58 @@ class _PreemptiveRelaxation:
                     best[0], best[1] = value, [p for _, p in chosen]
                 return
             g, k = slots[depth]
-            if depth > 0 and slots[depth - 1][0] != g:
-                pos = 0
-            left = sum(1 for s in slots[depth:] if s[0] == g)
+            left = groups[0][1]  # devices of group g still to choose
             if depth > 0:
+                if slots[depth - 1][0] != g:
+                    pos = 0
+                left = sum(1 for s in slots[depth:] if s[0] == g)
                 rest = self.group_bound(k, left, pos) + later[g + 1]
                 if left == groups[g][1] and pos == 0:  # group g untouched: all later groups together
                     rest = max(rest, later[g])
                 if value + rest >= best[0]:
                     return
+            if self.nested:
+                visit_sorted(depth, fixed, pos, state, g, k, left)
+                return
+            for p in range(pos, len(self.classes[k])):
+                release, work, fixed_p, offloads = self.classes[k][p]
+                chosen.append((k, p))
+                child = state
+                if offloads:
+                    jobs.append((release, work))
+                    if release >= state[0]:  # arrivals in release order: continue the parent's SRPT run
+                        child = srpt_push(state, release, work)
+                    else:  # a later class released earlier: rerun SRPT from the start
+                        child = SRPT_START
+                        for job in sorted(jobs):
+                            child = srpt_push(child, *job)
+                dfs(depth + 1, fixed + fixed_p, p, child)
+                if offloads:
+                    jobs.pop()
+                chosen.pop()
+
+        def visit_sorted(depth, fixed, pos, state, g, k, left):
+            """The nested search's children: all evaluated first (counted as nodes), visited most promising
+            first. When the child is the last device of group g, the bound of what follows is later[g + 1]
+            for every child, so the first child that fails it ends the loop."""
             children = []
             for p in range(pos, len(self.classes[k])):
                 release, work, fixed_p, offloads = self.classes[k][p]
                 child = state
                 if offloads:
-                    if release >= state[0]:  # arrivals in release order: continue the parent's SRPT run
+                    if release >= state[0]:
                         child = srpt_push(state, release, work)
-                    else:  # a later class released earlier: rerun SRPT from the start
+                    else:
                         child = SRPT_START
                         for job in sorted(jobs + [(release, work)]):
                             child = srpt_push(child, *job)
-                children.append((p, child))
-            if self.nested:  # children are evaluated (and sorted) before any is visited: count that work too
-                self.nodes += len(children)
-            if self.nested:  # most promising first; once the last device of group g is chosen the rest of
-                # the children can be cut together (their values only grow and the bound of what follows is
-                # later[g + 1] for all of them)
-                values = {p: srpt_value(child) + fixed + self.classes[k][p][2] for p, child in children}
-                children.sort(key=lambda pc: values[pc[0]])
-            for p, child in children:
-                release, work, fixed_p, offloads = self.classes[k][p]
-                if self.nested and left == 1 and values[p] + later[g + 1] >= best[0]:
+                children.append((srpt_value(child) + fixed + fixed_p, p, child))
+            self.nodes += len(children)
+            children.sort(key=lambda c: c[:2])
+            for value, p, child in children:
+                if left == 1 and value + later[g + 1] >= best[0]:
                     break
+                release, work, fixed_p, offloads = self.classes[k][p]
                 chosen.append((k, p))
                 if offloads:
                     jobs.append((release, work))
