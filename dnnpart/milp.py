@@ -154,6 +154,8 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> 
 # ------------------------------------------------------------------------------------------ lower bound
 BOUND_NODES = 1_500_000  # search nodes of preemptive_bound before it gives up (a count, not a clock: deterministic)
 BOUND_NODES_PER_S = 50_000  # with a time limit, at most this many nodes per second of it (~1/4 of it here)
+EXACT_NODES = 3_000_000  # budget of exact_search (doubled in nested mode: ~20 s here); it replaces the MILP
+EXACT_NODES_PER_S = 100_000  # with a time limit, at most this many per second of it (~1/3 of it here)
 EXACT_GROUP = 6  # groups of up to this many identical devices get their exact relaxation optimum as a bound
 
 
@@ -224,7 +226,8 @@ class _PreemptiveRelaxation:
                 self.classes.append([(d.release_ms(c), d.server_work_ms(c),
                                       d.download_ms if c < d.n_layers else d.local_prefix_ms(c), c < d.n_layers)
                                      for c in cut_sets[i]])
-        self.sizes = [len(m) for m in self.sizes]
+        self.members = self.sizes
+        self.sizes = [len(m) for m in self.members]
         self.nodes, self.max_nodes, self.memo = 0, max_nodes, {}
         self.nested, self.suffix_memo = False, {}
 
@@ -254,9 +257,10 @@ class _PreemptiveRelaxation:
         jobs = [self.classes[k][p][:2] for k, p in chosen if self.classes[k][p][3]]
         return srpt_total_ms(jobs) + sum(self.classes[k][p][2] for k, p in chosen)
 
-    def _search(self, groups, first_pos: int, incumbent: tuple[float, list]) -> tuple[float, list]:
+    def _search(self, groups, first_pos: int, incumbent: tuple[float, list], leaf=None) -> tuple[float, list]:
         """Lowest relaxation value over choices for groups [(class, count), ...], the first group using
-        candidates first_pos.. only; subtrees whose bound is not below the incumbent are skipped."""
+        candidates first_pos.. only; subtrees whose bound is not below the incumbent are skipped. With
+        `leaf(chosen, cutoff)` a complete choice is worth what leaf returns (None: nothing below cutoff)."""
         slots = [(g, k) for g, (k, count) in enumerate(groups) for _ in range(count)]
         later = [0.0] * (len(groups) + 1)  # a bound on the optimum of groups g.. (each alone, or together)
         for g in range(len(groups) - 1, 0, -1):
@@ -272,7 +276,9 @@ class _PreemptiveRelaxation:
                 raise _BoundBudget
             value = srpt_value(state) + fixed
             if depth == len(slots):
-                if value < best[0]:
+                if value < best[0] and leaf is not None:  # the exact value of this choice, if below best
+                    value = leaf(list(chosen), best[0])
+                if value is not None and value < best[0]:
                     best[0], best[1] = value, [p for _, p in chosen]
                 return
             g, k = slots[depth]
@@ -367,13 +373,7 @@ def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None 
     cut_sets = cut_sets or [candidate_cuts(d) for d in instance.devices]
     n = len(instance)
     relax = _PreemptiveRelaxation(instance, cut_sets, max_nodes)
-    groups = [(k, size) for k, size in enumerate(relax.sizes)]
-    if len(groups) > 1 and max(relax.sizes) <= EXACT_GROUP:
-        # Russian doll: decide the devices that finish latest alone first, so that the nested suffixes hold
-        # the small ones (cheap to solve) and the bound of a partial choice includes the big ones' contention
-        relax.nested = True
-        relax.max_nodes = 2 * max_nodes  # it counts each child twice (evaluated, then visited)
-        groups.sort(key=lambda g: -min(r + w + f if off else f for r, w, f, off in relax.classes[g[0]]))
+    groups = _nested_groups(relax) or [(k, size) for k, size in enumerate(relax.sizes)]
     start = (math.inf, []) if cutoff_ms is None else (cutoff_ms * n, [])
     try:
         if len(groups) == 1:
@@ -383,6 +383,122 @@ def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None 
     except _BoundBudget:
         return None
     return total / n * (1 - 1e-12)  # float rounding in the sums must not make the bound invalid
+
+
+def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list, max_nodes: int):
+    """The best server order for fixed cuts if its sum of completions is below cutoff_ms (else None), as
+    (sum of completions, order). Raises _BoundBudget when counter[0] (shared node count) passes max_nodes.
+
+    Branch and bound over the next layer to run, in as-early-as-possible timing. Only layers that can start
+    before any other next layer could finish are branched on (active schedules hold an optimum for a regular
+    objective); a node is bounded by the finished completions plus SRPT on what remains (each device's rest
+    as one preemptive job, released when the server is free or the device is ready); and a node is dropped
+    when a node with the same layers done reached the same point with the server free no later and a sum of
+    finished completions no larger (the rest of the schedule depends only on those: every started device is
+    ready by the time the server is free).
+    """
+    devs = instance.devices
+    active = [i for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers]
+    done0 = sum(d.local_prefix_ms(c) for d, c in zip(devs, cuts) if c == d.n_layers)
+    tail = {i: _suffix_sums(devs[i].server_ms) for i in active}
+    nxt = {i: cuts[i] for i in active}
+    ready = {i: devs[i].release_ms(cuts[i]) for i in active}
+    best = [cutoff_ms, None]
+    order, seen = [], {}
+
+    def dfs(t, done, left):
+        counter[0] += 1
+        if counter[0] > max_nodes:
+            raise _BoundBudget
+        if left == 0:
+            if done < best[0]:
+                best[0], best[1] = done, list(order)
+            return
+        live = [i for i in active if nxt[i] < devs[i].n_layers]
+        rest = srpt_total_ms([(max(t, ready[i]), tail[i][nxt[i]]) for i in live])
+        if done + rest + sum(devs[i].download_ms for i in live) >= best[0]:
+            return
+        front = seen.setdefault(tuple(nxt[i] for i in active), [])
+        if any(t2 <= t and d2 <= done for t2, d2 in front):
+            return
+        front.append((t, done))
+        first_end = min(max(t, ready[i]) + devs[i].server_ms[nxt[i]] for i in live)
+        branch = [i for i in live if max(t, ready[i]) < first_end
+                  or max(t, ready[i]) + devs[i].server_ms[nxt[i]] == first_end]
+        branch.sort(key=lambda i: (ready[i] > t, tail[i][nxt[i]], i))  # dispatch's choice first
+        for i in branch:
+            j, saved = nxt[i], ready[i]
+            finish = max(t, saved) + devs[i].server_ms[j]
+            nxt[i], ready[i] = j + 1, finish
+            order.append((i, j + 1))
+            last = j + 1 == devs[i].n_layers
+            dfs(finish, done + (finish + devs[i].download_ms if last else 0.0), left - 1)
+            order.pop()
+            nxt[i], ready[i] = j, saved
+
+    dfs(0.0, done0, sum(devs[i].n_layers - cuts[i] for i in active))
+    return None if best[1] is None else (best[0], best[1])
+
+
+def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int = BOUND_NODES):
+    """An optimal schedule by combinatorial branch and bound, for instances the nested preemptive search
+    handles (no class of identical devices larger than EXACT_GROUP, at least two classes).
+
+    The nested search over cut choices (preemptive_bound) prunes with the relaxation's bounds; at each
+    complete choice whose relaxation value is below the best so far, best_server_order finds the exact best
+    server order. Returns the optimal Schedule, or None if no schedule beats cutoff_ms (an average: then the
+    schedule that gave the cutoff is optimal). Raises _BoundBudget past max_nodes (counted, deterministic).
+    """
+    import sys
+
+    n = len(instance)
+    relax = _PreemptiveRelaxation(instance, cut_sets, max_nodes)
+    groups = _nested_groups(relax)
+    if groups is None:
+        raise DnnpartError("exact_search needs at least two classes of at most "
+                           f"{EXACT_GROUP} identical devices each")
+    counter = [0]
+    orders = {}
+
+    def leaf(chosen, cutoff):
+        cuts = [0] * n
+        filled = {}
+        for k, p in chosen:  # identical devices are interchangeable: members take the class's cuts in turn
+            i = relax.members[k][filled.get(k, 0)]
+            filled[k] = filled.get(k, 0) + 1
+            cuts[i] = cut_sets[i][p]
+        counter[0] = relax.nodes
+        found = best_server_order(instance, cuts, cutoff, counter, relax.max_nodes)
+        relax.nodes = counter[0]
+        if found is None:
+            return None
+        orders[found[0]] = (cuts, found[1])
+        return found[0]
+
+    depth = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(depth, 1000 + 2 * sum(d.n_layers for d in instance.devices)))
+    try:
+        total, _ = relax._search(groups, 0, (cutoff_ms * n, []), leaf=leaf)
+    finally:
+        sys.setrecursionlimit(depth)
+    if total not in orders:
+        return None
+    cuts, order = orders[total]
+    return Schedule(instance, cuts, order)
+
+
+def _nested_groups(relax: "_PreemptiveRelaxation"):
+    """The group list of the nested search, or None if it does not apply: at least two classes, none larger
+    than EXACT_GROUP. Turns nested mode on. Groups are ordered so that those that finish latest alone come
+    first: the nested suffixes then hold the small ones (cheap to solve) and the bound of a partial choice
+    includes the big ones' contention."""
+    groups = [(k, size) for k, size in enumerate(relax.sizes)]
+    if len(groups) < 2 or max(relax.sizes) > EXACT_GROUP:
+        return None
+    relax.nested = True
+    relax.max_nodes *= 2  # it counts each child twice (evaluated, then visited)
+    groups.sort(key=lambda g: -min(r + w + f if off else f for r, w, f, off in relax.classes[g[0]]))
+    return groups
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -592,6 +708,17 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         # devices); otherwise its bound still tightens the MILP. Skipped without a warm start, so that
         # warm_start=False tests the MILP alone.
         nodes = BOUND_NODES if time_limit is None else min(BOUND_NODES, int(BOUND_NODES_PER_S * time_limit))
+        sizes = _PreemptiveRelaxation(instance, cut_sets, nodes).sizes
+        if len(sizes) > 1 and max(sizes) <= EXACT_GROUP:  # mostly different devices: try the exact search
+            budget = EXACT_NODES if time_limit is None else min(EXACT_NODES, int(EXACT_NODES_PER_S * time_limit))
+            try:
+                better = exact_search(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget)
+            except _BoundBudget:
+                pass
+            else:
+                best = warm if better is None or better.avg_delay_ms >= warm.avg_delay_ms else better
+                return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="optimal",
+                               bound=best.avg_delay_ms)
         relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes)
         if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
             return _finish(instance, formulation, None, None, warm, None, cut_sets, t0, status="optimal",

@@ -1,14 +1,15 @@
-"""The lower bounds for different devices: the time-indexed LP (dnnpart.bounds), the nested ("Russian doll")
-preemptive search, and the all-local dominance of cuts, each checked against the brute-force oracle."""
+"""Different devices: the time-indexed LP bound (dnnpart.bounds), the nested ("Russian doll") preemptive search,
+the exact combinatorial search built on it, and the all-local dominance of cuts, each checked against the
+brute-force oracle."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnnpart.bounds import time_indexed_bound
 from dnnpart.instance import Device, Instance
-from dnnpart.milp import candidate_cuts, preemptive_bound, solve
+from dnnpart.milp import best_server_order, candidate_cuts, exact_search, preemptive_bound, solve
 from dnnpart.oracle import brute_force
-from test_oracle_property import SETTINGS, identical_instances, instances
+from test_oracle_property import SETTINGS, devices, identical_instances, instances
 
 
 def all_cuts(inst):
@@ -74,3 +75,41 @@ def test_nested_bound_on_different_devices_matches_the_plain_search():
                for cuts in product(*cut_sets))
     assert preemptive_bound(inst) == pytest.approx(best / 3, rel=1e-9)
     assert preemptive_bound(inst) <= brute_force(inst).avg_delay_ms
+
+
+@st.composite
+def mixed_instances(draw):
+    """Two or three devices, possibly two of them identical: the classes the exact search handles."""
+    first = draw(devices("d0"))
+    twin = draw(st.booleans())
+    second = Device("d1", first.local_ms, first.server_ms, first.upload_ms, first.download_ms) if twin \
+        else draw(devices("d1"))
+    rest = draw(st.lists(devices("d2"), max_size=1))
+    return Instance((first, second, *rest))
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(st.one_of(instances(), mixed_instances()))
+def test_exact_search_equals_the_oracle(inst):
+    cut_sets = [candidate_cuts(d) for d in inst.devices]
+    if len({(d.local_ms, d.server_ms, d.upload_ms, d.download_ms) for d in inst.devices}) < 2:
+        return  # one class: the nested search does not apply (solve uses the plain bound and the MILP)
+    oracle = brute_force(inst)
+    found = exact_search(inst, cut_sets, cutoff_ms=float("inf"))
+    assert found.avg_delay_ms == pytest.approx(oracle.avg_delay_ms, abs=1e-6)
+    found.validate(avg_delay_ms=found.avg_delay_ms)
+    # with the optimum as cutoff nothing strictly better exists
+    assert exact_search(inst, cut_sets, cutoff_ms=oracle.avg_delay_ms - 1e-6) is None
+    sol = solve(inst)  # goes through the exact search
+    assert sol.proven_optimal and sol.avg_delay_ms == pytest.approx(oracle.avg_delay_ms, abs=1e-6)
+
+
+def test_best_server_order_known_value():
+    # the interleaving example with cuts (0, 2): the best order runs B's layer between A's layers 3 and 4
+    from dnnpart.instance import load_instance
+    from dnnpart.paths import PROJ_ROOT
+
+    inst = load_instance(PROJ_ROOT / "tests" / "data" / "interleaving-example.json")
+    total, order = best_server_order(inst, [0, 2], float("inf"), [0], 10_000)
+    assert total == pytest.approx(142.0) and order.index((1, 3)) == order.index((0, 3)) + 1
+    assert best_server_order(inst, [0, 2], 142.0, [0], 10_000) is None  # nothing strictly below the optimum
