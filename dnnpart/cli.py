@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-types", default=None, help="comma-separated subset of layer types to measure")
     p.add_argument("--limit", type=int, default=None, help="measure at most this many configurations per layer type")
     p.add_argument("--repeats", type=int, default=None, help="timed pairs (layer, reference) per window")
-    p.add_argument("--passes", type=int, default=2, help="timing windows per configuration, one per pass")
+    p.add_argument("--passes", type=int, default=None, help="timing windows per configuration, one per pass (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default=None, help="free text stored in the metadata JSON (e.g. machine conditions)")
     p.set_defaults(handler="dnnpart.profiling:cli_profile")

@@ -633,10 +633,10 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
     input_name = session.get_inputs()[0].name
     feed = {input_name: np.random.default_rng(seed).standard_normal(table.attrs["input_shape"], dtype=np.float32)}
     if reference_ms is None:
-        result = time_session(session, feed, repeats)
+        result = time_session(session, feed, repeats, threads)
     else:
         ref_session, ref_feed = Canaries(threads).session(*NETWORK_CANARY)
-        w = time_against_reference(session, feed, ref_session, ref_feed, repeats)
+        w = time_against_reference(session, feed, ref_session, ref_feed, repeats, threads)
         result = {"latency_ms": w["ratio"] * reference_ms, "p10_ms": w["ratio_p10"] * reference_ms,
                   "p90_ms": w["ratio_p90"] * reference_ms, "repeats": w["repeats"], "raw_ms": w["raw_ms"]}
     del session

@@ -46,7 +46,7 @@ RUN_COLUMNS = ("role", "layer_type", *FACTORS, "pass", "canary", "raw_ms", "cana
 # Each configuration is timed in PASSES windows, one per pass over the whole (shuffled) sweep, so that slow
 # machine drift averages out. A window alternates the layer with a reference layer: adaptive pairs, at least
 # MIN_REPEATS, at most MAX_REPEATS, stop after TARGET_SECONDS.
-PASSES, MIN_REPEATS, MAX_REPEATS, TARGET_SECONDS, WARMUP_RUNS = 2, 5, 25, 0.06, 2
+PASSES, MIN_REPEATS, MAX_REPEATS, TARGET_SECONDS, WARMUP_RUNS = 3, 5, 25, 0.06, 2
 # Largest sizes drawn at random. The zoo's biggest conv (VGG, 224x224, 64->64, 1.85 GMAC) is inside CONV_MAX_MACS;
 # VGG's fc6 (25088x4096 = 103 M weights, 411 MB) appears only in the fixed sweep, random fc stay below FC_MAX_WEIGHTS.
 CONV_MAX_MACS = 2.0e9
@@ -331,6 +331,10 @@ def session_options(threads: int):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
+    # Idle pool threads sleep instead of spinning. On this 2-vCPU VM a spinning worker made 2-thread runs no
+    # faster than 1-thread ones and twice as noisy (scratch test: conv 64x64@28, 0.69 ms with spinning,
+    # 0.41 ms without; 1-thread sessions have no pool and are unaffected).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
@@ -345,22 +349,27 @@ def _runqueue_wait_ns() -> int:
         return 0
 
 
-def timing_clock() -> str:
-    """How runs are timed: wall time minus the calling thread's run-queue wait where Linux reports it."""
-    return "wall-minus-runqueue-wait" if _runqueue_wait_ns() > 0 or SCHEDSTAT.exists() else "wall"
+def timing_clock(threads: int) -> str:
+    """How runs are timed: 1-thread sessions subtract the calling thread's run-queue wait where Linux reports
+    it; multi-threaded sessions use plain wall time."""
+    if threads == 1 and (_runqueue_wait_ns() > 0 or SCHEDSTAT.exists()):
+        return "wall-minus-runqueue-wait"
+    return "wall"
 
 
-def _timed_run_ms(session, feed) -> float:
-    """One run's latency: wall time minus the time the calling thread sat in the run queue.
+def _timed_run_ms(session, feed, threads: int) -> float:
+    """One run's latency in ms.
 
-    On a shared machine this removes the contention from other processes on this machine (onnxruntime runs a
-    1-thread session on the calling thread); with more threads, waits of the worker threads are still included.
+    A 1-thread session runs on the calling thread, so the time that thread sat in the run queue while other
+    processes had the CPU is not the layer's and is subtracted. With more threads the pool keeps working while
+    the caller waits (subtracting produced reference runs 10x too fast on the server role), so wall time it is.
     """
-    w0 = _runqueue_wait_ns()
+    w0 = _runqueue_wait_ns() if threads == 1 else 0
     t0 = time.perf_counter()
     session.run(None, feed)
     t1 = time.perf_counter()
-    return max((t1 - t0) * 1e3 - (_runqueue_wait_ns() - w0) / 1e6, 1e-6)
+    waited_ms = (_runqueue_wait_ns() - w0) / 1e6 if threads == 1 else 0.0
+    return max((t1 - t0) * 1e3 - waited_ms, 1e-6)
 
 
 def _enough(n: int, start: float, repeats: int | None) -> bool:
@@ -369,19 +378,20 @@ def _enough(n: int, start: float, repeats: int | None) -> bool:
     return n >= MAX_REPEATS or (n >= MIN_REPEATS and time.perf_counter() - start >= TARGET_SECONDS)
 
 
-def time_session(session, feed, repeats: int | None = None) -> dict:
+def time_session(session, feed, repeats: int | None = None, threads: int = 1) -> dict:
     """Warm up, then time runs; `repeats` None means adaptive (MIN..MAX_REPEATS, stop after TARGET_SECONDS)."""
     for _ in range(WARMUP_RUNS):
         session.run(None, feed)
     times, start = [], time.perf_counter()
     while not _enough(len(times), start, repeats):
-        times.append(_timed_run_ms(session, feed))
+        times.append(_timed_run_ms(session, feed, threads))
     arr = np.asarray(times)
     return {"latency_ms": float(np.median(arr)), "p10_ms": float(np.percentile(arr, 10)),
             "p90_ms": float(np.percentile(arr, 90)), "repeats": len(arr)}
 
 
-def time_against_reference(session, feed, ref_session, ref_feed, repeats: int | None = None) -> dict:
+def time_against_reference(session, feed, ref_session, ref_feed, repeats: int | None = None,
+                           threads: int = 1) -> dict:
     """Alternate runs of a layer and of a reference layer; the per-pair latency ratios cancel machine drift.
 
     Returns the layer's raw median (raw_ms), the reference's median (canary_ms), the median, p10 and p90 of the
@@ -392,8 +402,8 @@ def time_against_reference(session, feed, ref_session, ref_feed, repeats: int | 
         ref_session.run(None, ref_feed)
     raw, ref, start = [], [], time.perf_counter()
     while not _enough(len(raw), start, repeats):
-        raw.append(_timed_run_ms(session, feed))
-        ref.append(_timed_run_ms(ref_session, ref_feed))
+        raw.append(_timed_run_ms(session, feed, threads))
+        ref.append(_timed_run_ms(ref_session, ref_feed, threads))
     raw, ref = np.asarray(raw), np.asarray(ref)
     ratio = raw / ref
     return {"raw_ms": float(np.median(raw)), "canary_ms": float(np.median(ref)), "ratio": float(np.median(ratio)),
@@ -448,7 +458,7 @@ def measure_window(config: Config, threads: int, canaries: Canaries, repeats: in
     session, feed = make_session(config, threads, rng)
     index = canary_index(config)
     ref_session, ref_feed = canaries.session(config.layer_type, index)
-    return {"canary": index, **time_against_reference(session, feed, ref_session, ref_feed, repeats)}
+    return {"canary": index, **time_against_reference(session, feed, ref_session, ref_feed, repeats, threads)}
 
 
 def retest(profile_dir: str | Path, role: str, layer_type: str = "conv", n: int = 100, threads: int | None = None,
@@ -571,8 +581,9 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, passes: int, 
         "onnxruntime": ort.__version__,
         "onnx": onnx.__version__,
         "graph_optimization_level": "ORT_DISABLE_ALL",
-        "clock": timing_clock(),
+        "clock": timing_clock(threads),
         "inter_op_num_threads": 1,
+        "intra_op_allow_spinning": 0,
         "seed": seed,
         "passes": passes,
         "warmup_runs": WARMUP_RUNS,
@@ -688,6 +699,7 @@ def cli_profile(args) -> int:
     types = None if args.layer_types is None else [t.strip() for t in args.layer_types.split(",") if t.strip()]
     command = "dnnpart " + " ".join(sys.argv[1:])
     path = run_profile(args.out, args.role, threads=args.threads, layer_types=types, limit=args.limit,
-                       repeats=args.repeats, seed=args.seed, passes=args.passes, command=command, note=args.note)
+                       repeats=args.repeats, seed=args.seed,
+                       passes=PASSES if args.passes is None else args.passes, command=command, note=args.note)
     print(path)
     return 0

@@ -7,7 +7,7 @@ import pandas as pd
 
 from dnnpart.cli import main
 from dnnpart.delay import FAMILIES, METRIC_COLUMNS
-from dnnpart.profiling import CSV_COLUMNS, LAYER_TYPES, ROLES
+from dnnpart.profiling import LAYER_TYPES, PASSES, PROFILE_COLUMNS, ROLES
 
 
 def test_fit_json_has_the_documented_keys(capsys):
@@ -39,8 +39,11 @@ def test_profile_cli_tiny_run(tmp_path, capsys):
     assert main(["profile", "--role", "server", "--threads", "1", "--out", str(out), "--layer-types", "softmax",
                  "--limit", "2", "--repeats", "3"]) == 0
     df = pd.read_csv(out / "server.csv")
-    assert list(df.columns) == list(CSV_COLUMNS) and len(df) == 2 and (df["role"] == "server").all()
+    assert list(df.columns) == list(PROFILE_COLUMNS) and len(df) == 2 and (df["role"] == "server").all()
+    assert (df["repeats"] == 3 * PASSES).all()  # the default number of passes, 3 pairs each
     meta = json.loads((out / "server.json").read_text())
-    assert meta["threads"] == 1 and meta["command"].startswith("dnnpart ")
+    assert meta["threads"] == 1 and meta["command"].startswith("dnnpart ") and meta["passes"] == PASSES
+    assert main(["profile", "--role", "server", "--out", str(out), "--passes", "0"]) == 2
+    assert "passes must be >= 1" in capsys.readouterr().err
     assert main(["profile", "--role", "server", "--out", str(out), "--layer-types", "gelu"]) == 2
     assert "valid types" in capsys.readouterr().err
