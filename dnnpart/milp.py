@@ -11,12 +11,16 @@ Two formulations of the same model (docs/optimiser.md):
 - "paper": eq. 10-16 as written: x_ij binaries, s/f per layer, eq. 15 linearised with x_{i,k+1}-x_{ik},
   and a big-M disjunction for every pair of layers of different devices.
 
-Every result is re-timed by Schedule (as early as possible in the solver's server order) and validated.
+For mostly different devices `solve` first tries exact_search (branch and bound over cuts and server orders,
+no MILP); for more than LARGE_N devices with a time limit it reports the heuristic with the time-indexed LP
+bound (dnnpart.bounds). Every result is re-timed by Schedule (as early as possible in the solver's server
+order) and validated.
 """
 from __future__ import annotations
 
 import heapq
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -449,8 +453,6 @@ def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int 
     server order. Returns the optimal Schedule, or None if no schedule beats cutoff_ms (an average: then the
     schedule that gave the cutoff is optimal). Raises _BoundBudget past max_nodes (counted, deterministic).
     """
-    import sys
-
     n = len(instance)
     relax = _PreemptiveRelaxation(instance, cut_sets, max_nodes)
     groups = _nested_groups(relax)
