@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dnnpart.errors import ProfileError
-from dnnpart.io import atomic_write_text
+from dnnpart.io import atomic_write_text, write_csv
 
 LAYER_TYPES = ("conv", "fc", "pool", "relu", "lrn", "softmax", "dropout")
 ROLES = ("device", "server")
@@ -529,16 +529,15 @@ def canary_refs(runs) -> dict[str, list[float]]:
             for t in LAYER_TYPES if t in set(runs["layer_type"])}
 
 
-def aggregate_runs(runs, order: list[tuple] | None = None):
+def aggregate_runs(runs, order: list[tuple] | None = None, refs: dict | None = None):
     """The profile table from the windows: latency = median over passes of (ratio x reference latency).
 
     p10_ms / p90_ms are the medians over passes of the within-window ratio percentiles, scaled the same way;
     repeats counts every timed pair; raw_ms is the median over passes of the unnormalised window medians.
     Rows follow `order` (config keys without the pass) when given, else first appearance in `runs`.
+    `refs` are canary_refs(runs), computed here when not given.
     """
-    import pandas as pd
-
-    refs = canary_refs(runs)
+    refs = canary_refs(runs) if refs is None else refs
     scale = np.array([refs[t][c] for t, c in zip(runs["layer_type"], runs["canary"])])
     w = runs.assign(lat=runs["ratio"] * scale, p10=runs["ratio_p10"] * scale, p90=runs["ratio_p90"] * scale)
     keys = ["role", "layer_type", *FACTORS]
@@ -674,9 +673,9 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
     def publish(measured: int) -> None:
         runs = pd.read_csv(runs_path)
         runs = runs[runs["role"] == role]
-        profile = aggregate_runs(runs, order)
         refs = canary_refs(runs)
-        atomic_write_text(csv_path, profile.to_csv(index=False, lineterminator="\n"))
+        profile = aggregate_runs(runs, order, refs)
+        write_csv(profile, csv_path)
         _write_metadata(out, role, threads, seed, passes, started, profile, refs, command, measured)
 
     measured = 0
