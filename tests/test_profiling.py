@@ -79,32 +79,38 @@ def test_tiny_real_run_writes_valid_rows_and_metadata(tmp_path):
     meta = json.loads((tmp_path / "device.json").read_text())
     assert meta["threads"] == 1 and meta["configs_per_type"] == {"conv": 2, "fc": 2, "relu": 2}
     assert meta["passes"] == P.PASSES
-    for key in ("cpu_model", "cores", "onnxruntime", "date_utc", "clock", "canary_ref_ms"):
+    for key in ("cpu_model", "cores", "onnxruntime", "date_utc", "clock", "reference_ms", "reference_layer"):
         assert meta[key]
     assert [r["windows_measured"] for r in meta["runs"]] == [6 * P.PASSES]
 
 
-def test_latency_is_the_median_over_passes_of_ratio_times_the_reference(tmp_path):
-    runs = pd.DataFrame([
-        # two configs of one type sharing reference 0; the reference's median over the 4 windows is 2.0 ms
-        ("device", "fc", 1, 1, 0, 1, 8, 8, 1, 1, 0, 0, 1.0, 1.0, 0.5, 0.4, 0.6, 5),
-        ("device", "fc", 1, 1, 0, 1, 8, 8, 1, 1, 1, 0, 3.0, 3.0, 0.7, 0.6, 0.8, 5),
-        ("device", "fc", 1, 1, 0, 1, 16, 8, 1, 1, 0, 0, 2.0, 2.0, 1.5, 1.0, 2.0, 5),
-        ("device", "fc", 1, 1, 0, 1, 16, 8, 1, 1, 1, 0, 2.0, 2.0, 2.5, 2.0, 3.0, 5),
-    ], columns=list(P.RUN_COLUMNS))
-    assert P.canary_refs(runs) == {"fc": [2.0, None, None, None]}
-    out = P.aggregate_runs(runs, order=[("device", "fc", 1, 1, 0, 1, 16, 8, 1, 1), ("device", "fc", 1, 1, 0, 1, 8, 8, 1, 1)])
+def _window(in_channels, pass_, raw_ms):
+    return ("device", "fc", 1, 1, 0, 1, in_channels, 8, 1, 1, pass_, raw_ms, 0.8 * raw_ms, 1.2 * raw_ms, 5, 0.07)
+
+
+def test_latency_is_the_fastest_window_over_passes():
+    runs = pd.DataFrame([_window(8, 0, 1.0), _window(16, 0, 3.0), _window(8, 1, 0.9), _window(16, 1, 2.0),
+                         _window(8, 2, 1.3), _window(16, 2, 2.5)], columns=list(P.RUN_COLUMNS))
+    out = P.aggregate_runs(runs, order=[("device", "fc", 1, 1, 0, 1, n, 8, 1, 1) for n in (16, 8)])
     assert out["in_channels"].tolist() == [16, 8]
-    assert out["latency_ms"].tolist() == [4.0, 1.2]  # median(1.5, 2.5) x 2.0 and median(0.5, 0.7) x 2.0
-    assert out["p10_ms"].tolist() == [3.0, 1.0] and out["p90_ms"].tolist() == [5.0, 1.4]
-    assert out["repeats"].tolist() == [10, 10] and out["raw_ms"].tolist() == [2.0, 2.0]
+    assert out["latency_ms"].tolist() == [2.0, 0.9]
+    # p10 and p90 come from the same (fastest) window, so p10 <= latency <= p90 holds
+    assert out["p10_ms"].tolist() == [1.6, 0.72] and out["p90_ms"].tolist() == [2.4, 1.08]
+    assert out["raw_ms"].tolist() == [2.5, 1.0] and out["repeats"].tolist() == [15, 15]
 
 
-def test_reference_choice_is_static_and_by_size():
-    assert P.canary_index(P.fc(256, 64)) == 0 and P.canary_index(P.fc(25088, 4096)) == 3
-    assert P.canary_index(P.conv(3, 1, 1, 1, 64, 64, 28)) == 2
-    for t in P.LAYER_TYPES:
-        assert [P.canary_index(c) for c in P.CANARIES[t]] == list(range(len(P.CANARIES[t])))
+def test_the_reference_layer_is_small_and_timed_before_the_layer_is_built(monkeypatch):
+    r = P.REFERENCE_LAYER
+    weights = r.kernel ** 2 * r.in_channels * r.out_channels
+    activations = r.in_channels * r.in_side ** 2 + r.out_channels * r.out_side ** 2
+    assert 4 * (weights + activations) <= 128 * 1024  # fits in any L2: what ran before cannot evict much
+    events = []
+    real_make_session = P.make_session
+    monkeypatch.setattr(P, "time_reference", lambda reference, threads=1: events.append("reference") or 2.0)
+    monkeypatch.setattr(P, "make_session", lambda *a, **k: events.append("build") or real_make_session(*a, **k))
+    w = P.measure_window(P.fc(64, 32), 1, reference=None, repeats=5)
+    assert events == ["reference", "build"]
+    assert w["reference_ms"] == 2.0 and w["repeats"] == 5 and w["p10_ms"] <= w["raw_ms"] <= w["p90_ms"]
 
 
 def test_resume_skips_done_windows_and_recovers_a_truncated_line(tmp_path, monkeypatch):
@@ -116,8 +122,7 @@ def test_resume_skips_done_windows_and_recovers_a_truncated_line(tmp_path, monke
 
     def fake_window(config, threads, canaries, repeats=None, rng=None):
         calls.append(config)
-        return {"canary": P.canary_index(config), "raw_ms": 1.0, "canary_ms": 1.0, "ratio": 1.0,
-                "ratio_p10": 0.5, "ratio_p90": 2.0, "repeats": 3}
+        return {"raw_ms": 1.0, "p10_ms": 0.5, "p90_ms": 2.0, "repeats": 3, "reference_ms": 1.0}
 
     monkeypatch.setattr(P, "measure_window", fake_window)
     _tiny_run(tmp_path)  # everything already measured: nothing re-timed, nothing rewritten
@@ -166,8 +171,7 @@ def test_time_session_statistics_are_ordered():
     assert np.isfinite(stats["latency_ms"])
 
 
-def test_time_against_reference_alternates_and_reports_ratios():
-    layer, ref = _CountingSession(), _CountingSession()
-    stats = P.time_against_reference(layer, {}, ref, {}, repeats=9)
-    assert stats["repeats"] == 9 and layer.n == ref.n == 9 + P.WARMUP_RUNS
-    assert stats["ratio_p10"] <= stats["ratio"] <= stats["ratio_p90"]
+def test_time_reference_warms_up_then_times_a_block():
+    ref = _CountingSession()
+    ms = P.time_reference((ref, {}))
+    assert ref.n == P.REFERENCE_WARMUP_RUNS + P.REFERENCE_RUNS and 0 < ms < 1000
