@@ -6,9 +6,10 @@ Two model families per (role, layer type):
   G^2 K^2 O I, G^2 K^2 I, G^2 O (G = out_side, K = kernel, O = out_channels, I = in_channels / groups, the
   channels one filter sees, so the first term is the layer's MACs). Other types get the analogous polynomial in
   their element counts, with an intercept (the per-call overhead).
-* ``dnnpart`` -- the project's form: OLS in log space (log latency on a polynomial of the logs of the factors;
-  for conv and fc optionally plus a piecewise-linear term in log2 of the bytes streamed, for cache cliffs), the
-  candidate chosen per layer type by its MAPE on a validation split carved out of the training rows.
+* ``dnnpart`` -- the project's form, chosen per layer type among candidates by MAPE on a validation split
+  carved out of the training rows: OLS in log space (log latency on a polynomial of the logs of the factors;
+  for conv and fc optionally plus a piecewise-linear term in log2 of the bytes streamed), and for conv a
+  cost model of onnxruntime's convolution, fitted by weighted least squares (see `cost_formula`).
 
 Every fit uses an 80/20 train/test split with a fixed seed; metrics are computed on the test rows only.
 Fitted models are cached next to the CSV as <role>.<family>.model.json (formula + parameters + the CSV's sha256)
@@ -32,7 +33,7 @@ from dnnpart.paths import PROFILES_DIR
 from dnnpart.profiling import CSV_COLUMNS, FACTORS, LAYER_TYPES, ROLES, session_options, time_session
 
 FAMILIES = ("paper", "dnnpart")
-CACHE_VERSION = 1  # bump when fitting changes, so that stale *.model.json caches are refitted
+CACHE_VERSION = 2  # bump when fitting changes, so that stale *.model.json caches are refitted
 FORMULA_ENGINE = "patsy"  # pinned so that term names (and cached parameter names) never change
 TEST_SHARE = 0.2
 VALIDATION_SHARE = 0.25  # of the training rows, for choosing the dnnpart form
@@ -92,10 +93,68 @@ def features(layers: pd.DataFrame) -> pd.DataFrame:
     # conv's im2col buffer (K^2 I G^2 floats per group)
     f["lwb"] = np.log2((f["K"] ** 2 * f["Cin"] * f["O"] * groups * 4).clip(lower=1))
     f["lcolb"] = np.log2((f["K"] ** 2 * f["Cin"] * f["G"] ** 2 * 4).clip(lower=1))
+    f = pd.concat([f, conv_cost_terms(layers, f)], axis=1)
     if "latency_ms" in layers:
         f["latency_ms"] = layers["latency_ms"].astype(float)
         f["log_ms"] = np.log(f["latency_ms"])
     return f
+
+
+# onnxruntime's CPU Conv (MLAS) takes one of three code paths, and the cost model has separate terms for each:
+# a 1x1, stride-1, unpadded conv is one GEMM on the input; any other conv first copies the input into im2col
+# columns, with vector copies at stride 1 and element-by-element copies at larger strides.
+CONV_PATHS = ("path_gemm", "path_im2col", "path_strided")
+
+
+def conv_cost_terms(layers: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
+    """Work counts of a conv in millions, the terms of the cost model (computed for every row, used for conv).
+
+    With N = G^2 output pixels, Kd = K^2 I values per patch and M = O / groups filters per group: macs; macs
+    with N rounded up to 16 (MLAS's SGEMM kernel fills 16 output columns at a time); col, the im2col elements
+    (for the GEMM path: the input it packs); col_rows, the rows copied; out and out_rows, the output elements
+    and rows; inp, the input elements; w, the weights; k_panels and n_panels, the GEMM's blocks along K (256)
+    and N (16) times the other dimension.
+    """
+    g, G, K, O, Cin, L = f["groups"], f["G"], f["K"], f["O"], f["Cin"], f["L"]
+    N, Kd, M = G ** 2, K ** 2 * Cin, O / g
+    c = pd.DataFrame(index=f.index)
+    c["macs"] = g * N * Kd * M / 1e6
+    c["macs_n16"] = g * np.ceil(N / 16) * 16 * Kd * M / 1e6
+    c["col"] = g * Kd * N / 1e6
+    c["col_rows"] = g * Kd * G / 1e6
+    c["out"] = O * N / 1e6
+    c["out_rows"] = O * G / 1e6
+    c["inp"] = Cin * g * L ** 2 / 1e6
+    c["w"] = Kd * O / 1e6
+    c["k_panels"] = g * np.ceil(Kd / 256) * N / 1e6
+    c["n_panels"] = g * np.ceil(N / 16) * Kd / 1e6
+    direct = (layers["kernel"] == 1) & (layers["stride"] == 1) & (layers["pad"] == 0)
+    c["path_gemm"] = direct.astype(float)
+    c["path_im2col"] = (~direct & (layers["stride"] == 1)).astype(float)
+    c["path_strided"] = (~direct & (layers["stride"] > 1)).astype(float)
+    return c
+
+
+# Cost-model variants: the terms per path. The GEMM path has no separate input term (it is col there).
+COST_TERMS = {
+    "basic": ["macs", "col", "out", "inp", "w"],
+    "rows": ["macs", "macs_n16", "col", "col_rows", "out", "out_rows", "inp", "w"],
+    "panels": ["macs", "macs_n16", "col", "col_rows", "out", "out_rows", "inp", "w", "k_panels", "n_panels"],
+}
+RELATIVE_WEIGHTS = "1/latency_ms^2"  # WLS weights that make the squared errors relative ones
+
+
+def cost_formula(variant: str) -> str:
+    """'latency_ms ~ 0 + path_gemm + ... + path_gemm:(terms) + ...': a linear cost model per code path.
+
+    Fitted with RELATIVE_WEIGHTS: latency is a sum of costs (call overhead, copies, multiply-adds), which a
+    linear model adds up directly, and weighting by 1/latency^2 makes a 10 us layer count as much as a 10 ms one.
+    """
+    parts = list(CONV_PATHS)
+    for path in CONV_PATHS:
+        terms = [t for t in COST_TERMS[variant] if not (path == "path_gemm" and t == "inp")]
+        parts.append(f"{path}:({' + '.join(terms)})")
+    return "latency_ms ~ 0 + " + " + ".join(parts)
 
 
 def polynomial_formula(variables: list[str], degree: int, max_power: dict[str, int] | None = None) -> str:
@@ -126,13 +185,14 @@ def hinge_terms(variable: str, knots) -> list[str]:
     return [f"I(({variable} - {k}) * ({variable} > {k}))" for k in knots]
 
 
-def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[str]:
-    """dnnpart candidates: polynomials of degree 1..3 in the log factors that vary in the training rows;
-    for fc and conv also degree-2/3 polynomials plus a piecewise-linear function of log2(bytes streamed)."""
+def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, str]]:
+    """dnnpart candidates as (formula, weights): polynomials of degree 1..3 in the log factors that vary in the
+    training rows; for fc and conv also degree-2/3 polynomials plus a piecewise-linear function of log2(bytes
+    streamed); for conv also the cost models (`cost_formula`), fitted with RELATIVE_WEIGHTS."""
     levels = {v: train[v].nunique() for v in LOG_VARIABLES[layer_type]}
     variables = [v for v, n in levels.items() if n > 1]
     if not variables:
-        return ["log_ms ~ 1"]
+        return [("log_ms ~ 1", "")]
     cands = [polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) for d in (1, 2, 3)]
     if layer_type in HINGE_VARIABLES:
         hv = HINGE_VARIABLES[layer_type]
@@ -140,7 +200,8 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[str]:
         for d in (2, 3):
             cands.append(polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) + " + "
                          + " + ".join(hinge_terms(hv, knots)))
-    return cands
+    weighted = [(cost_formula(v), RELATIVE_WEIGHTS) for v in COST_TERMS] if layer_type == "conv" else []
+    return [(c, "") for c in cands] + weighted
 
 
 # --------------------------------------------------------------------------------------------- profile I/O
@@ -235,8 +296,9 @@ def split_train_test(df: pd.DataFrame, seed: int = 0, test_share: float = TEST_S
 class LayerModel:
     """One fitted formula: prediction = exp(X b) for log models, max(X b, floor_ms) otherwise; times `scale`.
 
-    A linear (paper-family) fit is dominated by the large layers and can go negative on tiny ones; `floor_ms`
-    (the smallest latency in its training rows) keeps such predictions at the smallest delay ever measured.
+    A linear fit (the paper family, the conv cost model) can go negative on tiny layers outside its training
+    range; `floor_ms` (the smallest latency in its training rows) keeps such predictions at the smallest delay
+    ever measured.
     """
 
     formula: str
@@ -245,6 +307,7 @@ class LayerModel:
     scale: float = 1.0
     info: dict = field(default_factory=dict)
     floor_ms: float = 0.0
+    weights: str = ""  # how it was fitted: "" (OLS) or RELATIVE_WEIGHTS (WLS); recorded, not used to predict
 
     def predict(self, feats: pd.DataFrame) -> pd.Series:
         import patsy
@@ -261,16 +324,17 @@ class LayerModel:
 
     def to_dict(self) -> dict:
         return {"formula": self.formula, "log_response": self.log_response, "params": self.params,
-                "scale": self.scale, "floor_ms": self.floor_ms, **({"info": self.info} if self.info else {})}
+                "scale": self.scale, "floor_ms": self.floor_ms, **({"weights": self.weights} if self.weights else {}),
+                **({"info": self.info} if self.info else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LayerModel":
         return cls(d["formula"], {k: float(v) for k, v in d["params"].items()}, bool(d["log_response"]),
-                   float(d.get("scale", 1.0)), d.get("info", {}), float(d.get("floor_ms", 0.0)))
+                   float(d.get("scale", 1.0)), d.get("info", {}), float(d.get("floor_ms", 0.0)), d.get("weights", ""))
 
 
-def fit_formula(formula: str, train_feats: pd.DataFrame) -> LayerModel:
-    """OLS with statsmodels' formula API (patsy engine pinned).
+def fit_formula(formula: str, train_feats: pd.DataFrame, weights: str = "") -> LayerModel:
+    """OLS with statsmodels' formula API (patsy engine pinned); WLS when `weights` is RELATIVE_WEIGHTS.
 
     A rank-deficient design (too few distinct factor values for the formula, e.g. a small profile) is not an
     error -- OLS uses the minimum-norm solution -- but it is recorded as info["rank_deficient"] instead of
@@ -283,12 +347,17 @@ def fit_formula(formula: str, train_feats: pd.DataFrame) -> LayerModel:
 
     with _pinned_formula_engine(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SingularMatrixWarning)
-        res = smf.ols(formula, data=train_feats).fit()
+        if weights == RELATIVE_WEIGHTS:
+            res = smf.wls(formula, data=train_feats, weights=1.0 / train_feats["latency_ms"] ** 2).fit()
+        elif not weights:
+            res = smf.ols(formula, data=train_feats).fit()
+        else:
+            raise ValueError(f"unknown weights {weights!r}; valid: '' (OLS), {RELATIVE_WEIGHTS!r}")
     rank_deficient = any(issubclass(w.category, SingularMatrixWarning) for w in caught)
     log_response = formula.startswith("log_ms")
     floor = 0.0 if log_response else float(train_feats["latency_ms"].min())
     return LayerModel(formula, {k: float(v) for k, v in res.params.items()}, log_response, floor_ms=floor,
-                      info={"rank_deficient": True} if rank_deficient else {})
+                      info={"rank_deficient": True} if rank_deficient else {}, weights=weights)
 
 
 def metrics(measured: np.ndarray, predicted: np.ndarray) -> dict:
@@ -300,25 +369,29 @@ def metrics(measured: np.ndarray, predicted: np.ndarray) -> dict:
             "mae_ms": float(np.abs(p - y).mean()), "mape": float(rel.mean()), "within10": float((rel <= 0.10).mean())}
 
 
-def select_dnnpart_formula(layer_type: str, train_feats: pd.DataFrame, seed: int) -> tuple[str, dict]:
-    """Choose among the candidates by MAPE on a validation split of the training rows (never the test rows)."""
+def select_dnnpart_formula(layer_type: str, train_feats: pd.DataFrame, seed: int) -> tuple[str, str, dict]:
+    """Choose among the candidates by MAPE on a validation split of the training rows (never the test rows).
+
+    Returns (formula, weights, validation MAPE per formula)."""
     cands = candidate_formulas(layer_type, train_feats)
     n_val = int(round(VALIDATION_SHARE * len(train_feats)))
     perm = np.random.default_rng([seed, 1]).permutation(len(train_feats))
     val, fit_part = train_feats.iloc[np.sort(perm[:n_val])], train_feats.iloc[np.sort(perm[n_val:])]
     scores, deficient = {}, set()
-    for formula in cands:
+    weights_of = dict(cands)
+    for formula, weights in cands:
         n_terms = formula.count("+") + 2
         if n_terms >= len(fit_part):  # not enough rows to estimate this many terms
             continue
-        model = fit_formula(formula, fit_part)
+        model = fit_formula(formula, fit_part, weights)
         if model.info.get("rank_deficient"):
             deficient.add(formula)
         scores[formula] = metrics(val["latency_ms"].to_numpy(), model.predict(val).to_numpy())["mape"]
     if not scores:
-        return cands[0], {}
+        return (*cands[0], {})
     eligible = {f: v for f, v in scores.items() if f not in deficient} or scores
-    return min(eligible, key=eligible.get), scores
+    best = min(eligible, key=eligible.get)
+    return best, weights_of[best], scores
 
 
 def fit_layer_type(df_type: pd.DataFrame, layer_type: str, family: str, seed: int = 0) -> LayerModel:
@@ -328,10 +401,10 @@ def fit_layer_type(df_type: pd.DataFrame, layer_type: str, family: str, seed: in
     train, test = split_train_test(df_type, seed)
     ftrain, ftest = features(train), features(test)
     if family == "paper":
-        formula, scores = PAPER_FORMULAS[layer_type], {}
+        formula, weights, scores = PAPER_FORMULAS[layer_type], "", {}
     else:
-        formula, scores = select_dnnpart_formula(layer_type, ftrain, seed)
-    model = fit_formula(formula, ftrain)
+        formula, weights, scores = select_dnnpart_formula(layer_type, ftrain, seed)
+    model = fit_formula(formula, ftrain, weights)
     m = metrics(ftest["latency_ms"].to_numpy(), model.predict(ftest).to_numpy()) if len(test) else {}
     model.info = {**model.info, **m, "n_train": len(train), "n_test": len(test),
                   **({"validation_mape": scores} if scores else {})}
@@ -560,7 +633,7 @@ def build_paper_profile(source: str | Path = "measured", family: str = "dnnpart"
             if t != "conv":
                 models[t] = LayerModel(m.formula, m.params, m.log_response, m.scale * scale,
                                        {"source": f"{source} profile, {family} family, x s_{role}"},
-                                       m.floor_ms).to_dict()
+                                       m.floor_ms, m.weights).to_dict()
         csv_path = source_folder / f"{role}.csv"
         meta = {
             "role": role,
@@ -597,26 +670,12 @@ def profile_threads(profile: str | Path, role: str) -> int:
     return default_threads(role)
 
 
-# Whole networks are timed against the largest conv reference layer (networks are conv-bound), scaled by that
-# reference's latency stored with the profile, so that both sides of the additivity check are normalised alike.
-NETWORK_CANARY = ("conv", 3)
-
-
-def network_reference_ms(profile: str | Path, role: str) -> float | None:
-    """The profile's stored latency of the network reference layer (None for profiles measured without one)."""
-    meta_path = resolve_profile(profile) / f"{role}.json"
-    if not meta_path.is_file():
-        return None
-    refs = json.loads(meta_path.read_text()).get("canary_ref_ms", {}).get(NETWORK_CANARY[0])
-    return refs[NETWORK_CANARY[1]] if refs and refs[NETWORK_CANARY[1]] else None
-
-
 def measure_network(name: str, threads: int, repeats: int | None = None, seed: int = 0,
-                    reference_ms: float | None = None) -> dict:
+                    windows: int | None = None) -> dict:
     """Whole-network onnxruntime latency of a zoo network (same session options as the layer profiler).
 
-    With `reference_ms`, runs alternate with the network reference layer and the latency is the median ratio
-    times `reference_ms` (as the profiler normalises layers); otherwise it is the raw median.
+    Timed as the profiler times a layer: `windows` timing blocks (default: the profiler's PASSES), each warmed
+    up, and the fastest block's median, p10 and p90 kept.
     The ONNX file (VGG16: ~530 MB of weights) lives in a temporary folder deleted afterwards.
     """
     import tempfile
@@ -624,7 +683,7 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
     import onnxruntime as ort
 
     from dnnpart import networks
-    from dnnpart.profiling import Canaries, time_against_reference
+    from dnnpart.profiling import PASSES
 
     table = networks.get(name)
     with tempfile.TemporaryDirectory(prefix="dnnpart-additivity-") as tmp:
@@ -632,15 +691,10 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
         session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     feed = {input_name: np.random.default_rng(seed).standard_normal(table.attrs["input_shape"], dtype=np.float32)}
-    if reference_ms is None:
-        result = time_session(session, feed, repeats, threads)
-    else:
-        ref_session, ref_feed = Canaries(threads).session(*NETWORK_CANARY)
-        w = time_against_reference(session, feed, ref_session, ref_feed, repeats, threads)
-        result = {"latency_ms": w["ratio"] * reference_ms, "p10_ms": w["ratio_p10"] * reference_ms,
-                  "p90_ms": w["ratio_p90"] * reference_ms, "repeats": w["repeats"], "raw_ms": w["raw_ms"]}
+    blocks = [time_session(session, feed, repeats, threads) for _ in range(windows or PASSES)]
     del session
-    return result
+    fastest = min(blocks, key=lambda b: b["latency_ms"])
+    return {**fastest, "repeats": sum(b["repeats"] for b in blocks)}
 
 
 def additivity_check(profile: str | Path, role: str, network_names: list[str] | None = None, family: str = "dnnpart",
@@ -648,8 +702,7 @@ def additivity_check(profile: str | Path, role: str, network_names: list[str] | 
     """Per zoo network: sum of predicted layer delays vs a measured whole-network run, and their ratio.
 
     ratio = predicted_ms / measured_ms (1 = layer delays add up exactly). The whole network runs with the
-    threads the profile's role was measured with, unless `threads` is given, and is normalised by the
-    profile's reference layer when the profile has one (`normalised` column).
+    threads the profile's role was measured with, unless `threads` is given.
     """
     from dnnpart import networks
 
@@ -657,16 +710,13 @@ def additivity_check(profile: str | Path, role: str, network_names: list[str] | 
         raise ProfileError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
     model = load_delay_model(profile, family, seed)
     threads = profile_threads(profile, role) if threads is None else threads
-    # only when timed with the profile's own threads is its reference latency the right scale
-    reference_ms = network_reference_ms(profile, role) if threads == profile_threads(profile, role) else None
     rows = []
     for name in network_names or networks.names():
         table = networks.get(name)
         predicted = float(model.predict(table, role).sum())
-        run = measure_network(name, threads, repeats, seed, reference_ms)
+        run = measure_network(name, threads, repeats, seed)
         rows.append({"network": name, "role": role, "threads": threads, "layers": len(table),
                      "predicted_ms": predicted, "measured_ms": run["latency_ms"], "measured_p10_ms": run["p10_ms"],
                      "measured_p90_ms": run["p90_ms"], "repeats": run["repeats"],
-                     "normalised": reference_ms is not None,
                      "ratio": predicted / run["latency_ms"]})
     return pd.DataFrame(rows)

@@ -69,6 +69,42 @@ def test_dnnpart_form_recovers_a_power_law_exactly():
     assert model.formula in model.info["validation_mape"]
 
 
+TRUE_COST = {"path_gemm": 0.006, "path_im2col": 0.008, "path_strided": 0.011, "path_gemm:macs": 0.05,
+             "path_gemm:col": 0.2, "path_im2col:macs": 0.04, "path_im2col:col": 0.3, "path_im2col:out": 0.5,
+             "path_strided:macs": 0.045, "path_strided:col": 0.9, "path_strided:inp": 0.4}
+
+
+def cost_profile() -> pd.DataFrame:
+    """Conv rows whose latency is a known linear cost per onnxruntime code path."""
+    df = synthetic_profile()
+    f = D.features(df)
+    ms = sum(coef * np.prod([f[v] for v in name.split(":")], axis=0) for name, coef in TRUE_COST.items())
+    return df.assign(latency_ms=ms)
+
+
+def test_conv_rows_cover_every_code_path_and_each_row_takes_one():
+    f = D.features(synthetic_profile())
+    paths = f[list(D.CONV_PATHS)]
+    assert (paths.sum(axis=1) == 1).all() and (paths.sum(axis=0) > 20).all()
+
+
+def test_cost_model_recovers_known_costs_per_code_path():
+    df = cost_profile()
+    model = D.fit_formula(D.cost_formula("basic"), D.features(df), D.RELATIVE_WEIGHTS)
+    assert model.weights == D.RELATIVE_WEIGHTS and not model.log_response
+    for name, value in model.params.items():
+        assert value == pytest.approx(TRUE_COST.get(name, 0.0), rel=1e-6, abs=1e-9), name
+    # and the dnnpart family picks a cost model for such data, predicting the held-out rows exactly
+    chosen = D.fit_layer_type(df, "conv", "dnnpart", seed=0)
+    assert chosen.weights == D.RELATIVE_WEIGHTS and chosen.formula.startswith("latency_ms ~ 0 + path_gemm")
+    assert chosen.info["within10"] == 1.0 and chosen.info["mape"] < 1e-6
+
+
+def test_unknown_weights_are_refused():
+    with pytest.raises(ValueError, match="unknown weights"):
+        D.fit_formula(D.cost_formula("basic"), D.features(cost_profile()), "1/latency")
+
+
 def test_split_is_80_20_disjoint_seeded_and_order_independent():
     df = synthetic_profile()
     train, test = D.split_train_test(df, seed=0)
