@@ -670,12 +670,11 @@ def profile_threads(profile: str | Path, role: str) -> int:
     return default_threads(role)
 
 
-def measure_network(name: str, threads: int, repeats: int | None = None, seed: int = 0,
-                    windows: int | None = None) -> dict:
+def measure_network(name: str, threads: int, repeats: int | None = None, seed: int = 0) -> dict:
     """Whole-network onnxruntime latency of a zoo network (same session options as the layer profiler).
 
-    Timed as the profiler times a layer: `windows` timing blocks (default: the profiler's PASSES), each warmed
-    up, and the fastest block's median, p10 and p90 kept.
+    Timed as the profiler times a layer: PASSES timing blocks, each warmed up, and the fastest block's median,
+    p10 and p90 kept.
     The ONNX file (VGG16: ~530 MB of weights) lives in a temporary folder deleted afterwards.
     """
     import tempfile
@@ -691,7 +690,7 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
         session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     feed = {input_name: np.random.default_rng(seed).standard_normal(table.attrs["input_shape"], dtype=np.float32)}
-    blocks = [time_session(session, feed, repeats, threads) for _ in range(windows or PASSES)]
+    blocks = [time_session(session, feed, repeats, threads) for _ in range(PASSES)]
     del session
     fastest = min(blocks, key=lambda b: b["latency_ms"])
     return {**fastest, "repeats": sum(b["repeats"] for b in blocks)}
