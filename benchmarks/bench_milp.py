@@ -22,9 +22,9 @@ import pandas as pd
 
 from dnnpart import networks
 from dnnpart.errors import ProfileError
-from dnnpart.instance import Device, Instance
-from dnnpart.io import write_csv
-from dnnpart.milp import solve
+from dnnpart.optimiser.instance import Device, Instance
+from dnnpart.files import write_csv
+from dnnpart.optimiser import solve
 from dnnpart.paths import BENCHMARKS_DIR
 
 OUT = BENCHMARKS_DIR / "results" / "milp.csv"
@@ -41,7 +41,7 @@ def profile_device(name: str, network: str, mbps: float):
     """A device from the `paper` delay profile, or None when that profile does not exist yet."""
     try:
         from dnnpart.delay import load_delay_model
-        from dnnpart.scenario import device_for_table
+        from dnnpart.planning.compile import device_for_table
 
         model = load_delay_model("paper")
     except (ProfileError, ImportError):

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnnpart.bounds import time_indexed_bound
-from dnnpart.instance import Device, Instance
-from dnnpart.milp import best_server_order, candidate_cuts, exact_search, preemptive_bound, solve
-from dnnpart.oracle import brute_force
+from dnnpart.optimiser.lp_bound import time_indexed_bound
+from dnnpart.optimiser.instance import Device, Instance
+from dnnpart.optimiser import best_server_order, candidate_cuts, exact_search, preemptive_bound, solve
+from dnnpart.optimiser.oracle import brute_force
 from test_oracle_property import SETTINGS, devices, identical_instances, instances
 
 
@@ -63,7 +63,7 @@ def test_nested_bound_on_different_devices_matches_the_plain_search():
     # over every cut vector agree
     from itertools import product
 
-    from dnnpart.milp import srpt_total_ms
+    from dnnpart.optimiser import srpt_total_ms
 
     inst = Instance((Device("a", [40, 40, 40], [20, 20, 20], [0, 5, 5]),
                      Device("b", [25, 25, 30], [10, 10, 1], [50, 30, 1]),
@@ -106,7 +106,7 @@ def test_exact_search_equals_the_oracle(inst):
 
 def test_best_server_order_known_value():
     # the interleaving example with cuts (0, 2): the best order runs B's layer between A's layers 3 and 4
-    from dnnpart.instance import load_instance
+    from dnnpart.optimiser.instance import load_instance
     from dnnpart.paths import PROJ_ROOT
 
     inst = load_instance(PROJ_ROOT / "tests" / "data" / "interleaving-example.json")

@@ -1,7 +1,7 @@
 """The paper's statements are checked on sweep tables: a trend must move, and must never move the other way."""
 import pandas as pd
 
-from dnnpart.claims import check_claims
+from dnnpart.study.claims import check_claims
 
 
 def sweep(case1, case2, case3, x="load"):

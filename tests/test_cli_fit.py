@@ -7,7 +7,8 @@ import pandas as pd
 
 from dnnpart.cli import main
 from dnnpart.delay import FAMILIES, METRIC_COLUMNS
-from dnnpart.profiling import LAYER_TYPES, PASSES, PROFILE_COLUMNS, ROLES
+from dnnpart.delay.profiler import PASSES, PROFILE_COLUMNS
+from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 
 def test_fit_json_has_the_documented_keys(capsys):

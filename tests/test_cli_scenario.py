@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from dnnpart import networks, paths
-from dnnpart.instance import load_instance
-from dnnpart.scenario import compile_scenario
+from dnnpart.optimiser.instance import load_instance
+from dnnpart.planning.compile import compile_scenario
 
 EXAMPLE = paths.EXAMPLES_DIR / "heterogeneous.yaml"
-METHODS = ["all_server", "all_local", "independent"]
+METHODS = ["case2", "case3", "independent"]
 
 
 def dnnpart(*args, cwd=None):
@@ -98,8 +98,8 @@ def test_solve_json_plan(solved):
     # the ONNX-imported LeNet is named by its own layers
     assert devices[5]["network"] == "lenet"
     assert devices[5]["cut_layer"] in set(networks.get("lenet")["name"]) | {"input", "all local"}
-    assert plan["baselines"]["all_local"]["cut_layers"] == ["all local"] * 6
-    assert plan["baselines"]["all_server"]["cut_layers"] == ["input"] * 6
+    assert plan["baselines"]["case3"]["cut_layers"] == ["all local"] * 6
+    assert plan["baselines"]["case2"]["cut_layers"] == ["input"] * 6
 
 
 def test_solve_report_is_self_contained_html(solved):
@@ -124,6 +124,6 @@ def test_solve_text_plan_names_cut_layers(tmp_path):
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "tag-0" in out and "tag-1" in out and "average completion:" in out
-    assert "all_server" in out and "all_local" in out and "independent" in out
+    assert "case2" in out and "case3" in out and "independent" in out
     assert re.search(r"status optimal \(proven optimal\), gap 0\.00 %", out)
     assert any(name in out for name in list(networks.get("lenet")["name"]) + ["input", "all local"])

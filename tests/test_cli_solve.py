@@ -29,8 +29,32 @@ def test_readable_plan_via_subprocess():
     res = subprocess.run([sys.executable, "-m", "dnnpart", "solve", "--instance", EXAMPLE, "--formulation", "paper"],
                          capture_output=True, text=True, cwd="/")
     assert res.returncode == 0, res.stderr
-    assert "average completion: 71.000 ms" in res.stdout
-    assert "vs case2" in res.stdout and "proven optimal: yes" in res.stdout and "formulation: paper" in res.stdout
+    assert "average completion: 71.0 ms" in res.stdout
+    assert "status optimal (proven optimal)" in res.stdout and "(formulation paper)" in res.stdout
+    for method in ("case1", "case2", "case3", "independent"):
+        assert method in res.stdout
+
+
+def test_json_keys_agree_for_network_instance_and_scenario(capsys, tmp_path):
+    """One vocabulary: --network, --instance and --scenario print the same keys and method names."""
+    scenario = PROJ_ROOT / "examples" / "heterogeneous.yaml"
+    compiled = tmp_path / "instance.json"
+    assert cli.main(["compile", "--scenario", str(scenario), "-o", str(compiled)]) == 0
+    capsys.readouterr()
+    outputs = {}
+    for kind, args in {"network": ["--network", "lenet", "--devices", "2"], "instance": ["--instance", str(compiled)],
+                       "scenario": ["--scenario", str(scenario)]}.items():
+        assert cli.main(["solve", *args, "--json", "--time-limit", "30"]) == 0
+        outputs[kind] = json.loads(capsys.readouterr().out)
+    keys = {kind: sorted(out) for kind, out in outputs.items()}
+    assert keys["network"] == keys["instance"] == keys["scenario"], keys
+    for kind, out in outputs.items():
+        assert out["method"] == "case1" and out["source"]["kind"] == kind
+        assert sorted(out["baselines"]) == ["case2", "case3", "independent"]
+        assert sorted(out["devices"][0]) == sorted(outputs["network"]["devices"][0])
+    # the compiled instance keeps the scenario's layer names, so its plan names the same cuts
+    assert outputs["instance"]["cut_layers"] == outputs["scenario"]["cut_layers"]
+    assert outputs["instance"]["avg_delay_ms"] == pytest.approx(outputs["scenario"]["avg_delay_ms"])
 
 
 @pytest.mark.parametrize("content, message", [

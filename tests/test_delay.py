@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnnpart import delay as D
+from dnnpart.delay import additivity, paper_profile
+from dnnpart.delay import models as D
 from dnnpart import networks
-from dnnpart import profiling as P
+from dnnpart.delay import profiler as P
 from dnnpart.errors import MissingModelError, ProfileError
 from dnnpart.paths import PROFILES_DIR
 
@@ -223,17 +224,17 @@ def test_paper_profile_rescaling_is_as_documented():
         assert meta["scale"] == pytest.approx(meta["zoo_conv_equation_ms"] / meta["zoo_conv_measured_model_ms"])
         assert meta["models"]["relu"]["scale"] == pytest.approx(meta["scale"])
         measured = D.load_delay_model(meta["derived_from"]["profile"], family=meta["derived_from"]["family"])
-        convs = D.zoo_layers("conv")
+        convs = paper_profile.zoo_layers("conv")
         assert measured.predict(convs, role).sum() * meta["scale"] == pytest.approx(meta["zoo_conv_equation_ms"],
                                                                                    rel=1e-9)
-        relus = D.zoo_layers("relu")
+        relus = paper_profile.zoo_layers("relu")
         paper = D.load_delay_model("paper")
         np.testing.assert_allclose(paper.predict(relus, role), meta["scale"] * measured.predict(relus, role),
                                    rtol=1e-9)
 
 
 def test_build_paper_profile_regenerates_the_shipped_files(tmp_path):
-    out = D.build_paper_profile(out=tmp_path / "paper")
+    out = paper_profile.build_paper_profile(out=tmp_path / "paper")
     for role in P.ROLES:
         assert json.loads((out / f"{role}.json").read_text()) == \
             json.loads((PROFILES_DIR / "paper" / f"{role}.json").read_text())
@@ -249,7 +250,7 @@ def test_shipped_model_caches_match_their_csvs():
 
 def test_additivity_check_on_lenet(tmp_path):
     shutil.copytree(PROFILES_DIR / "measured", tmp_path / "m")
-    df = D.additivity_check(tmp_path / "m", "device", network_names=["lenet"], repeats=3)
+    df = additivity.additivity_check(tmp_path / "m", "device", network_names=["lenet"], repeats=3)
     assert list(df["network"]) == ["lenet"] and df.loc[0, "threads"] == 1
     row = df.iloc[0]
     assert row["measured_ms"] > 0 and row["predicted_ms"] > 0

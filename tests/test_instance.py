@@ -5,7 +5,7 @@ import math
 import pytest
 
 from dnnpart.errors import InstanceError
-from dnnpart.instance import Device, Instance, load_instance, scale_server
+from dnnpart.optimiser.instance import Device, Instance, load_instance, scale_server
 from dnnpart.paths import PROJ_ROOT
 
 EXAMPLE = PROJ_ROOT / "tests" / "data" / "interleaving-example.json"

@@ -1,11 +1,11 @@
 """The MILP on known instances: the interleaving example, fixed cuts, baselines, time limits, bad input."""
 import pytest
 
-from dnnpart import baselines
+from dnnpart.optimiser import baselines
 from dnnpart.errors import DnnpartError
-from dnnpart.instance import Device, Instance, load_instance
-from dnnpart.milp import candidate_cuts, preemptive_bound, solve, srpt_total_ms
-from dnnpart.oracle import OracleTooLargeError, brute_force
+from dnnpart.optimiser.instance import Device, Instance, load_instance
+from dnnpart.optimiser import candidate_cuts, preemptive_bound, solve, srpt_total_ms
+from dnnpart.optimiser.oracle import OracleTooLargeError, brute_force
 from dnnpart.paths import PROJ_ROOT
 
 EXAMPLE = PROJ_ROOT / "tests" / "data" / "interleaving-example.json"
@@ -38,7 +38,7 @@ def test_oracle_and_block_only_value(inst):
 
 def solve_block(inst, cuts):
     """Both block orders for these cuts (the server runs each device's part in one piece)."""
-    from dnnpart.schedule import Schedule, block_order
+    from dnnpart.optimiser.schedule import Schedule, block_order
     return [Schedule(inst, cuts, block_order(inst, cuts, order)).avg_delay_ms for order in ([0, 1], [1, 0])]
 
 
@@ -91,7 +91,7 @@ def test_bad_arguments(inst):
 
 
 def test_node_limit_stops_at_the_same_point_every_run():
-    from dnnpart.scenario import network_instance
+    from dnnpart.planning.compile import network_instance
 
     inst = network_instance("alexnet", 6, 2.5, 0.0, "paper")
     first, second = (solve(inst, node_limit=1) for _ in range(2))

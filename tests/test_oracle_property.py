@@ -4,10 +4,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnnpart import baselines
-from dnnpart.instance import Device, Instance
-from dnnpart.milp import preemptive_bound, solve
-from dnnpart.oracle import brute_force
+from dnnpart.optimiser import baselines
+from dnnpart.optimiser.instance import Device, Instance
+from dnnpart.optimiser import preemptive_bound, solve
+from dnnpart.optimiser.oracle import brute_force
 
 # small integers and many zeros/ties: the cases where precedence and tie-breaking go wrong
 times = st.one_of(st.just(0.0), st.integers(0, 30).map(float), st.floats(0, 40, allow_nan=False).map(

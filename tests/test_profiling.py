@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnnpart import profiling as P
+from dnnpart.delay import profiler as P
 from dnnpart.errors import ProfileError
 
 

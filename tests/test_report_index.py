@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from dnnpart.io import write_csv
-from dnnpart.report_index import build_index
+from dnnpart.files import write_csv
+from dnnpart.study.report_index import build_index
 
 
 def sweep(x_name, xs, case1, case2, case3):

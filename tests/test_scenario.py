@@ -11,7 +11,7 @@ import yaml
 
 from dnnpart import networks, paths
 from dnnpart.errors import ScenarioError
-from dnnpart.scenario import compile_scenario, load_scenario, profile_layer_types
+from dnnpart.planning import compile_scenario, load_scenario, profile_layer_types
 
 # Constant per-type delays (ms) of the fixed-model test profile.
 DEVICE_MS = {"conv": 3.0, "pool": 1.0, "fc": 2.0, "relu": 0.5, "softmax": 0.25, "lrn": 1.5, "dropout": 0.125}
@@ -80,7 +80,7 @@ def test_compile_matches_hand_computation(base):
 
 
 def test_instance_json_round_trips_with_layer_names(base, tmp_path):
-    from dnnpart.instance import Instance
+    from dnnpart.optimiser.instance import Instance
 
     tmp, data = base
     compiled = compile_scenario(write_scenario(tmp / "s.yaml", data))
@@ -180,7 +180,7 @@ def test_onnx_network_with_unsupported_operator_is_refused(base):
     data["devices"][0]["network"] = "nets/odd.onnx"  # relative to the scenario file's folder
     msg = error_of(tmp_path, data)
     assert "devices[0].network: " in msg and "odd.onnx" in msg and "operator Sigmoid" in msg
-    assert "covered layer types: conv, relu, lrn, pool, fc, dropout, softmax" in msg
+    assert "covered layer types: conv, fc, pool, relu, lrn, softmax, dropout" in msg  # vocabulary.LAYER_TYPES
 
 
 def test_onnx_network_layers_are_named_in_the_compiled_scenario(base):

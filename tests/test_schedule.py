@@ -2,9 +2,9 @@
 import pandas as pd
 import pytest
 
-from dnnpart.instance import load_instance
+from dnnpart.optimiser.instance import load_instance
 from dnnpart.paths import PROJ_ROOT
-from dnnpart.schedule import Schedule, ScheduleError
+from dnnpart.optimiser.schedule import Schedule, ScheduleError
 
 EXAMPLE = PROJ_ROOT / "tests" / "data" / "interleaving-example.json"
 INTERLEAVED = [(0, 1), (0, 2), (0, 3), (1, 3), (0, 4)]

@@ -1,21 +1,21 @@
 """One seaborn function per figure of the paper; each reads a saved long-form table.
 
-Figures render with the Agg backend and fixed SVG ids/metadata so reruns write identical files.
+Saved figures have fixed SVG ids and no timestamps, so reruns write identical files. The backend is left to the
+caller (inline in a notebook, Agg in scripts and tests): importing this module must not switch it.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from dnnpart.experiments import METHOD_LABELS, METHODS  # noqa: E402
+from dnnpart.vocabulary import METHOD_LABELS, METHODS
 
 matplotlib.rcParams["svg.hashsalt"] = "dnnpart"
 sns.set_theme(style="whitegrid", context="notebook")
+METHODS = list(METHODS)  # seaborn's hue_order wants a list
 PALETTE = dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
 MARKERS = dict(zip(METHODS, ["o", "s", "^", "D"]))
 

@@ -25,7 +25,7 @@ import math
 import numpy as np
 from pyomo.common.tee import capture_output
 
-from dnnpart.instance import Instance
+from dnnpart.optimiser.instance import Instance
 
 SLOTS = 800  # time slots of the default grid (Δ = horizon / SLOTS; ~66 ms for VGG16's 53 s all-local time)
 SAFETY = 1e-6  # the bound is scaled down by this (relative): the LP is solved to HiGHS's tolerances

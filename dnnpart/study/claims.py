@@ -37,7 +37,7 @@ def _trend_claims(w: pd.DataFrame, x_name: str, direction: str) -> list[tuple[st
     word = "decreases" if direction == "down" else "increases"
     ok_best, detail_best = _always_best(w)
     return [
-        (f"Case 1 is always the minimum", ok_best, detail_best),
+        ("Case 1 is always the minimum", ok_best, detail_best),
         (f"Case 1 {word} with {x_name}", _monotone(w["case1"], direction), f"case1 {_fmt(w['case1'])} ms"),
         (f"Case 2 {word} with {x_name}", _monotone(w["case2"], direction), f"case2 {_fmt(w['case2'])} ms"),
         (f"Case 3 is unchanged with {x_name}", bool(w["case3"].max() - w["case3"].min() < TOL_MS),

@@ -1,6 +1,6 @@
 """Build reports/index.html: the headline (paper vs reproduced), every figure, and links to every report.
 
-Run by `make reproduce` after the notebooks (`python -m dnnpart.report_index`); it also writes
+Run by `make reproduce` after the notebooks (`python -m dnnpart.study.report_index`); it also writes
 reports/data/headline.csv from the figure tables the notebooks saved.
 """
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dnnpart import experiments, paths
-from dnnpart.claims import check_claims
-from dnnpart.io import write_csv
+from dnnpart import paths
+from dnnpart.files import atomic_write_text, write_csv
+from dnnpart.study import sweeps
+from dnnpart.study.claims import check_claims
 
 SWEEP_TABLES = {"fig1": "bandwidth", "fig2": "networks", "fig4": "server load", "fig5": "devices"}
 
@@ -28,7 +29,7 @@ def load_sweeps(data_dir: Path) -> dict[str, pd.DataFrame]:
 
 def build_index(reports_dir: Path = paths.REPORTS_DIR) -> Path:
     data_dir = reports_dir / "data"
-    head = experiments.headline(load_sweeps(data_dir))
+    head = sweeps.headline(load_sweeps(data_dir))
     write_csv(head, data_dir / "headline.csv")
 
     shown = head.assign(
@@ -69,7 +70,7 @@ def build_index(reports_dir: Path = paths.REPORTS_DIR) -> Path:
         "</body></html>",
     ]
     out = reports_dir / "index.html"
-    out.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write_text(out, "\n".join(parts))
     return out
 
 

@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from dnnpart.errors import ProfileError
-from dnnpart.io import atomic_write_text, write_csv
+from dnnpart.files import atomic_write_text, write_csv
+from dnnpart.networks.layers import Layer
+from dnnpart.networks.onnx_nodes import OPSET, layer_nodes
+from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
-LAYER_TYPES = ("conv", "fc", "pool", "relu", "lrn", "softmax", "dropout")
-ROLES = ("device", "server")
 FACTORS = ("kernel", "stride", "pad", "groups", "in_channels", "out_channels", "in_side", "out_side")
 MEASURES = ("latency_ms", "p10_ms", "p90_ms", "repeats")
 CSV_COLUMNS = ("role", "layer_type", *FACTORS, *MEASURES)  # what a profile CSV must hold (delay.read_profile_csv)
@@ -55,7 +56,6 @@ REFERENCE_WARMUP_RUNS, REFERENCE_RUNS = 3, 5
 CONV_MAX_MACS = 2.0e9
 FC_MAX_WEIGHTS = 4.0e7
 ELEMENTWISE_MAX = 224 * 224 * 64  # VGG's largest activation
-OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -267,44 +267,30 @@ def design(layer_type: str, seed: int = 0) -> list[Config]:
 
 
 # ------------------------------------------------------------------------------------------- one-node graphs
-def _weights(rng, shape) -> np.ndarray:
-    return (rng.standard_normal(size=shape, dtype=np.float32) * 0.01).astype(np.float32)
+def config_layer(config: Config) -> Layer:
+    """The `Layer` spec of a configuration, for the shared ONNX node builder (pools round down, as measured)."""
+    c = config
+    out = c.out_channels if c.layer_type in ("conv", "fc") else None
+    return Layer(f"{c.layer_type}_layer", c.layer_type, out=out, kernel=c.kernel, stride=c.stride, pad=c.pad,
+                 groups=c.groups, ceil=False)
 
 
 def build_layer_model(config: Config, rng=None):
-    """A one-node ONNX model for a configuration. Returns (model, input feed dict)."""
+    """A one-node ONNX model for a configuration (networks.onnx_nodes builds the node, as for whole networks).
+    Returns (model, input feed dict)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = rng if rng is not None else np.random.default_rng(0)
     c = config
-    inits = []
+    if c.layer_type not in LAYER_TYPES:
+        raise ProfileError(f"unknown layer type {c.layer_type!r}; valid types: {', '.join(LAYER_TYPES)}")
     if c.in_side == 1 and c.layer_type in ("fc", "softmax", "relu", "dropout"):
         x_shape = [1, c.in_channels]
     else:
         x_shape = [1, c.in_channels, c.in_side, c.in_side]
-    if c.layer_type == "conv":
-        inits = [numpy_helper.from_array(_weights(rng, (c.out_channels, c.in_channels // c.groups, c.kernel, c.kernel)), "W"),
-                 numpy_helper.from_array(_weights(rng, (c.out_channels,)), "B")]
-        node = helper.make_node("Conv", ["x", "W", "B"], ["y"], kernel_shape=[c.kernel] * 2, strides=[c.stride] * 2,
-                                pads=[c.pad] * 4, group=c.groups)
-    elif c.layer_type == "fc":
-        inits = [numpy_helper.from_array(_weights(rng, (c.out_channels, c.in_channels)), "W"),
-                 numpy_helper.from_array(_weights(rng, (c.out_channels,)), "B")]
-        node = helper.make_node("Gemm", ["x", "W", "B"], ["y"], transB=1)
-    elif c.layer_type == "pool":
-        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[c.kernel] * 2, strides=[c.stride] * 2,
-                                pads=[c.pad] * 4)
-    elif c.layer_type == "relu":
-        node = helper.make_node("Relu", ["x"], ["y"])
-    elif c.layer_type == "lrn":
-        node = helper.make_node("LRN", ["x"], ["y"], size=c.kernel, alpha=1e-4, beta=0.75, bias=1.0)
-    elif c.layer_type == "softmax":
-        node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
-    elif c.layer_type == "dropout":
-        node = helper.make_node("Dropout", ["x"], ["y"])
-    else:
-        raise ProfileError(f"unknown layer type {c.layer_type!r}; valid types: {', '.join(LAYER_TYPES)}")
-    graph = helper.make_graph([node], f"{c.layer_type}_layer",
+    nodes, weights = layer_nodes(config_layer(c), c.in_channels, "x", "y", rng)
+    inits = [numpy_helper.from_array(w, name) for name, w in weights.items()]
+    graph = helper.make_graph(nodes, f"{c.layer_type}_layer",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -645,14 +631,3 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
             if pass_todo or not csv_path.exists():
                 publish(measured)
     return csv_path
-
-
-def cli_profile(args) -> int:
-    """`dnnpart profile`: measure a role's designed sweep into --out (resumable)."""
-    types = None if args.layer_types is None else [t.strip() for t in args.layer_types.split(",") if t.strip()]
-    command = "dnnpart " + " ".join(sys.argv[1:])
-    path = run_profile(args.out, args.role, threads=args.threads, layer_types=types, limit=args.limit,
-                       repeats=args.repeats, seed=args.seed,
-                       passes=PASSES if args.passes is None else args.passes, command=command, note=args.note)
-    print(path)
-    return 0

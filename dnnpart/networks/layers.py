@@ -1,26 +1,23 @@
-"""The DNN zoo as layer tables: one row per layer, the sizes the delay models and the optimiser need.
+"""Layer tables: one row per layer, the sizes the delay models and the optimiser need.
 
-Every network is a compact list of `Layer` specs; one function, `build_table`, propagates shapes through
-it and computes each row's sizes, MACs and parameter count. ONNX import and export (dnnpart.onnx_io)
-reuse the same function, so a table means the same thing whichever way it was made.
+A network is a compact list of `Layer` specs; one function, `build_table`, propagates shapes through it and
+computes each row's sizes, MACs and parameter count. The zoo and ONNX import and export all go through it, so a
+table means the same thing whichever way it was made.
 
 Shapes follow Caffe, where the paper took its layer factors from: convolution output sides round down,
 pooling output sides round up (Caffe's ceil mode), and a fully connected layer flattens its input.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from dnnpart.errors import DnnpartError, UnknownNetworkError
+from dnnpart.errors import DnnpartError
+from dnnpart.vocabulary import LAYER_TYPES
 
 BYTES_PER_ELEMENT = 4  # float32
-
-LAYER_TYPES = ("conv", "relu", "lrn", "pool", "fc", "dropout", "softmax")
 
 COLUMNS = [
     "name", "type", "kernel", "stride", "pad", "groups", "in_channels", "out_channels", "in_side", "out_side",
@@ -194,60 +191,6 @@ def layers_from_table(table: pd.DataFrame) -> list[Layer]:
     return layers
 
 
-# --- the zoo -------------------------------------------------------------------------------------------
-
-def _classifier(hidden: int, classes: int, first: int) -> list[Layer]:
-    """Caffe's fc-relu-dropout x2, fc, softmax head, numbered from `first` (fc6 ... fc8, prob)."""
-    layers = []
-    for i in (first, first + 1):
-        layers += [fc(f"fc{i}", hidden), relu(f"relu{i}"), dropout(f"drop{i}")]
-    return layers + [fc(f"fc{first + 2}", classes), softmax("prob")]
-
-
-def _vgg(blocks: Sequence[tuple[int, int]]) -> list[Layer]:
-    """VGG: per block (convs, channels) 3x3 pad-1 conv+relu pairs then a 2x2/2 max pool; then the classifier."""
-    layers = []
-    for b, (convs, channels) in enumerate(blocks, start=1):
-        for i in range(1, convs + 1):
-            layers += [conv(f"conv{b}_{i}", channels, 3, pad=1), relu(f"relu{b}_{i}")]
-        layers.append(pool(f"pool{b}", 2, 2))
-    return layers + _classifier(4096, 1000, first=6)
-
-
-# name -> (input shape, layer specs). Sources: Caffe examples/mnist/lenet_train_test.prototxt,
-# models/bvlc_alexnet/deploy.prototxt, and Simonyan & Zisserman 2015 Table 1 configurations B and D.
-_ZOO: dict[str, tuple[list[int], list[Layer]]] = {
-    "lenet": ([1, 1, 28, 28], [
-        conv("conv1", 20, 5), pool("pool1", 2, 2), conv("conv2", 50, 5), pool("pool2", 2, 2),
-        fc("ip1", 500), relu("relu1"), fc("ip2", 10), softmax("prob"),
-    ]),
-    "alexnet": ([1, 3, 227, 227], [
-        conv("conv1", 96, 11, stride=4), relu("relu1"), lrn("norm1", 5), pool("pool1", 3, 2),
-        conv("conv2", 256, 5, pad=2, groups=2), relu("relu2"), lrn("norm2", 5), pool("pool2", 3, 2),
-        conv("conv3", 384, 3, pad=1), relu("relu3"),
-        conv("conv4", 384, 3, pad=1, groups=2), relu("relu4"),
-        conv("conv5", 256, 3, pad=1, groups=2), relu("relu5"), pool("pool5", 3, 2),
-        *_classifier(4096, 1000, first=6),
-    ]),
-    "vgg13": ([1, 3, 224, 224], _vgg([(2, 64), (2, 128), (2, 256), (2, 512), (2, 512)])),
-    "vgg16": ([1, 3, 224, 224], _vgg([(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)])),
-}
-
-
-def names() -> list[str]:
-    """The zoo's network names, smallest first."""
-    return list(_ZOO)
-
-
-def get(name: str) -> pd.DataFrame:
-    """The layer table of a zoo network (a fresh DataFrame each call; see the module docstring)."""
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in _ZOO:
-        raise UnknownNetworkError(f"unknown network {name!r}; valid choices: {', '.join(names())}")
-    input_shape, layers = _ZOO[key]
-    return build_table(key, input_shape, layers)
-
-
 def summary(table: pd.DataFrame) -> dict:
     """One network's totals: layers, input shape, GMACs, M params, output shape."""
     last = table.iloc[-1]
@@ -260,62 +203,3 @@ def summary(table: pd.DataFrame) -> dict:
         "mparams": round(int(table["params"].sum()) / 1e6, 4),
         "output_shape": "x".join(map(str, output)),
     }
-
-
-def zoo_summary() -> pd.DataFrame:
-    """One row per zoo network with its totals (`summary`)."""
-    return pd.DataFrame([summary(get(n)) for n in names()])
-
-
-# --- ONNX, implemented in dnnpart.onnx_io (imported lazily: onnx is slow to import) ---------------------
-
-def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, layer_outputs: bool = True) -> Path:
-    """Write a runnable ONNX model of a zoo network or layer table; see dnnpart.onnx_io.to_onnx."""
-    from dnnpart import onnx_io
-
-    return onnx_io.to_onnx(name_or_table, path, seed=seed, layer_outputs=layer_outputs)
-
-
-def from_onnx(path: str | Path) -> pd.DataFrame:
-    """Read a chain-structured ONNX model into a layer table; see dnnpart.onnx_io.from_onnx."""
-    from dnnpart import onnx_io
-
-    return onnx_io.from_onnx(path)
-
-
-def load(name_or_path: str) -> pd.DataFrame:
-    """A zoo network by name, or a chain-structured model from a path ending in .onnx."""
-    if isinstance(name_or_path, (str, Path)) and str(name_or_path).lower().endswith(".onnx"):
-        return from_onnx(name_or_path)
-    try:
-        return get(name_or_path)
-    except UnknownNetworkError as exc:
-        raise UnknownNetworkError(f"{exc} (or a path to a .onnx file)") from None
-
-
-# --- command line ---------------------------------------------------------------------------------------
-
-def _records(table: pd.DataFrame) -> list[dict]:
-    """Rows as plain-Python dicts (JSON-serialisable ints and strs)."""
-    return [{k: v if isinstance(v, str) else int(v) for k, v in row.items()}
-            for row in table[COLUMNS].to_dict(orient="records")]
-
-
-def cli_networks(args) -> int:
-    """`dnnpart networks [NAME|FILE.onnx] [--json]`: the zoo's totals, or one network's layer table."""
-    if args.name is None:
-        zoo = zoo_summary()
-        if args.json:
-            print(json.dumps(zoo.to_dict(orient="records"), indent=1))
-        else:
-            print(zoo.to_string(index=False))
-        return 0
-    table = load(args.name)
-    if args.json:
-        print(json.dumps(_records(table), indent=1))
-        return 0
-    s = summary(table)
-    print(f"{s['network']}: input {s['input_shape']}, {s['layers']} layers, {s['gmacs']} GMACs, "
-          f"{s['mparams']} M params, output {s['output_shape']}")
-    print(table.to_string(index=False))
-    return 0

@@ -1,10 +1,8 @@
-"""ONNX both ways: write a zoo network (or any layer table) as a runnable model, read a chain-structured model back.
+"""Read a chain-structured ONNX model into a layer table.
 
-`to_onnx` emits one ONNX node per table row (plus a Flatten before the first fully connected layer), random
-He-uniform float32 weights from a seeded generator, and, by default, every layer's output as a graph output so
-onnxruntime can show each layer's shape. `from_onnx` walks a model's nodes in order, checks that every layer
-reads the previous layer's output and nothing else, turns each node into a `Layer` spec, and builds the table
-with the same shape propagation as the zoo; the shapes ONNX itself infers are checked against it.
+`from_onnx` walks a model's nodes in order, checks that every layer reads the previous layer's output and
+nothing else, turns each node into a `Layer` spec, and builds the table with the same shape propagation as the
+zoo; the shapes ONNX itself infers are checked against it.
 """
 from __future__ import annotations
 
@@ -14,14 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dnnpart import networks
 from dnnpart.errors import DnnpartError, OnnxImportError
-from dnnpart.io import atomic_write_bytes
-from dnnpart.networks import Layer
+from dnnpart.networks.layers import Layer, build_table, pooled_side
 
-OPSET = 17
-IR_VERSION = 8  # ONNX 1.12, the release that introduced opset 17, writes IR 8; older runtimes can read it
-INPUT_NAME = "data"  # Caffe's name for the network input
 
 # ONNX operator -> what it becomes in the table ("fold": absorbed, no row).
 SUPPORTED_OPS = {
@@ -32,91 +25,6 @@ SUPPORTED_OPS = {
 }
 
 
-# ------------------------------------------------------------------------------------------------- export
-def layer_nodes(layer: Layer, row, x: str, y: str, rng: np.random.Generator) -> tuple[list, dict]:
-    """ONNX nodes computing one table row from tensor x into tensor y, and their weights {name: float32 array}.
-
-    `row` is the layer's table row (for channel counts); `x` must already have the rank the layer expects
-    (4-D for conv/pool/lrn, 2-D for fc).
-    """
-    from onnx import helper
-
-    def he_uniform(shape):  # keeps activations finite through deep random nets; uniform is cheaper to draw
-        w = rng.random(size=shape, dtype=np.float32)
-        w -= np.float32(0.5)
-        w *= np.float32(2 * np.sqrt(6.0 / np.prod(shape[1:])))
-        return w
-
-    name, weights = layer.name, {}
-    if layer.type in ("conv", "fc"):
-        cin = int(row.in_channels) // layer.groups
-        shape = (layer.out, cin, layer.kernel, layer.kernel) if layer.type == "conv" else (layer.out, cin)
-        weights[f"{name}_w"] = he_uniform(shape)
-        if layer.bias:
-            weights[f"{name}_b"] = np.full(layer.out, 0.01, np.float32)
-    inputs = [x, *weights]
-    k2, s2, p4 = [layer.kernel] * 2, [layer.stride] * 2, [layer.pad] * 4
-    op, attrs = {
-        "conv": ("Conv", dict(kernel_shape=k2, strides=s2, pads=p4, group=layer.groups)),
-        "pool": ("MaxPool", dict(kernel_shape=k2, strides=s2, pads=p4, ceil_mode=int(layer.ceil))),
-        "fc": ("Gemm", dict(transB=1)),
-        "relu": ("Relu", {}),
-        "lrn": ("LRN", dict(size=layer.kernel, alpha=1e-4, beta=0.75, bias=1.0)),  # Caffe's defaults
-        "dropout": ("Dropout", {}),  # identity at inference
-        "softmax": ("Softmax", dict(axis=1)),
-    }[layer.type]
-    return [helper.make_node(op, inputs, [y], name=name, **attrs)], weights
-
-
-def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, layer_outputs: bool = True) -> Path:
-    """Write a runnable ONNX model (opset 17, input "data" [1, C, H, W]) of a zoo network or a layer table.
-
-    Weights are random (numpy default_rng(seed)), so two calls with the same seed write identical files.
-    Node and output tensor names are the layer names; with `layer_outputs` every layer's output is a graph
-    output (in table order), otherwise only the last. Raises DnnpartError for an unknown name or a table
-    whose rows do not follow from their hyper-parameters.
-    """
-    from onnx import TensorProto, helper
-
-    table = networks.get(name_or_table) if isinstance(name_or_table, str) else name_or_table
-    layers = networks.layers_from_table(table)
-    network = table.attrs.get("network", "table")
-    names = [layer.name for layer in layers]
-    clashes = sorted({n for n in names if names.count(n) > 1 or n == INPUT_NAME})
-    if clashes:
-        raise DnnpartError(f"{network}: layer names must be unique and not {INPUT_NAME!r}: {clashes}")
-
-    rng = np.random.default_rng(seed)
-    input_shape = [int(v) for v in table.attrs["input_shape"]]
-    nodes, weights, outputs = [], {}, []
-    current, rank = INPUT_NAME, 4
-    for layer, row in zip(layers, table.itertuples(index=False)):
-        if rank == 4 and (layer.type == "fc" or layer.flatten):
-            flat = f"{layer.name}_flat"
-            nodes.append(helper.make_node("Flatten", [current], [flat], name=f"{layer.name}_flatten", axis=1))
-            current, rank = flat, 2
-        layer_n, layer_w = layer_nodes(layer, row, current, layer.name, rng)
-        nodes += layer_n
-        weights.update(layer_w)
-        shape = [1, int(row.out_channels)] + ([int(row.out_side)] * 2 if rank == 4 else [])
-        outputs.append(helper.make_tensor_value_info(layer.name, TensorProto.FLOAT, shape))
-        current = layer.name
-    graph = helper.make_graph(
-        nodes, network, [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, input_shape)],
-        outputs if layer_outputs else outputs[-1:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnpart",
-                              ir_version=IR_VERSION)
-    for name, array in weights.items():  # filled in place: make_graph/make_model would copy 100s of MB twice
-        tensor = model.graph.initializer.add()
-        tensor.name, tensor.data_type = name, TensorProto.FLOAT
-        tensor.dims.extend(array.shape)
-        tensor.raw_data = array.tobytes()  # little-endian float32, as ONNX stores raw data
-    path = Path(path)
-    atomic_write_bytes(path, model.SerializeToString())
-    return path
-
-
-# ------------------------------------------------------------------------------------------------- import
 def _fail(path: Path, message: str) -> OnnxImportError:
     return OnnxImportError(f"{path}: {message}")
 
@@ -271,7 +179,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
     if not layers:
         raise _fail(path, "the model has no layer the table can describe")
     try:
-        table = networks.build_table(path.stem, input_shape, layers)
+        table = build_table(path.stem, input_shape, layers)
     except DnnpartError as exc:
         bad = getattr(exc, "layer", None)
         if bad in origin:
@@ -285,7 +193,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         if row.name in fan_in and fan_in[row.name] != row.in_channels:
             raise _fail(path, f"node '{label}' ({op}): its weight expects {fan_in[row.name]} input "
                               f"{'channels' if row.type == 'conv' else 'features'} but receives {row.in_channels}")
-        if layer.type == "pool" and layer.ceil and row.out_side != networks.pooled_side(
+        if layer.type == "pool" and layer.ceil and row.out_side != pooled_side(
                 row.in_side, row.kernel, row.stride, row.pad, ceil=True, clip=False):
             onnx_shapes_trusted = False
         want = shapes.get(tensor)
@@ -369,7 +277,7 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
         side = input_shape[2]
         if layers:
             try:
-                side = int(networks.build_table(path.stem, input_shape, layers)["out_side"].iloc[-1])
+                side = int(build_table(path.stem, input_shape, layers)["out_side"].iloc[-1])
             except DnnpartError:
                 pass  # build_table reports the faulty earlier layer at the end
         return Layer(label, "pool", kernel=side, stride=1, ceil=False)

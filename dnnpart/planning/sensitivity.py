@@ -18,8 +18,12 @@ import numpy as np
 import pandas as pd
 
 from dnnpart.errors import DnnpartError, ProfileError
-from dnnpart.instance import Device, Instance
-from dnnpart.scenario import CompiledScenario, ProfileRef, compile_scenario
+from dnnpart.optimiser.instance import Device, Instance
+from dnnpart import delay
+from dnnpart.optimiser.baselines import solve_all_methods
+from dnnpart.optimiser.solve import solve
+from dnnpart.planning.compile import CompiledScenario, compile_scenario
+from dnnpart.planning.scenario import ProfileRef
 
 SENSITIVITY_FACTORS = np.geomspace(0.1, 10.0, 9)
 ROBUSTNESS_DRAWS = 1000
@@ -52,14 +56,12 @@ def bandwidth_sensitivity(compiled_or_path, factors=SENSITIVITY_FACTORS, formula
     device's cut by name: 'input', a layer name, or 'all local'). Filter device_group == group for the cuts of
     the devices whose bandwidth varies.
     """
-    from dnnpart import milp
-
     compiled = _compiled(compiled_or_path)
     factors = [float(f) for f in factors]
     rows = []
     for g, group in enumerate(compiled.scenario.groups):
         for factor in factors:
-            sol = milp.solve(scale_uplink(compiled, g, factor), formulation=formulation, time_limit=time_limit)
+            sol = solve(scale_uplink(compiled, g, factor), formulation=formulation, time_limit=time_limit)
             for i, cut in enumerate(sol.cuts):
                 rows.append({
                     "group": group.name, "factor": factor, "uplink_mbps": group.uplink_mbps * factor,
@@ -81,8 +83,6 @@ def held_out_ratios(profile, role: str, family: str = "dnnpart", seed: int = 0) 
     metrics report. Raises ProfileError when the profile has no measured CSV for the role (fixed models
     such as the `paper` profile have no held-out rows).
     """
-    from dnnpart import delay
-
     spec = profile.spec if isinstance(profile, ProfileRef) else profile
     folder = delay.resolve_profile(spec)
     csv = folder / f"{role}.csv"
@@ -170,12 +170,10 @@ def robustness(compiled_or_path, n_draws: int = ROBUSTNESS_DRAWS, seed: int = 0,
 
     Rows: draw, method, realised_avg_delay_ms, predicted_avg_delay_ms. Deterministic for a fixed seed.
     """
-    from dnnpart.plan_report import solve_plans
-
     if isinstance(n_draws, bool) or int(n_draws) != n_draws or n_draws < 1:
         raise DnnpartError(f"n_draws must be a positive integer, got {n_draws!r}")
     compiled = _compiled(compiled_or_path)
-    solutions = solutions or solve_plans(compiled)
+    solutions = solutions or solve_all_methods(compiled.instance)
     tables, notes = _residual_tables(compiled, fallback_profile)  # the fits' own split, not the draws' seed
     rng = np.random.default_rng(seed)
     inst = compiled.instance
@@ -198,7 +196,7 @@ def robustness(compiled_or_path, n_draws: int = ROBUSTNESS_DRAWS, seed: int = 0,
     return df
 
 
-def robustness_summary(df: pd.DataFrame, reference: str = "optimal") -> pd.DataFrame:
+def robustness_summary(df: pd.DataFrame, reference: str = "case1") -> pd.DataFrame:
     """Per method: predicted and realised (mean, p5, median, p95) delay, and the share of draws in which
     the reference plan (default: the optimum) is at least as fast as this method's plan (paired draws)."""
     wide = df.pivot(index="draw", columns="method", values="realised_avg_delay_ms")

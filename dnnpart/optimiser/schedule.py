@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from dnnpart.errors import DnnpartError
-from dnnpart.instance import Instance
+from dnnpart.optimiser.instance import Instance
 
 WHERE = ("local", "upload", "server", "download")
 COLUMNS = ["device", "layer", "where", "start_ms", "finish_ms"]

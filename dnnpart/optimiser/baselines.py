@@ -1,17 +1,18 @@
 """The paper's comparison cases, evaluated by the same code as the optimiser.
 
-- case2 / all_server: every device uploads its raw input (cut 0); the server schedules optimally.
-- case3 / all_local: every device runs its whole network (cut M); the server is idle.
+- case2 (all on server): every device uploads its raw input (cut 0); the server schedules optimally.
+- case3 (all local): every device runs its whole network (cut M); the server is idle.
 - independent: each device picks the cut that would be best for it alone (Neurosurgeon-style), then the
   server schedules what arrives optimally.
 
-The server schedule for given cuts comes from dnnpart.milp.solve(fixed_cuts=...), so baselines and the
+The server schedule for given cuts comes from dnnpart.optimiser.solve.solve(fixed_cuts=...), so baselines and the
 optimiser share the timing, the checker and the objective.
 """
 from __future__ import annotations
 
-from dnnpart.instance import Instance
-from dnnpart.milp import Solution, independent_cuts, solve
+from dnnpart.optimiser.instance import Instance
+from dnnpart.optimiser.cuts import independent_cuts
+from dnnpart.optimiser.solve import Solution, solve
 
 
 def with_cuts(instance: Instance, cuts, time_limit: float | None = None, node_limit: int | None = None) -> Solution:
@@ -34,7 +35,7 @@ def independent(instance: Instance, time_limit: float | None = None, node_limit:
     return with_cuts(instance, independent_cuts(instance), time_limit, node_limit)
 
 
-BASELINES = {"case2": all_server, "case3": all_local, "independent": independent}
+BASELINES = {"case2": all_server, "case3": all_local, "independent": independent}  # vocabulary.BASELINE_METHODS
 
 
 def evaluate_all(instance: Instance, time_limit: float | None = None, node_limit: int | None = None

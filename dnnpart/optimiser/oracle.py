@@ -12,8 +12,8 @@ import itertools
 from math import factorial, prod
 
 from dnnpart.errors import DnnpartError
-from dnnpart.instance import Instance
-from dnnpart.schedule import Schedule
+from dnnpart.optimiser.instance import Instance
+from dnnpart.optimiser.schedule import Schedule
 
 MAX_ORDERS = 2_000_000
 

@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from dnnpart.errors import MissingModelError, ProfileError
-from dnnpart.io import atomic_write_text
+from dnnpart.files import atomic_write_text
 from dnnpart.paths import PROFILES_DIR
-from dnnpart.profiling import CSV_COLUMNS, FACTORS, LAYER_TYPES, ROLES, session_options, time_session
+from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS
+from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
 CACHE_VERSION = 2  # bump when fitting changes, so that stale *.model.json caches are refitted
@@ -457,7 +458,7 @@ class DelayModel:
         return out
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
@@ -487,7 +488,7 @@ def fitted_role_models(folder: Path, role: str, family: str, seed: int = 0, use_
     import statsmodels
 
     try:
-        _write_json(cache, {"cache_version": CACHE_VERSION, "csv": csv_path.name, "csv_sha256": fingerprint,
+        write_json(cache, {"cache_version": CACHE_VERSION, "csv": csv_path.name, "csv_sha256": fingerprint,
                             "seed": seed, "family": family, "formula_engine": FORMULA_ENGINE,
                             "statsmodels": statsmodels.__version__,
                             "models": {t: m.to_dict() for t, m in models.items()}})
@@ -571,151 +572,3 @@ def heldout_predictions(profile: str | Path, seed: int = 0, roles=ROLES, familie
         raise ProfileError(f"profile {str(profile)!r} has no measured CSV (device.csv/server.csv)")
     cols = ["role", "layer_type", "family", "split", *FACTORS, "measured_ms", "predicted_ms", "rel_error"]
     return pd.concat(frames, ignore_index=True)[cols]
-
-
-def cli_fit(args) -> int:
-    """`dnnpart fit`: held-out metrics of both families per role and layer type."""
-    report = fit_report(args.profile, seed=args.seed)
-    if args.json:
-        print(json.dumps(report.to_dict(orient="records"), indent=1))
-    else:
-        shown = report.copy()
-        for col in ("mape", "within10"):
-            shown[col] = (100 * shown[col]).map("{:.1f} %".format)
-        shown["r2_test"] = shown["r2_test"].map("{:.4f}".format)
-        shown["mae_ms"] = shown["mae_ms"].map("{:.4f}".format)
-        print(shown.to_string(index=False))
-    return 0
-
-
-# ------------------------------------------------------------------------------------------ paper profile
-PAPER_PROFILE = "paper"
-
-
-def zoo_layers(layer_type: str | None = None) -> pd.DataFrame:
-    """Every layer of every zoo network (with a `network` column), optionally of one type."""
-    from dnnpart import networks
-
-    frames = []
-    for name in networks.names():
-        t = networks.get(name)
-        frames.append(t.assign(network=name))
-    df = pd.concat(frames, ignore_index=True)
-    return df if layer_type is None else df[df["type"] == layer_type].reset_index(drop=True)
-
-
-def paper_conv_model(role: str) -> LayerModel:
-    """Eq. (1) (device) or eq. (2) (server) verbatim, in ms; I = in_channels / groups."""
-    return LayerModel(PAPER_CONV_FORMULA, dict(PAPER_CONV_COEFFICIENTS[role]), log_response=False,
-                      info={"source": "Gao et al., eq. (1)" if role == "device" else "Gao et al., eq. (2)"})
-
-
-def build_paper_profile(source: str | Path = "measured", family: str = "dnnpart", seed: int = 0,
-                        out: str | Path | None = None) -> Path:
-    """Write the ``paper`` profile: conv from eq. (1)/(2), every other type the measured model rescaled.
-
-    The paper gives coefficients only for conv. For each role, s_role = (sum over the zoo's conv layers of the
-    eq. (1)/(2) prediction) / (sum of the measured conv model's prediction on the same layers); every non-conv
-    model of `source` is multiplied by s_role, i.e. we assume the paper's hardware is uniformly s_role times
-    slower (or faster) than ours on every layer type. Returns the folder.
-    """
-    out = Path(out) if out is not None else PROFILES_DIR / PAPER_PROFILE
-    measured = load_delay_model(source, family, seed)
-    source_folder = resolve_profile(source)
-    convs = zoo_layers("conv")
-    for role in ROLES:
-        eq = paper_conv_model(role)
-        eq_sum = float(eq.predict(features(convs)).sum())
-        measured_sum = float(measured.predict(convs, role).sum())
-        scale = eq_sum / measured_sum
-        models = {"conv": eq.to_dict()}
-        for t, m in measured.models[role].items():
-            if t != "conv":
-                models[t] = LayerModel(m.formula, m.params, m.log_response, m.scale * scale,
-                                       {"source": f"{source} profile, {family} family, x s_{role}"},
-                                       m.floor_ms, m.weights).to_dict()
-        csv_path = source_folder / f"{role}.csv"
-        meta = {
-            "role": role,
-            "profile": PAPER_PROFILE,
-            "description": ("conv: Gao et al. eq. (1)/(2) verbatim in ms with G=out_side, K=kernel, O=out_channels, "
-                            "I=in_channels/groups. Other types: the measured model rescaled by s_role = sum of the "
-                            "equation over the zoo's conv layers / sum of the measured conv model over them."),
-            "derived_from": {"profile": str(source), "family": family, "seed": seed,
-                             "csv_sha256": sha256_file(csv_path) if csv_path.is_file() else None},
-            "zoo_conv_layers": int(len(convs)),
-            "zoo_conv_equation_ms": eq_sum,
-            "zoo_conv_measured_model_ms": measured_sum,
-            "scale": scale,
-            "regenerate": "python -c 'from dnnpart.delay import build_paper_profile; build_paper_profile()'",
-            "models": models,
-        }
-        _write_json(out / f"{role}.json", meta)
-    return out
-
-
-# ------------------------------------------------------------------------------------------- additivity
-def profile_threads(profile: str | Path, role: str) -> int:
-    """Threads a profile's role was measured with (its metadata), else the role's default."""
-    from dnnpart.profiling import default_threads
-
-    meta_path = resolve_profile(profile) / f"{role}.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if "threads" in meta:
-            return int(meta["threads"])
-        source = meta.get("derived_from", {}).get("profile")
-        if source and source != str(profile):
-            return profile_threads(source, role)
-    return default_threads(role)
-
-
-def measure_network(name: str, threads: int, repeats: int | None = None, seed: int = 0) -> dict:
-    """Whole-network onnxruntime latency of a zoo network (same session options as the layer profiler).
-
-    Timed as the profiler times a layer: PASSES timing blocks, each warmed up, and the fastest block's median,
-    p10 and p90 kept.
-    The ONNX file (VGG16: ~530 MB of weights) lives in a temporary folder deleted afterwards.
-    """
-    import tempfile
-
-    import onnxruntime as ort
-
-    from dnnpart import networks
-    from dnnpart.profiling import PASSES
-
-    table = networks.get(name)
-    with tempfile.TemporaryDirectory(prefix="dnnpart-additivity-") as tmp:
-        path = networks.to_onnx(name, Path(tmp) / f"{name}.onnx", seed=seed, layer_outputs=False)
-        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    feed = {input_name: np.random.default_rng(seed).standard_normal(table.attrs["input_shape"], dtype=np.float32)}
-    blocks = [time_session(session, feed, repeats, threads) for _ in range(PASSES)]
-    del session
-    fastest = min(blocks, key=lambda b: b["latency_ms"])
-    return {**fastest, "repeats": sum(b["repeats"] for b in blocks)}
-
-
-def additivity_check(profile: str | Path, role: str, network_names: list[str] | None = None, family: str = "dnnpart",
-                     threads: int | None = None, repeats: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """Per zoo network: sum of predicted layer delays vs a measured whole-network run, and their ratio.
-
-    ratio = predicted_ms / measured_ms (1 = layer delays add up exactly). The whole network runs with the
-    threads the profile's role was measured with, unless `threads` is given.
-    """
-    from dnnpart import networks
-
-    if role not in ROLES:
-        raise ProfileError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
-    model = load_delay_model(profile, family, seed)
-    threads = profile_threads(profile, role) if threads is None else threads
-    rows = []
-    for name in network_names or networks.names():
-        table = networks.get(name)
-        predicted = float(model.predict(table, role).sum())
-        run = measure_network(name, threads, repeats, seed)
-        rows.append({"network": name, "role": role, "threads": threads, "layers": len(table),
-                     "predicted_ms": predicted, "measured_ms": run["latency_ms"], "measured_p10_ms": run["p10_ms"],
-                     "measured_p90_ms": run["p90_ms"], "repeats": run["repeats"],
-                     "ratio": predicted / run["latency_ms"]})
-    return pd.DataFrame(rows)

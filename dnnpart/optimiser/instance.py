@@ -13,7 +13,7 @@ from numbers import Real
 from pathlib import Path
 
 from dnnpart.errors import InstanceError
-from dnnpart.io import atomic_write_text
+from dnnpart.files import atomic_write_text
 
 LIST_FIELDS = ("local_ms", "server_ms", "upload_ms")
 DEVICE_FIELDS = ("name", *LIST_FIELDS, "download_ms")
@@ -152,27 +152,48 @@ class Instance:
         return cls(tuple(Device.from_dict(d, i) for i, d in enumerate(devices)))
 
 
-def load_instance(path) -> Instance:
-    """Read and validate an instance JSON file."""
+def read_instance_json(path) -> tuple[Instance, dict]:
+    """Read and validate an instance JSON file; also return the raw data (its '_' annotations name groups,
+    networks and layers for reports)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InstanceError(f"cannot read instance file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InstanceError(f"instance file {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InstanceError(f"instance file {path} is not valid JSON: {exc}") from None
+    except (RecursionError, ValueError) as exc:  # 100k-deep nesting; integers longer than Python converts
+        raise InstanceError(f"instance file {path} cannot be read: {str(exc)[:200]}") from None
     try:
-        return Instance.from_dict(data)
+        return Instance.from_dict(data), data
     except InstanceError as exc:
         raise InstanceError(f"{path}: {exc}") from None
 
 
-def scale_server(instance: Instance, load: float) -> Instance:
-    """The server at load level rho serves our layers at (1 - rho) of its speed: server times / (1 - rho)."""
+def load_instance(path) -> Instance:
+    """Read and validate an instance JSON file."""
+    return read_instance_json(path)[0]
+
+
+def check_load(load, what: str = "server load level") -> float:
+    """A server load level rho in [0, 1), as a float; InstanceError otherwise."""
     if isinstance(load, bool) or not isinstance(load, Real) or not math.isfinite(load) or not 0 <= load < 1:
-        raise InstanceError(f"server load level must be in [0, 1), got {load!r}")
-    factor = 1.0 / (1.0 - float(load))
-    return Instance(tuple(Device(d.name, d.local_ms, tuple(t * factor for t in d.server_ms), d.upload_ms,
+        raise InstanceError(f"{what} must be in [0, 1), got {load!r}")
+    return float(load)
+
+
+def apply_server_load(server_ms, load: float) -> list[float]:
+    """The one place server load is applied: at load level rho the server serves our layers at (1 - rho) of
+    its speed, so every server time becomes t / (1 - rho) (the model behind the paper's Fig. 4)."""
+    load = check_load(load)
+    return [float(t) / (1.0 - load) for t in server_ms]
+
+
+def scale_server(instance: Instance, load: float) -> Instance:
+    """The instance with its server at load level rho (apply_server_load on every device)."""
+    return Instance(tuple(Device(d.name, d.local_ms, tuple(apply_server_load(d.server_ms, load)), d.upload_ms,
                                  d.download_ms) for d in instance.devices))

@@ -14,19 +14,13 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from dnnpart import baselines, milp, networks
-from dnnpart.scenario import check_load, check_n_devices, check_rate, network_instance
+from dnnpart import networks
+from dnnpart.optimiser.baselines import solve_all_methods
+from dnnpart.optimiser.instance import check_load
+from dnnpart.optimiser.solve import solve
+from dnnpart.planning.compile import check_n_devices, check_rate, network_instance
+from dnnpart.vocabulary import cut_name
 
-# The deployment analyses (issue 6) live in dnnpart.deployment; they are sweeps too, so they are reachable here.
-from dnnpart.deployment import bandwidth_sensitivity, robustness, robustness_summary  # noqa: E402,F401
-
-METHODS = ["case1", "case2", "case3", "independent"]
-METHOD_LABELS = {
-    "case1": "Case 1: optimal partition (MILP)",
-    "case2": "Case 2: all on server",
-    "case3": "Case 3: all local",
-    "independent": "Independent cuts (Neurosurgeon-style)",
-}
 # Fig. 1/3: 0.25-50 Mbps, log-spaced, 17 points; rounded so CSVs and labels are stable.
 BANDWIDTHS_MBPS = [float(f"{b:.3g}") for b in np.geomspace(0.25, 50.0, 17)]
 LOADS = [round(0.1 * k, 1) for k in range(10)]
@@ -51,9 +45,10 @@ def transmitted_bytes(layers: pd.DataFrame, cuts: Iterable[int]) -> int:
 def scenario_rows(network: str, n_devices: int, bandwidth_mbps: float, load: float, profile: str) -> list[dict]:
     """Solve one identical-devices scenario with every method: one row per method."""
     layers = networks.get(network)
+    layer_names = layers["name"].tolist()
     instance = network_instance(network, n_devices, bandwidth_mbps, load, profile)
     rows = []
-    for method, solution in baselines.solve_all_methods(instance, node_limit=SWEEP_NODE_LIMIT).items():
+    for method, solution in solve_all_methods(instance, node_limit=SWEEP_NODE_LIMIT).items():
         cuts = [int(c) for c in solution.cuts]
         rows.append({
             "profile": profile, "network": network, "n_devices": int(n_devices),
@@ -62,7 +57,7 @@ def scenario_rows(network: str, n_devices: int, bandwidth_mbps: float, load: flo
             "transmitted_bytes": transmitted_bytes(layers, cuts),
             "per_device_bytes": transmitted_bytes(layers, cuts) / n_devices,
             "cuts": " ".join(map(str, cuts)),
-            "cut_layers": " ".join(layers["name"].iloc[c - 1] if c > 0 else "input" for c in cuts),
+            "cut_layers": ", ".join(cut_name(layer_names, c) for c in cuts),
             "proven_optimal": bool(solution.proven_optimal),
             "gap": float(solution.gap) if solution.gap is not None else float("nan"),
         })
@@ -163,7 +158,7 @@ def solver_scaling(n_devices=(1, 2, 3, 4, 8, 16), formulations=("exact", "paper"
         for formulation in formulations:
             if formulation == "paper" and n > paper_max_devices:
                 continue
-            sol = milp.solve(instance, formulation=formulation, time_limit=time_limit)
+            sol = solve(instance, formulation=formulation, time_limit=time_limit)
             rows.append({"profile": profile, "network": network, "bandwidth_mbps": float(bandwidth_mbps),
                          "n_devices": int(n), "formulation": formulation, "solve_time_s": sol.solve_time_s,
                          "avg_delay_ms": sol.avg_delay_ms, "proven_optimal": bool(sol.proven_optimal),

@@ -3,45 +3,35 @@
 Three renderings of the same content: `plan_text` (the CLI's table), `plan_dict` (its --json), and
 `plan_html` (a standalone page, inline CSS and an inline-SVG Gantt chart, no external files).
 
-Methods compared (each evaluated by the same schedule code):
-  optimal      the exact optimum of dnnpart.milp (cuts and server order chosen jointly);
-  all_server   every device uploads its raw input (the paper's Case 2);
-  all_local    every device runs its whole network (Case 3);
-  independent  each device picks the cut best for itself alone, the server schedules what arrives.
+Methods compared (dnnpart.vocabulary.METHODS, each evaluated by the same schedule code): case1 the optimum
+(cuts and server order chosen jointly), case2 all on the server, case3 all local, independent cuts.
 """
 from __future__ import annotations
 
 import html
 import io
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from dnnpart.io import atomic_write_text
-from dnnpart.scenario import CompiledScenario
+from dnnpart.files import atomic_write_text
+from dnnpart.optimiser.baselines import solve_all_methods
+from dnnpart.planning.compile import CompiledScenario, LabelledInstance
+from dnnpart.vocabulary import METHOD_LABELS
 
-METHODS = ("optimal", "all_server", "all_local", "independent")
 PLAN_COLUMNS = ["device", "group", "network", "cut", "cut_layer", "local_ms", "upload_ms", "server_ms",
                 "download_ms", "completion_ms"]
 
 
-# The plan's user-facing method names for dnnpart.baselines' case names.
-PLAN_NAMES = {"case1": "optimal", "case2": "all_server", "case3": "all_local", "independent": "independent"}
-
-
 def solve_plans(compiled: CompiledScenario, formulation: str = "exact", time_limit: float | None = None) -> dict:
-    """The optimum and the three baselines for a compiled scenario: method -> dnnpart.milp.Solution.
+    """The optimum and the three baselines for a compiled scenario: method (vocabulary.METHODS) -> Solution.
 
     The time limit applies to each solve (a baseline's fixed cuts still leave the server order to optimise)."""
-    from dnnpart.baselines import solve_all_methods
-
-    solutions = solve_all_methods(compiled.instance, formulation, time_limit)
-    return {PLAN_NAMES[case]: solutions[case] for case in PLAN_NAMES}
+    return solve_all_methods(compiled.instance, formulation, time_limit)
 
 
-def plan_frame(compiled: CompiledScenario, solution) -> pd.DataFrame:
+def plan_frame(labelled: LabelledInstance, solution) -> pd.DataFrame:
     """One row per device: its cut (index and layer name) and the time spent in each place.
 
     local_ms: layers 1..cut on the device; upload_ms: sending the input of layer cut+1; server_ms: the
@@ -50,11 +40,10 @@ def plan_frame(compiled: CompiledScenario, solution) -> pd.DataFrame:
     """
     per = solution.schedule.completions()
     rows = []
-    for i, (device, r) in enumerate(zip(compiled.instance.devices, per.itertuples(index=False))):
-        group = compiled.group(i)
+    for i, (device, r) in enumerate(zip(labelled.instance.devices, per.itertuples(index=False))):
         rows.append({
-            "device": device.name, "group": group.name, "network": group.network_name, "cut": int(r.cut),
-            "cut_layer": compiled.cut_name(i, int(r.cut)), "local_ms": float(r.local_ms),
+            "device": device.name, "group": labelled.groups[i], "network": labelled.networks[i], "cut": int(r.cut),
+            "cut_layer": labelled.cut_name(i, int(r.cut)), "local_ms": float(r.local_ms),
             "upload_ms": float(r.upload_ms), "server_ms": float(r.server_ms),
             "download_ms": device.download_ms if r.cut < device.n_layers else 0.0,
             "completion_ms": float(r.completion_ms),
@@ -62,15 +51,15 @@ def plan_frame(compiled: CompiledScenario, solution) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
-def comparison_frame(compiled: CompiledScenario, solutions: dict) -> pd.DataFrame:
+def comparison_frame(labelled: LabelledInstance, solutions: dict) -> pd.DataFrame:
     """One row per method: average delay, how much slower than the optimum (%), and the cuts by name."""
-    best = solutions["optimal"].avg_delay_ms
+    best = solutions["case1"].avg_delay_ms
     rows = []
     for method, sol in solutions.items():
         rows.append({
-            "method": method, "avg_delay_ms": float(sol.avg_delay_ms),
+            "method": method, "label": METHOD_LABELS[method], "avg_delay_ms": float(sol.avg_delay_ms),
             "vs_optimal_pct": 100.0 * (sol.avg_delay_ms / best - 1.0) if best > 0 else 0.0,
-            "cut_layers": ", ".join(compiled.cut_name(i, c) for i, c in enumerate(sol.cuts)),
+            "cut_layers": ", ".join(labelled.cut_name(i, c) for i, c in enumerate(sol.cuts)),
         })
     return pd.DataFrame(rows)
 
@@ -79,29 +68,35 @@ def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
-def plan_dict(compiled: CompiledScenario, solutions: dict) -> dict:
-    """Everything the CLI prints, as JSON-ready data (the optimiser's fields plus names and baselines)."""
-    sol = solutions["optimal"]
-    sc = compiled.scenario
+def plan_dict(labelled: LabelledInstance, solutions: dict, source: dict) -> dict:
+    """Everything the CLI prints, as JSON-ready data: the same keys whatever the input (`source` says what it
+    was: a scenario, a zoo network or an instance file), methods named as in dnnpart.vocabulary."""
+    sol = solutions["case1"]
     return {
-        "scenario": str(sc.path),
-        "server": {"profile": sc.server_profile.label, "load": sc.load},
-        "family": sc.family,
+        "source": source,
+        "method": "case1",
         "avg_delay_ms": float(sol.avg_delay_ms),
         "cuts": [int(c) for c in sol.cuts],
-        "cut_layers": [compiled.cut_name(i, c) for i, c in enumerate(sol.cuts)],
+        "cut_layers": [labelled.cut_name(i, c) for i, c in enumerate(sol.cuts)],
         "status": sol.status,
         "proven_optimal": bool(sol.proven_optimal),
         "gap": _finite(sol.gap),
         "bound_ms": _finite(sol.bound_ms),
         "solve_time_s": float(sol.solve_time_s),
         "formulation": sol.formulation,
-        "devices": plan_frame(compiled, sol).to_dict(orient="records"),
+        "devices": plan_frame(labelled, sol).to_dict(orient="records"),
         "baselines": {m: {"avg_delay_ms": float(s.avg_delay_ms), "cuts": [int(c) for c in s.cuts],
-                          "cut_layers": [compiled.cut_name(i, c) for i, c in enumerate(s.cuts)]}
-                      for m, s in solutions.items() if m != "optimal"},
+                          "cut_layers": [labelled.cut_name(i, c) for i, c in enumerate(s.cuts)]}
+                      for m, s in solutions.items() if m != "case1"},
         "schedule": sol.schedule.to_frame().to_dict(orient="records"),
     }
+
+
+def scenario_source(compiled: CompiledScenario) -> dict:
+    """plan_dict's `source` for a scenario file."""
+    sc = compiled.scenario
+    return {"kind": "scenario", "path": str(sc.path), "server_profile": sc.server_profile.label, "load": sc.load,
+            "family": sc.family}
 
 
 def status_line(sol) -> str:
@@ -119,13 +114,13 @@ def scenario_line(compiled: CompiledScenario) -> str:
             f"{sc.server_profile.label!r} at load {100 * sc.load:g} %")
 
 
-def plan_text(compiled: CompiledScenario, solutions: dict) -> str:
-    """The plan as the CLI prints it."""
-    sol = solutions["optimal"]
-    plan = plan_frame(compiled, sol)
-    comp = comparison_frame(compiled, solutions)
+def plan_text(labelled: LabelledInstance, solutions: dict, header: str) -> str:
+    """The plan as the CLI prints it, under a one-line description of the input (`header`)."""
+    sol = solutions["case1"]
+    plan = plan_frame(labelled, sol)
+    comp = comparison_frame(labelled, solutions)
     fmt = {c: "{:.1f}".format for c in PLAN_COLUMNS if c.endswith("_ms")}
-    lines = [scenario_line(compiled), status_line(sol), "",
+    lines = [header, status_line(sol), "",
              plan.to_string(index=False, formatters=fmt), "",
              f"average completion: {sol.avg_delay_ms:.1f} ms", "",
              comp.to_string(index=False, formatters={"avg_delay_ms": "{:.1f}".format,
@@ -171,10 +166,10 @@ svg { max-width: 100%; height: auto; }
 
 def plan_html(compiled: CompiledScenario, solutions: dict) -> str:
     """A standalone HTML page: scenario, status, plan table, comparison and the Gantt chart (inline SVG)."""
-    sol = solutions["optimal"]
+    sol = solutions["case1"]
     sc = compiled.scenario
-    plan = plan_frame(compiled, sol)
-    comp = comparison_frame(compiled, solutions)
+    plan = plan_frame(compiled.labelled, sol)
+    comp = comparison_frame(compiled.labelled, solutions)
     fmt = {c: "{:.1f}".format for c in PLAN_COLUMNS if c.endswith("_ms")}
     status = html.escape(status_line(sol))
     if not sol.proven_optimal:
@@ -213,22 +208,3 @@ the shared server.</p>
 def write_html(compiled: CompiledScenario, solutions: dict, path) -> Path:
     """Write plan_html atomically (no half-written page on a crash)."""
     return atomic_write_text(Path(path), plan_html(compiled, solutions))
-
-
-def cli_solve_scenario(args) -> int:
-    """`dnnpart solve --scenario FILE [--json] [--report out.html] [--formulation F] [--time-limit S]`."""
-    from dnnpart.scenario import compile_scenario
-
-    compiled = compile_scenario(args.scenario)
-    solutions = solve_plans(compiled, formulation=getattr(args, "formulation", "exact") or "exact",
-                            time_limit=getattr(args, "time_limit", None))
-    report = getattr(args, "report", None)
-    if report:
-        written = write_html(compiled, solutions, report)
-    if getattr(args, "json", False):
-        print(json.dumps(plan_dict(compiled, solutions), indent=1))
-    else:
-        print(plan_text(compiled, solutions))
-        if report:
-            print(f"\nwrote {written}")
-    return 0
