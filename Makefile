@@ -11,7 +11,7 @@ NB_TIMEOUT ?= 900
 # Notebooks that make reproduce executes, in order; each renders reports/<name>.html.
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 REPORTS   := $(patsubst notebooks/%.ipynb,reports/%.html,$(NOTEBOOKS))
-LIB       := $(wildcard dnnpart/*.py) $(shell find data -type f 2>/dev/null)
+LIB       := $(shell find dnnpart -name "*.py") $(shell find data -type f 2>/dev/null)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test reproduce lab benchmark clean
@@ -40,7 +40,7 @@ reports/%.html: notebooks/%.ipynb $(LIB) $(STAMP)
 	$(PY) -m jupyter nbconvert --to html --no-input --output-dir reports reports/executed/$*.ipynb
 
 reports/index.html: $(REPORTS) $(STAMP)
-	$(PY) -m dnnpart.report_index
+	$(PY) -m dnnpart.study.report_index
 
 lab: $(STAMP) ## open JupyterLab on the project's environment
 	$(VENV)/bin/jupyter lab --notebook-dir=.
