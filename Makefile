@@ -50,5 +50,5 @@ benchmark: $(STAMP) ## run the optimiser benchmark (exact vs paper formulation) 
 
 clean: ## remove generated outputs (reports/, caches); never data/
 	find reports -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
-	rm -rf .pytest_cache .hypothesis benchmarks/results
+	rm -rf .pytest_cache .hypothesis .cache benchmarks/results
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

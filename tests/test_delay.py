@@ -178,7 +178,7 @@ def test_missing_layer_type_raises_naming_covered_types(tmp_path):
 def test_model_cache_is_written_and_refitted_when_the_csv_changes(tmp_path):
     folder = write_profile(tmp_path / "p", synthetic_profile(noise=0.01, types=("conv", "relu")))
     first = D.load_delay_model(folder, family="paper")
-    cache = folder / "device.paper.model.json"
+    cache = D.cache_path(D.sha256_file(folder / "device.csv"), "device", "paper", 0)
     stored = json.loads(cache.read_text())
     assert stored["csv_sha256"] == D.sha256_file(folder / "device.csv") and stored["formula_engine"] == "patsy"
     again = D.load_delay_model(folder, family="paper")  # from the cache: same predictions
@@ -240,12 +240,28 @@ def test_build_paper_profile_regenerates_the_shipped_files(tmp_path):
             json.loads((PROFILES_DIR / "paper" / f"{role}.json").read_text())
 
 
-def test_shipped_model_caches_match_their_csvs():
-    folder = PROFILES_DIR / "measured"
-    for role in P.ROLES:
-        for family in D.FAMILIES:
-            cache = json.loads((folder / f"{role}.{family}.model.json").read_text())
-            assert cache["csv_sha256"] == D.sha256_file(folder / f"{role}.csv")
+def test_fitting_writes_nothing_into_the_profile_folder_and_caches_per_seed(tmp_path):
+    folder = write_profile(tmp_path / "p", synthetic_profile(noise=0.01, types=("conv", "relu")))
+    before = sorted(p.name for p in folder.iterdir())
+    D.load_delay_model(folder, family="paper", seed=0)
+    D.load_delay_model(folder, family="paper", seed=1)
+    assert sorted(p.name for p in folder.iterdir()) == before  # data/ holds measurements only
+    fingerprint = D.sha256_file(folder / "device.csv")
+    seed0, seed1 = (json.loads(D.cache_path(fingerprint, "device", "paper", s).read_text()) for s in (0, 1))
+    assert (seed0["seed"], seed1["seed"]) == (0, 1)  # another seed does not overwrite the first fit
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe not json", b"[1, 2, 3]", b'{"models": 5}'])
+def test_a_bad_cache_is_refitted(tmp_path, garbage):
+    folder = write_profile(tmp_path / "p", synthetic_profile(noise=0.01, types=("conv", "relu")))
+    good = D.load_delay_model(folder, family="paper")
+    cache = D.cache_path(D.sha256_file(folder / "device.csv"), "device", "paper", 0)
+    cache.write_bytes(garbage)
+    again = D.load_delay_model(folder, family="paper")
+    table = networks.get("lenet")
+    table = table[table["type"].isin(["conv", "relu"])]
+    pd.testing.assert_series_equal(good.predict(table, "device"), again.predict(table, "device"))
+    assert json.loads(cache.read_text())["seed"] == 0  # rewritten
 
 
 def test_additivity_check_on_lenet(tmp_path):

@@ -12,8 +12,9 @@ Two model families per (role, layer type):
   cost model of onnxruntime's convolution, fitted by weighted least squares (see `cost_formula`).
 
 Every fit uses an 80/20 train/test split with a fixed seed; metrics are computed on the test rows only.
-Fitted models are cached next to the CSV as <role>.<family>.model.json (formula + parameters + the CSV's sha256)
-and refitted when the CSV changes. A profile folder holds either measured CSVs (<role>.csv) or fixed models
+Fitted models are cached under paths.CACHE_DIR (formula + parameters), in a file named by the CSV's sha256, the
+role, the family, the split seed and CACHE_VERSION: a changed CSV or another seed never reads a stale fit, and
+nothing is written into a profile folder. A profile folder holds either measured CSVs (<role>.csv) or fixed models
 (<role>.json with a "models" entry, as in the ``paper`` profile, see `build_paper_profile`).
 """
 from __future__ import annotations
@@ -29,12 +30,12 @@ import pandas as pd
 
 from dnnpart.errors import MissingModelError, ProfileError
 from dnnpart.files import atomic_write_text
-from dnnpart.paths import PROFILES_DIR
+from dnnpart.paths import CACHE_DIR, PROFILES_DIR
 from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
-CACHE_VERSION = 2  # bump when fitting changes, so that stale *.model.json caches are refitted
+CACHE_VERSION = 3  # bump when fitting changes, so that stale cached fits are not read
 FORMULA_ENGINE = "patsy"  # pinned so that term names (and cached parameter names) never change
 TEST_SHARE = 0.2
 VALIDATION_SHARE = 0.25  # of the training rows, for choosing the dnnpart form
@@ -318,7 +319,7 @@ class LayerModel:
         names = list(self.params)
         if list(X.columns) != names:
             raise ProfileError(f"cached model terms {names} do not match the formula's terms {list(X.columns)}; "
-                               "delete the *.model.json cache to refit")
+                               "delete the cached fit under paths.CACHE_DIR to refit")
         eta = X.to_numpy() @ np.array([self.params[n] for n in names])
         pred = np.exp(eta) if self.log_response else np.maximum(eta, self.floor_ms)
         return pd.Series(pred * self.scale, index=feats.index)
@@ -462,24 +463,31 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
-def _cache_path(folder: Path, role: str, family: str) -> Path:
-    return folder / f"{role}.{family}.model.json"
+def cache_path(fingerprint: str, role: str, family: str, seed: int) -> Path:
+    """Where the fit of one role's CSV (by its sha256) with one family and split seed is cached."""
+    return CACHE_DIR / "fits" / f"{fingerprint[:20]}.{role}.{family}.seed{seed}.v{CACHE_VERSION}.json"
 
 
-def fitted_role_models(folder: Path, role: str, family: str, seed: int = 0, use_cache: bool = True):
-    """Fit (or load the cache of) every layer type of one role's CSV in a profile folder."""
+def _read_cache(cache: Path, fingerprint: str, seed: int):
+    """The cached models, or None when the cache is missing, unreadable or for other inputs (then refit)."""
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if (cached.get("csv_sha256") == fingerprint and cached.get("seed") == seed
+                and cached.get("formula_engine") == FORMULA_ENGINE and cached.get("cache_version") == CACHE_VERSION):
+            return {t: LayerModel.from_dict(d) for t, d in cached["models"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, garbage bytes, wrong shape
+        pass
+    return None
+
+
+def fitted_role_models(folder: Path, role: str, family: str, seed: int = 0):
+    """Fit (or load the cached fit of) every layer type of one role's CSV in a profile folder."""
     csv_path = folder / f"{role}.csv"
     fingerprint = sha256_file(csv_path)
-    cache = _cache_path(folder, role, family)
-    if use_cache and cache.is_file():
-        try:
-            cached = json.loads(cache.read_text())
-            if (cached.get("csv_sha256") == fingerprint and cached.get("seed") == seed
-                    and cached.get("formula_engine") == FORMULA_ENGINE
-                    and cached.get("cache_version") == CACHE_VERSION):
-                return {t: LayerModel.from_dict(d) for t, d in cached["models"].items()}
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass  # a corrupt cache is simply refitted
+    cache = cache_path(fingerprint, role, family, seed)
+    models = _read_cache(cache, fingerprint, seed)
+    if models is not None:
+        return models
     df = read_profile_csv(csv_path)
     df = df[df["role"] == role]
     if df.empty:
@@ -488,12 +496,12 @@ def fitted_role_models(folder: Path, role: str, family: str, seed: int = 0, use_
     import statsmodels
 
     try:
-        write_json(cache, {"cache_version": CACHE_VERSION, "csv": csv_path.name, "csv_sha256": fingerprint,
-                            "seed": seed, "family": family, "formula_engine": FORMULA_ENGINE,
-                            "statsmodels": statsmodels.__version__,
-                            "models": {t: m.to_dict() for t, m in models.items()}})
+        write_json(cache, {"cache_version": CACHE_VERSION, "csv": str(csv_path), "csv_sha256": fingerprint,
+                           "seed": seed, "family": family, "formula_engine": FORMULA_ENGINE,
+                           "statsmodels": statsmodels.__version__,
+                           "models": {t: m.to_dict() for t, m in models.items()}})
     except OSError:
-        pass  # a read-only profile folder still works, just without the cache
+        pass  # an unwritable cache folder still works, just without the cache
     return models
 
 
