@@ -203,8 +203,18 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum, frame):
+    """SIGTERM unwinds like Ctrl-C (SystemExit), so open atomic writes remove their temporary files."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.handler(args) or 0
     except DnnpartError as exc:
