@@ -84,3 +84,16 @@ def test_plot_draws_lanes(inst):
     ax = Schedule(inst, [0, 2], INTERLEAVED).plot()
     assert [t.get_text() for t in ax.get_yticklabels()] == ["server", "A", "B"]
     assert len(ax.collections) == 5 + 4 + 4  # server lane 5; A: 4 server (0-ms upload skipped); B: 2 local, upload, server
+
+
+def test_huge_times_validate_with_a_relative_tolerance():
+    """Times near 1e12 ms lose digits in float sums; the checker must not call such a schedule invalid."""
+    from dnnpart.optimiser import solve
+    from dnnpart.optimiser.instance import Device, Instance
+
+    inst = Instance([Device(f"d{i}", [1e12 / 3 + i, 7e11 / 3], [1e11 / 7, 3e10 / 7 + i], [1e-8, 3.3], 1e9 + i)
+                     for i in range(3)])
+    sol = solve(inst)
+    assert sol.schedule.validate() == pytest.approx(sol.avg_delay_ms, rel=1e-12)
+    tiny = Instance([Device("a", [1e-9, 2e-9], [1e-10, 1e-10], [33.18634, 1e-3])])
+    assert solve(tiny).schedule.validate() > 0

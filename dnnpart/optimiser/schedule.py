@@ -22,6 +22,7 @@ WHERE = ("local", "upload", "server", "download")
 COLUMNS = ["device", "layer", "where", "start_ms", "finish_ms"]
 COLOURS = {"local": "#4C72B0", "upload": "#DD8452", "server": "#55A868", "download": "#8172B3"}
 TOL_MS = 1e-6
+REL_TOL = 1e-9  # the checker's relative tolerance: float sums of long chains lose digits with the clock's size
 
 
 class ScheduleError(DnnpartError):
@@ -134,7 +135,13 @@ class Schedule:
         part, the first server layer follows the upload and each next one its predecessor, the download
         follows the last server layer, no two server subtasks overlap, and the objective is the mean of the
         last finishes (compared with avg_delay_ms when given). Returns the recomputed average.
+
+        Times are compared within max(tol, REL_TOL * |time|): an absolute tolerance alone fails valid schedules
+        whose times reach 1e12 ms (float64 keeps about 16 significant digits).
         """
+        def slack(*times) -> float:
+            return max(tol, REL_TOL * max(abs(x) for x in times))
+
         df = self.to_frame() if timing is None else pd.DataFrame(timing)
         missing = [c for c in COLUMNS if c not in df.columns]
         if missing:
@@ -157,9 +164,9 @@ class Schedule:
                 s, f = at[(w, j)]
                 length = {"local": d.local_ms[j - 1], "upload": d.upload_ms[j - 1] if w == "upload" else 0.0,
                           "server": d.server_ms[j - 1], "download": d.download_ms}[w]
-                if abs((f - s) - length) > tol:
+                if abs((f - s) - length) > slack(s, f, length):
                     problems.append(f"{d.name} {w} layer {j}: lasts {f - s} ms, should last {length} ms")
-                if s < prev_finish - tol:
+                if s < prev_finish - slack(s, prev_finish):
                     problems.append(f"{d.name} {w} layer {j}: starts at {s} before its predecessor ends "
                                     f"at {prev_finish}")
                 prev_finish = f
@@ -167,14 +174,14 @@ class Schedule:
         server = df[df["where"] == "server"].sort_values(["start_ms", "finish_ms"], kind="stable")
         starts, finishes = server["start_ms"].to_numpy(), server["finish_ms"].to_numpy()
         for k in range(1, len(starts)):
-            if starts[k] < finishes[k - 1] - tol:
+            if starts[k] < finishes[k - 1] - slack(starts[k], finishes[k - 1]):
                 a, b = server.iloc[k - 1], server.iloc[k]
                 problems.append(f"server overlap: {a['device']} layer {a['layer']} ends at {finishes[k - 1]} "
                                 f"after {b['device']} layer {b['layer']} starts at {starts[k]}")
         if problems:
             raise ScheduleError("invalid schedule: " + "; ".join(problems[:5]))
         avg = sum(completions) / len(completions)
-        if avg_delay_ms is not None and abs(avg - avg_delay_ms) > tol * max(1.0, abs(avg)):
+        if avg_delay_ms is not None and abs(avg - avg_delay_ms) > slack(avg, avg_delay_ms):
             raise ScheduleError(f"objective mismatch: timing gives average {avg} ms, claimed {avg_delay_ms} ms")
         return avg
 
