@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dnnpart", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show a traceback instead of a one-line error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("networks", help="list the network zoo, or print one network's layer table")
@@ -112,8 +113,10 @@ def cmd_fit(args) -> int:
     from dnnpart.delay import fit_report
 
     report = fit_report(args.profile, seed=args.seed)
-    if args.json:
-        print(json.dumps(report.to_dict(orient="records"), indent=1))
+    if args.json:  # a metric that cannot be computed is null, never a bare NaN (invalid JSON)
+        records = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+                   for r in report.to_dict(orient="records")]
+        print(json.dumps(records, indent=1, allow_nan=False))
         return 0
     shown = report.copy()
     for col in ("mape", "within10"):
@@ -218,8 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except DnnpartError as exc:
+        if args.debug:
+            raise
         print(f"dnnpart {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        hint = " (rerun the same command to resume: measured windows are kept)" if args.command == "profile" else ""
+        print(f"dnnpart {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # e.g. `dnnpart networks vgg16 | head`
         return 0
 

@@ -48,3 +48,22 @@ def test_profile_cli_tiny_run(tmp_path, capsys):
     assert "passes must be >= 1" in capsys.readouterr().err
     assert main(["profile", "--role", "server", "--out", str(out), "--layer-types", "gelu"]) == 2
     assert "valid types" in capsys.readouterr().err
+
+
+def test_fit_json_is_strict_json_when_a_metric_is_undefined(tmp_path, capsys):
+    """Constant latencies make the held-out R² undefined: it is printed as null, not as a bare NaN."""
+    from dnnpart.delay.profiler import CSV_COLUMNS, design
+
+    rows = [{"role": "device", "layer_type": "relu", **{f: getattr(c, f) for f in CSV_COLUMNS[2:10]},
+             "latency_ms": 0.5, "p10_ms": 0.5, "p90_ms": 0.5, "repeats": 5} for c in design("relu")[:20]]
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    pd.DataFrame(rows)[list(CSV_COLUMNS)].to_csv(folder / "device.csv", index=False)
+    assert main(["fit", "--profile", str(folder), "--json"]) == 0
+    out = capsys.readouterr().out
+
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON output")
+
+    records = json.loads(out, parse_constant=refuse)
+    assert {r["layer_type"] for r in records} == {"relu"} and any(r["r2_test"] is None for r in records)

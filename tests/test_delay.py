@@ -281,3 +281,11 @@ def test_rank_deficient_fit_is_recorded_not_warned(recwarn):
     assert not [w for w in recwarn if "rank" in str(w.message)]
     full = D.fit_formula(D.PAPER_CONV_FORMULA, D.features(synthetic_profile()))
     assert "rank_deficient" not in full.info
+
+
+def test_a_profile_with_too_few_rows_per_type_is_refused(tmp_path):
+    df = synthetic_profile(noise=0.01, types=("conv", "relu"))
+    df = pd.concat([df[df["layer_type"] == "conv"], df[df["layer_type"] == "relu"].head(1)])
+    folder = write_profile(tmp_path / "one-relu", df)
+    with pytest.raises(ProfileError, match=r"relu: 1; each layer type needs at least 10"):
+        D.load_delay_model(folder, family="paper")

@@ -413,7 +413,18 @@ def fit_layer_type(df_type: pd.DataFrame, layer_type: str, family: str, seed: in
     return model
 
 
+MIN_ROWS_PER_TYPE = 10  # enough to fit the largest paper-family formula and hold 2 rows out for testing
+
+
 def fit_profile_role(df_role: pd.DataFrame, family: str, seed: int = 0) -> dict[str, LayerModel]:
+    """Fit every layer type present; each needs MIN_ROWS_PER_TYPE measured configurations."""
+    counts = df_role["layer_type"].value_counts()
+    short = {t: int(counts[t]) for t in LAYER_TYPES if 0 < counts.get(t, 0) < MIN_ROWS_PER_TYPE}
+    if short:
+        role = str(df_role["role"].iloc[0]) if "role" in df_role and len(df_role) else "?"
+        raise ProfileError(f"role {role}: too few measured configurations to fit and test a model "
+                           f"({', '.join(f'{t}: {n}' for t, n in short.items())}; each layer type needs at least "
+                           f"{MIN_ROWS_PER_TYPE}); measure more with `dnnpart profile`")
     return {t: fit_layer_type(df_role[df_role["layer_type"] == t], t, family, seed)
             for t in LAYER_TYPES if (df_role["layer_type"] == t).any()}
 
