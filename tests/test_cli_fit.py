@@ -67,3 +67,23 @@ def test_fit_json_is_strict_json_when_a_metric_is_undefined(tmp_path, capsys):
 
     records = json.loads(out, parse_constant=refuse)
     assert {r["layer_type"] for r in records} == {"relu"} and any(r["r2_test"] is None for r in records)
+
+
+def test_profile_refuses_bad_folders_garbage_runs_and_another_thread_count(tmp_path, capsys):
+    args = ["profile", "--role", "server", "--layer-types", "softmax", "--limit", "2", "--repeats", "3",
+            "--passes", "1"]
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main([*args, "--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    out = tmp_path / "prof"
+    assert main([*args, "--threads", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*args, "--threads", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "begun with --threads 1" in err[0]
+    runs = out / "server.runs.csv"
+    runs.write_text(runs.read_text() + "server,softmax,not,a,run,at,all,!,!,!,0,1,1,1,3,1\n")
+    assert main([*args, "--threads", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "line 4 is not a profiler run" in err[0]

@@ -444,19 +444,34 @@ def _run_key(row) -> tuple:
 
 
 def _recover_runs(path: Path) -> set[tuple]:
-    """Check the header, drop a half-written trailing line, return the (config, pass) keys already measured."""
-    text = path.read_text()
+    """Check the header, drop a half-written trailing line, return the (config, pass) keys already measured.
+
+    Any other malformed line (wrong field count, a non-numeric factor) is refused with its line number: it
+    was not written by the profiler, and silently dropping measurements would bias the profile."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text:
         return set()
     header, _, body = text.partition("\n")
     if header.split(",") != list(RUN_COLUMNS):
-        raise ProfileError(f"{path}: header {header!r} is not the runs header {','.join(RUN_COLUMNS)}")
+        raise ProfileError(f"{path}: header {header[:200]!r} is not the runs header {','.join(RUN_COLUMNS)}")
     lines = body.split("\n")
     # A complete file ends with "\n" so the last element is "". Anything else is a line cut off mid-write.
-    good = [ln for ln in lines[:-1] if len(ln.split(",")) == len(RUN_COLUMNS)]
-    if lines[-1] != "" or len(good) != len(lines) - 1:
-        atomic_write_text(path, header + "\n" + "".join(ln + "\n" for ln in good))
-    return {_run_key(row) for row in csv.reader(io.StringIO("\n".join(good)))}
+    if lines[-1] != "":
+        atomic_write_text(path, header + "\n" + "".join(ln + "\n" for ln in lines[:-1]))
+    keys = set()
+    for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines[:-1]))), start=2):
+        try:
+            if len(row) != len(RUN_COLUMNS):
+                raise ValueError(f"{len(row)} fields instead of {len(RUN_COLUMNS)}")
+            [float(v) for v in row[3 + len(FACTORS):]]  # the measurements must be numbers too
+            keys.add(_run_key(row))
+        except ValueError as exc:
+            raise ProfileError(f"{path}: line {number} is not a profiler run ({exc}); fix or delete that line "
+                               "and rerun to resume") from None
+    return keys
 
 
 def _format_run(role: str, config: Config, pass_: int, w: dict) -> str:
@@ -565,6 +580,23 @@ def _check_positive(name: str, value) -> None:
         raise ProfileError(f"{name} must be >= 1, got {value}")
 
 
+def _check_resume(meta_path: Path, role: str, threads: int) -> None:
+    """A resumed profile must be measured as it was begun: mixing thread counts would mix two machines."""
+    if not meta_path.exists():
+        return
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"{meta_path}: unreadable metadata of the profile being resumed ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ProfileError(f"{meta_path}: the metadata must be a JSON object")
+    if meta.get("role", role) != role:
+        raise ProfileError(f"{meta_path}: this folder holds a {meta.get('role')!r} profile, not {role!r}")
+    if "threads" in meta and int(meta["threads"]) != threads:
+        raise ProfileError(f"{meta_path}: the profile was begun with --threads {meta['threads']}; resume it with "
+                           f"the same count (got {threads}) or measure into another --out folder")
+
+
 def run_profile(out: str | Path, role: str, threads: int | None = None, layer_types=None, limit: int | None = None,
                 repeats: int | None = None, seed: int = 0, passes: int = PASSES, progress: bool = True,
                 command: str | None = None, note: str | None = None) -> Path:
@@ -587,8 +619,16 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
             raise ProfileError(f"unknown layer type {t!r}; valid types: {', '.join(LAYER_TYPES)}")
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ProfileError(f"--out {out} is a file; give a folder for the profile")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProfileError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ProfileError(f"--out {out}: the folder is not writable")
     runs_path, csv_path = out / f"{role}.runs.csv", out / f"{role}.csv"
+    _check_resume(out / f"{role}.json", role, threads)
     done = _recover_runs(runs_path) if runs_path.exists() else set()
     if not runs_path.exists() or runs_path.stat().st_size == 0:
         atomic_write_text(runs_path, ",".join(RUN_COLUMNS) + "\n")
