@@ -133,10 +133,14 @@ def gantt_figure(compiled: CompiledScenario, solution, title: str | None = None)
     from matplotlib.figure import Figure
 
     lanes = 1 + len(compiled.instance)
-    fig = Figure(figsize=(10, 1.0 + 0.45 * lanes))
+    fig = Figure(figsize=(10, 1.3 + 0.45 * lanes), layout="constrained")
     ax = fig.subplots()
     solution.schedule.plot(ax=ax, title=title or f"plan: average completion {solution.avg_delay_ms:.1f} ms")
-    fig.tight_layout()
+    # the legend goes above the lanes: inside the axes it covers the last device's bars
+    legend = ax.get_legend()
+    fig.legend(legend.legend_handles, [t.get_text() for t in legend.get_texts()], loc="outside upper right",
+               ncols=len(legend.get_texts()), fontsize=8, frameon=False)
+    legend.remove()
     return fig
 
 
