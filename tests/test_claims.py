@@ -21,7 +21,7 @@ LOW_LOCAL = "At the lowest bandwidth Case 1 runs (almost) everything locally"
 DROP_MORE = "Case 2 decreases more than Case 1"
 NO_MORE_DATA = "Case 1 transmits no more than Case 2 at every bandwidth"
 HEAVY = "VGG16 and VGG13: offloading everything (Case 2) is faster than all-local"
-LIGHT = "Alexnet and Lenet: all-local is faster than offloading everything (Case 2)"
+LIGHT = "AlexNet and LeNet: all-local is faster than offloading everything (Case 2)"
 LOCAL_ORDER = "The networks' all-local delay decreases from VGG16 to VGG13 to AlexNet to LeNet"
 
 

@@ -25,6 +25,7 @@ FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5")
 FIG2_ORDER = ("vgg16", "vgg13", "alexnet", "lenet")
 HEAVY_NETWORKS = ("vgg16", "vgg13")
 LIGHT_NETWORKS = ("alexnet", "lenet")
+NETWORK_LABELS = {"vgg16": "VGG16", "vgg13": "VGG13", "alexnet": "AlexNet", "lenet": "LeNet"}
 
 
 class Claim(NamedTuple):
@@ -133,7 +134,7 @@ def _fig2(df: pd.DataFrame) -> list[Claim]:
     def case2_vs_local(networks: tuple[str, ...], faster: bool) -> Claim:
         # Depends on the data: whether offloading everything beats all-local is the profile's and uplink's call.
         present = [n for n in networks if n in speed.index]
-        names = " and ".join(n.upper() if n.startswith("vgg") else n.capitalize() for n in networks)
+        names = " and ".join(NETWORK_LABELS[n] for n in networks)
         claim = (f"{names}: offloading everything (Case 2) is faster than all-local" if faster
                  else f"{names}: all-local is faster than offloading everything (Case 2)")
         if not present:
