@@ -11,7 +11,7 @@ NB_TIMEOUT ?= 900
 # Notebooks that make reproduce executes, in order; each renders reports/<name>.html.
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 REPORTS   := $(patsubst notebooks/%.ipynb,reports/%.html,$(NOTEBOOKS))
-LIB       := $(shell find dnnpart -name "*.py") $(shell find data -type f 2>/dev/null)
+LIB       := $(shell find dnnpart -name "*.py" -o -name "*.j2" -o -name "*.css") $(shell find data -type f 2>/dev/null)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test reproduce lab benchmark clean

@@ -4,6 +4,7 @@ import pytest
 
 from dnnpart.files import write_csv
 from dnnpart.study import report_index
+from dnnpart.study.claims import check_claims
 from dnnpart.study.report_index import build_index
 
 
@@ -69,40 +70,43 @@ def test_index_renders_identically_twice(tmp_path):
     assert list(folder.rglob(".*.tmp")) == []
 
 
-def test_index_without_kinds_has_one_claims_table(tmp_path):
-    page = build_index(reports_folder(tmp_path)).read_text()
-    claims = sections(page)["The paper's statements about Figs. 1–5, checked on our data"]
-    assert claims.count("<table>") == 1 and "<h3>" not in claims
-    # 6 claims for fig1, 3 for fig2, 4 each for figs. 4 and 5; two differ: at fig1's lowest bandwidth Case 1 is
-    # 50/60 of Case 3 (not >= 0.9), and fig2's Case 2 (relative speed 60 at alexnet) beats Case 1 (30)
-    assert claims.count("<tr") == 1 + 17
-    assert "<p>15 of 17 hold.</p>" in claims
-    assert claims.count("✗ differs") == 2 and claims.count("✓ holds") == 15
-    assert claims.count('<tr class="differs">') == 2
-    differs = [row for row in claims.split("<tr")[2:] if "✗ differs" in row]
-    assert "At the lowest bandwidth" in differs[0] and "highest relative speed" in differs[1]
+def all_claims(folder):
+    """The claims the index should show, computed the way it does (check_claims on each figure table)."""
+    frames = [check_claims(name, pd.read_csv(folder / "data" / f"{name}.csv"))
+              for name in ["fig1", "fig2", "fig3", "fig4", "fig5"] if (folder / "data" / f"{name}.csv").is_file()]
+    return pd.concat(frames, ignore_index=True)
 
 
-def test_index_splits_claims_by_kind(tmp_path, monkeypatch):
+def test_index_without_kinds_has_one_claims_table(tmp_path, monkeypatch):
     original = report_index.check_claims
+    monkeypatch.setattr(report_index, "check_claims", lambda figure, df: original(figure, df).drop(columns="kind"))
+    folder = reports_folder(tmp_path)
+    page = build_index(folder).read_text()
+    claims = sections(page)["The paper's statements about Figs. 1–5, checked on our data"]
+    expected = all_claims(folder)
+    held = int(expected["holds"].sum())
+    assert claims.count("<table>") == 1 and "<h3>" not in claims
+    assert claims.count("<tr") == 1 + len(expected)
+    assert f"<p>{held} of {len(expected)} hold.</p>" in claims
+    assert claims.count("✗ differs") == len(expected) - held == claims.count('<tr class="differs">')
+    # at fig1's lowest bandwidth Case 1 is 50/60 of Case 3 (not >= 0.9): a claim these tables make fail
+    assert any("At the lowest bandwidth" in row for row in claims.split("<tr")[2:] if "✗ differs" in row)
 
-    def with_kind(figure, df):
-        claims = original(figure, df)
-        built = claims["claim"].str.contains("always")
-        return claims.assign(kind=built.map({True: "holds by construction", False: "depends on the data"}))
 
-    monkeypatch.setattr(report_index, "check_claims", with_kind)
-    page = build_index(reports_folder(tmp_path)).read_text()
+def test_index_splits_claims_by_kind(tmp_path):
+    folder = reports_folder(tmp_path)
+    page = build_index(folder).read_text()
     claims = sections(page)["The paper's statements about Figs. 1–5, checked on our data"]
     heads = [h.split("</h3>")[0] for h in claims.split("<h3>")[1:]]
     tables = claims.split("<table>")[1:]
-    assert len(tables) == 2
-    # each table holds only its kind: the "always" claims (one per figure 1, 2, 4, 5) in the first
-    assert tables[0].count("<tr") == 1 + 4 and all("always" in row for row in tables[0].split("<tr")[2:])
-    assert tables[1].count("<tr") == 1 + 13 and "always" not in tables[1]
-    # fig2's "Case 1 always has the highest relative speed" differs in the first, fig1's lowest bandwidth in the second
-    assert heads == ["Holds by construction: 3 of 4 hold", "Depends on the data: 12 of 13 hold"]
-    assert [t.count("✗ differs") for t in tables] == [1, 1]
+    expected = all_claims(folder)
+    kinds = ["holds by construction", "depends on the data"]
+    assert len(tables) == 2 and set(expected["kind"]) == set(kinds)
+    for kind, head, table in zip(kinds, heads, tables):
+        part = expected[expected["kind"] == kind]
+        assert head == f"{kind.capitalize()}: {int(part['holds'].sum())} of {len(part)} hold"
+        assert table.count("<tr") == 1 + len(part)
+        assert all(claim.replace("'", "&#39;") in table for claim in part["claim"])
 
 
 def test_index_sensitivity_section(tmp_path):
