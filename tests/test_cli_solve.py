@@ -77,6 +77,7 @@ def test_malformed_instance_exit_2(tmp_path, capsys, content, message):
     (["--load", "1"], "load"),
     (["--load", "-0.1"], "load"),
     (["--devices", "0"], "devices"),
+    (["--devices", "1000000"], "at most 10,000"),
 ])
 def test_bad_scenario_parameters_exit_2(capsys, args, message):
     assert cli.main(["solve", "--network", "alexnet", *args]) == 2

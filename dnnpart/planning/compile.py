@@ -17,6 +17,7 @@ import pandas as pd
 
 from dnnpart import networks
 from dnnpart.errors import DnnpartError
+from dnnpart.limits import MAX_DEVICES
 from dnnpart.optimiser.instance import Device, Instance, apply_server_load, check_load
 from dnnpart.planning.scenario import DeviceGroup, ProfileRef, Scenario, checker, load_scenario
 from dnnpart.vocabulary import cut_name
@@ -36,8 +37,10 @@ def check_rate(rate_mbps: float, what: str) -> None:
 
 
 def check_n_devices(n_devices, what: str = "number of devices") -> None:
-    if int(n_devices) != n_devices or n_devices < 1:
+    if isinstance(n_devices, bool) or int(n_devices) != n_devices or n_devices < 1:
         raise DnnpartError(f"{what} must be a positive integer, got {n_devices}")
+    if n_devices > MAX_DEVICES:
+        raise DnnpartError(f"{what} must be at most {MAX_DEVICES:,} (dnnpart.limits.MAX_DEVICES), got {n_devices:,}")
 
 
 def device_for_table(name: str, layers: pd.DataFrame, device_model, server_model, bandwidth_mbps: float,
