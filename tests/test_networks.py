@@ -153,3 +153,12 @@ def test_zoo_summary():
     assert s.loc["alexnet", "layers"] == 23 and s.loc["alexnet", "input_shape"] == "1x3x227x227"
     assert s.loc["vgg16", "gmacs"] == pytest.approx(15.47, rel=0.01)
     assert s.loc["lenet", "output_shape"] == "1x10"
+
+
+def test_a_network_longer_than_the_limit_is_refused():
+    from dnnpart.limits import MAX_LAYERS
+
+    relus = [networks.relu(f"r{i}") for i in range(MAX_LAYERS + 1)]
+    with pytest.raises(DnnpartError, match="5,001 layers; at most 5,000"):
+        networks.build_table("long", [1, 1, 2, 2], relus)
+    assert len(networks.build_table("ok", [1, 1, 2, 2], relus[:MAX_LAYERS])) == MAX_LAYERS

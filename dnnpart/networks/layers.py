@@ -15,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from dnnpart.errors import DnnpartError
+from dnnpart.limits import MAX_LAYERS
 from dnnpart.vocabulary import LAYER_TYPES
 
 BYTES_PER_ELEMENT = 4  # float32
@@ -92,6 +93,9 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
     Raises DnnpartError naming the layer when a spec is impossible (bad type, groups not dividing the
     channels, a window larger than its input, a spatial layer after the tensor was flattened).
     """
+    if len(layers) > MAX_LAYERS:
+        raise DnnpartError(f"{network}: {len(layers):,} layers; at most {MAX_LAYERS:,} are supported "
+                           "(dnnpart.limits.MAX_LAYERS)")
     shape = [int(v) for v in input_shape]
     if len(shape) != 4 or shape[0] != 1 or shape[2] != shape[3] or min(shape) < 1:
         raise DnnpartError(f"{network}: input shape must be [1, C, H, W] with H == W, got {list(input_shape)}")
