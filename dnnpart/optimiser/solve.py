@@ -129,7 +129,8 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
     build = build_exact if formulation == "exact" else build_paper
     model, extract = build(instance, cut_sets)
     if relaxed is not None and formulation == "exact":
-        model.relaxation_cut = pyo.Constraint(expr=sum(model.C[i] for i in model.C) >= len(instance) * relaxed)
+        model.relaxation_cut = pyo.Constraint(
+            expr=sum(model.completion_ms[i] for i in model.DEVICES) >= len(instance) * relaxed)
     options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
     if node_limit is not None:
         options["mip_max_nodes"] = int(node_limit)
