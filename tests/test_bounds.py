@@ -1,15 +1,21 @@
-"""Different devices: the time-indexed LP bound (dnnpart.bounds), the nested ("Russian doll") preemptive search,
-the exact combinatorial search built on it, and the all-local dominance of cuts, each checked against the
-brute-force oracle."""
+"""Different devices: the time-indexed LP bound (dnnpart.optimiser.lp_bound), the nested ("Russian doll")
+preemptive search, the exact combinatorial search built on it, and the all-local dominance of cuts, each checked
+against the brute-force oracle; and searches deeper than Python's recursion limit."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from dnnpart.optimiser.lp_bound import time_indexed_bound
-from dnnpart.optimiser.instance import Device, Instance
-from dnnpart.optimiser import best_server_order, candidate_cuts, exact_search, preemptive_bound, solve
-from dnnpart.optimiser.oracle import brute_force
 from test_oracle_property import SETTINGS, devices, identical_instances, instances
+
+from dnnpart.optimiser import (
+    best_server_order,
+    candidate_cuts,
+    exact_search,
+    preemptive_bound,
+    solve,
+)
+from dnnpart.optimiser.instance import Device, Instance
+from dnnpart.optimiser.lp_bound import time_indexed_bound
+from dnnpart.optimiser.oracle import brute_force
 
 
 def all_cuts(inst):

@@ -83,7 +83,7 @@ def test_lp_dump_names_the_families(inst, formulation, families, tmp_path):
     path = tmp_path / f"{formulation}.lp"
     model.write(str(path), io_options={"symbolic_solver_labels": True})
     text = path.read_text()
-    rows = set(re.findall(r"^c_[a-z]_([a-z0-9_]+?)\(", text, flags=re.M))
+    rows = set(re.findall(r"^c_[a-z]_([a-z0-9_]+?)\(", text, flags=re.MULTILINE))
     assert rows == {f for f, size in family_sizes(model).items() if size} and rows <= set(families)
     assert "c_e_one_cut(0)_" in text or formulation == "paper"
     assert "c_u_eq16_no_overlap(0_1_1_2_ij_first)_" in text or formulation == "exact"

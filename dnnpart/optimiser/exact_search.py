@@ -5,8 +5,14 @@ from __future__ import annotations
 from dnnpart.errors import DnnpartError
 from dnnpart.optimiser.heuristic import suffix_sums
 from dnnpart.optimiser.instance import Instance
-from dnnpart.optimiser.relaxation import (BOUND_NODES, EXACT_GROUP, BudgetExhausted, PreemptiveRelaxation,
-                                          nested_groups, srpt_total_ms)
+from dnnpart.optimiser.relaxation import (
+    BOUND_NODES,
+    EXACT_GROUP,
+    BudgetExhausted,
+    PreemptiveRelaxation,
+    nested_groups,
+    srpt_total_ms,
+)
 from dnnpart.optimiser.schedule import Schedule
 
 

@@ -275,7 +275,7 @@ def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None 
 
 
 
-def nested_groups(relax: "PreemptiveRelaxation"):
+def nested_groups(relax: PreemptiveRelaxation):
     """The group list of the nested search, or None if it does not apply: at least two classes, none larger
     than EXACT_GROUP. Turns nested mode on. Groups are ordered so that those that finish latest alone come
     first: the nested suffixes then hold the small ones (cheap to solve) and the bound of a partial choice

@@ -31,9 +31,16 @@ from dnnpart.optimiser.heuristic import heuristic
 from dnnpart.optimiser.instance import Instance
 from dnnpart.optimiser.lp_bound import time_indexed_bound
 from dnnpart.optimiser.pyomo_models import build_exact, build_paper
-from dnnpart.optimiser.relaxation import (BOUND_NODES, BOUND_NODES_PER_S, EXACT_GROUP, EXACT_NODES,
-                                          EXACT_NODES_PER_S, BudgetExhausted, PreemptiveRelaxation,
-                                          preemptive_bound)
+from dnnpart.optimiser.relaxation import (
+    BOUND_NODES,
+    BOUND_NODES_PER_S,
+    EXACT_GROUP,
+    EXACT_NODES,
+    EXACT_NODES_PER_S,
+    BudgetExhausted,
+    PreemptiveRelaxation,
+    preemptive_bound,
+)
 from dnnpart.optimiser.schedule import Schedule, ScheduleError
 
 FORMULATIONS = ("exact", "paper")
