@@ -82,7 +82,7 @@ class Device:
             return self.local_prefix_ms(cut)
         return self.release_ms(cut) + self.server_work_ms(cut) + self.download_ms
 
-    def same_task(self, other: "Device") -> bool:
+    def same_task(self, other: Device) -> bool:
         """Identical times (names may differ): such devices are interchangeable."""
         return (self.local_ms, self.server_ms, self.upload_ms, self.download_ms) == (
             other.local_ms, other.server_ms, other.upload_ms, other.download_ms)
@@ -92,7 +92,7 @@ class Device:
                 "upload_ms": list(self.upload_ms), "download_ms": self.download_ms}
 
     @classmethod
-    def from_dict(cls, data, index: int = 0) -> "Device":
+    def from_dict(cls, data, index: int = 0) -> Device:
         where = f"device {index}"
         if not isinstance(data, dict):
             raise InstanceError(f"{where} must be an object with keys {list(DEVICE_FIELDS)}, got {data!r}")
@@ -142,7 +142,7 @@ class Instance:
         return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def from_dict(cls, data) -> "Instance":
+    def from_dict(cls, data) -> Instance:
         if not isinstance(data, dict) or "devices" not in data:
             raise InstanceError('an instance must be an object {"devices": [...]}')
         # Other top-level keys are annotations (e.g. a known optimum); device objects are checked strictly.
