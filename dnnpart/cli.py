@@ -15,6 +15,7 @@ from pathlib import Path
 from dnnpart.errors import DnnpartError
 
 
+
 # `dnnpart schema NAME`: the pydantic model declaring each input file format (module, class).
 SCHEMAS = {"scenario": ("dnnpart.planning.scenario_schema", "ScenarioFile"),
            "instance": ("dnnpart.optimiser.instance_schema", "InstanceFile")}
