@@ -14,8 +14,6 @@ from pathlib import Path
 
 from dnnpart.errors import DnnpartError
 
-
-
 # `dnnpart schema NAME`: the pydantic model declaring each input file format (module, class).
 SCHEMAS = {"scenario": ("dnnpart.planning.scenario_schema", "ScenarioFile"),
            "instance": ("dnnpart.optimiser.instance_schema", "InstanceFile")}

@@ -187,3 +187,14 @@ def test_hostile_scenarios_exit_2_with_one_line(tmp_path, capsys):
                           (big, "devices[0].count: must be <= 10000, got 1000000")]:
         assert cli.main(["solve", "--scenario", str(path)]) == 2
         assert capsys.readouterr().err.splitlines() == [f"dnnpart solve: error: {path}: {problem}"]
+
+
+def test_deployment_guide_states_the_limits_the_code_enforces():
+    from dnnpart.input_files import MAX_FILE_BYTES, MAX_SHOWN_CHARS
+    from dnnpart.optimiser.instance_schema import MAX_DEVICES
+
+    guide = (paths.PROJ_ROOT / "docs" / "deployment.md").read_text()
+    assert f"at most {MAX_DEVICES} devices in all groups" in guide
+    assert f"files over {MAX_FILE_BYTES // 2**20} MB are refused" in guide
+    assert f"cut to {MAX_SHOWN_CHARS} characters" in guide
+    assert "dnnpart schema scenario" in guide and "dnnpart schema instance" in guide
