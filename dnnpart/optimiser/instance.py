@@ -14,15 +14,13 @@ from pathlib import Path
 
 from dnnpart.errors import InstanceError
 from dnnpart.files import atomic_write_text
-from dnnpart.input_files import read_capped_text, shorten
+from dnnpart.input_files import read_capped_text, shorten, show
 from dnnpart.optimiser.instance_schema import (
     LIST_FIELDS,
     DeviceSpec,
     validate_device,
     validate_instance,
 )
-
-DEVICE_FIELDS = ("name", *LIST_FIELDS, "download_ms")
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ class Instance:
         names = [d.name for d in devices]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
-            raise InstanceError(f"device names must be unique, repeated: {duplicated}")
+            raise InstanceError(f"device names must be unique, repeated: {show(duplicated)}")
         object.__setattr__(self, "devices", devices)
 
     def __len__(self) -> int:
