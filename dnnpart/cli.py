@@ -14,6 +14,10 @@ from pathlib import Path
 
 from dnnpart.errors import DnnpartError
 
+# `dnnpart schema NAME`: the pydantic model declaring each input file format (module, class).
+SCHEMAS = {"scenario": ("dnnpart.planning.scenario_schema", "ScenarioFile"),
+           "instance": ("dnnpart.optimiser.instance_schema", "InstanceFile")}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that prints one line (not the usage block) and exits 2 on bad arguments."""
@@ -69,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True)
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of scenario or instance files")
+    p.add_argument("name", choices=sorted(SCHEMAS), help="which file format")
+    p.set_defaults(handler=cmd_schema)
     return parser
 
 
@@ -209,6 +217,20 @@ def cmd_compile(args) -> int:
 def _exit_on_sigterm(signum, frame):
     """SIGTERM unwinds like Ctrl-C (SystemExit), so open atomic writes remove their temporary files."""
     raise SystemExit(128 + signum)
+
+
+def schema_text(name: str) -> str:
+    """The JSON Schema of one input file format, as committed under docs/schemas/<name>.schema.json."""
+    import importlib
+
+    module, model = SCHEMAS[name]
+    return json.dumps(getattr(importlib.import_module(module), model).model_json_schema(), indent=2) + "\n"
+
+
+def cmd_schema(args) -> int:
+    """`dnnpart schema scenario|instance`: the declared file format, for editors and other tools."""
+    sys.stdout.write(schema_text(args.name))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
