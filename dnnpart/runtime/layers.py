@@ -1,0 +1,43 @@
+"""Run per-layer ONNX models with onnxruntime. Imports only numpy and onnxruntime, so the device client
+(dnnpart.runtime.device) can use it on a board without pandas, Pyomo or Jupyter."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # onnxruntime warnings (e.g. unused initialisers) are not ours to show
+    return options
+
+
+class LayerRunner:
+    """One onnxruntime session per layer model; `run(j, x)` runs layer j (1-based) on x."""
+
+    def __init__(self, models, threads: int | None = None, first: int = 1):
+        import onnxruntime as ort
+
+        options = session_options(threads)
+        self.first = first
+        self.sessions = [ort.InferenceSession(m, options, providers=["CPUExecutionProvider"]) for m in models]
+        self.input_names = [s.get_inputs()[0].name for s in self.sessions]
+
+    def run(self, layer: int, x: np.ndarray) -> np.ndarray:
+        k = layer - self.first
+        return self.sessions[k].run(None, {self.input_names[k]: x})[0]
+
+    def run_range(self, x: np.ndarray, first: int, last: int, clock=time.perf_counter_ns):
+        """Run layers first..last in order; returns the output and [(layer, start_ns, finish_ns)]."""
+        stamps = []
+        for j in range(first, last + 1):
+            start = clock()
+            x = self.run(j, x)
+            stamps.append((j, start, clock()))
+        return x, stamps
