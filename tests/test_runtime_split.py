@@ -6,8 +6,8 @@ import pytest
 
 from dnnpart import networks
 from dnnpart.errors import DnnpartError
-from dnnpart.runtime.layers import LayerRunner, session_options
-from dnnpart.runtime.split import random_input, split_network
+from dnnpart.runtime.layers import LayerRunner, random_input, session_options
+from dnnpart.runtime.split import split_network
 
 RTOL, ATOL = 1e-4, 1e-5
 

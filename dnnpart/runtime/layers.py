@@ -7,6 +7,11 @@ import time
 import numpy as np
 
 
+def random_input(shape, seed: int = 0) -> np.ndarray:
+    """A reproducible float32 input in [0, 1) (the device's and the tests' input for a round)."""
+    return np.random.default_rng(seed).random(size=tuple(int(s) for s in shape), dtype=np.float32)
+
+
 def session_options(threads: int | None = None):
     import onnxruntime as ort
 

@@ -62,8 +62,3 @@ def split_network(name_or_table: str | pd.DataFrame, seed: int = 0) -> SplitNetw
         names.append(step.output_name)
         shapes.append(tuple(step.output_shape))
     return SplitNetwork(network, int(seed), tuple(names), tuple(shapes), tuple(models), digest.hexdigest())
-
-
-def random_input(shape, seed: int = 0) -> np.ndarray:
-    """A reproducible float32 input in [0, 1)."""
-    return np.random.default_rng(seed).random(size=tuple(shape), dtype=np.float32)
