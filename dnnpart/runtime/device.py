@@ -119,19 +119,26 @@ class DeviceClient:
                 parts = []
         if len(models) != self.plan_reply.cut:
             raise DeviceError(f"{self.name}: received {len(models)} layers, the plan's cut is {self.plan_reply.cut}")
-        self.runner = LayerRunner(models, threads=self.threads) if models else None
+        self.runner = LayerRunner(models, threads=self.threads).warm_up() if models else None
 
     def _ms(self, local_ns: int, start_server_ns: int) -> float:
         """A device-clock time as ms from the round start on the server's clock."""
         return (local_ns + self.offset_ns - start_server_ns) / 1e6
 
-    def run_round(self, rnd: int, x: np.ndarray) -> RoundResult:
-        plan = self.plan_reply
+    def start_round(self, rnd: int) -> int:
+        """Wait at the server's barrier for round rnd, then until its start; returns the start (server clock)."""
         start = self._call(self.stub.Start, pb.StartRequest(device=self.name, round=rnd))
-        s0 = start.start_server_ns
-        wait_s = (s0 - self.offset_ns - time.perf_counter_ns()) / 1e9
+        wait_s = (start.start_server_ns - self.offset_ns - time.perf_counter_ns()) / 1e9
         if wait_s > 0:
             time.sleep(wait_s)
+        return start.start_server_ns
+
+    def run_round(self, rnd: int, x: np.ndarray) -> RoundResult:
+        return self.finish_round(rnd, x, self.start_round(rnd))
+
+    def finish_round(self, rnd: int, x: np.ndarray, s0: int) -> RoundResult:
+        """Run the head, upload, receive the result and report the device's rows, once round rnd has started."""
+        plan = self.plan_reply
         rows = []
         y = x
         if plan.cut:

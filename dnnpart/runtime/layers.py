@@ -34,6 +34,14 @@ class LayerRunner:
         self.sessions = [ort.InferenceSession(m, options, providers=["CPUExecutionProvider"]) for m in models]
         self.input_names = [s.get_inputs()[0].name for s in self.sessions]
 
+    def warm_up(self):
+        """Run every layer once on zeros: onnxruntime allocates and pre-packs weights on a session's first run,
+        which would otherwise land in the first measured round."""
+        for session, name in zip(self.sessions, self.input_names):
+            shape = [int(d) for d in session.get_inputs()[0].shape]
+            session.run(None, {name: np.zeros(shape, np.float32)})
+        return self
+
     def run(self, layer: int, x: np.ndarray) -> np.ndarray:
         k = layer - self.first
         return self.sessions[k].run(None, {self.input_names[k]: x})[0]

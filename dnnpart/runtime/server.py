@@ -275,7 +275,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         with self.build_lock:  # one build per network: AlexNet's layers take seconds to draw
             if key not in self.splits:
                 self.splits[key] = split_network(network, seed)
-                self.runners[key] = LayerRunner(self.splits[key].models, threads=self.config.threads)
+                self.runners[key] = LayerRunner(self.splits[key].models, threads=self.config.threads).warm_up()
             return self.splits[key]
 
     def runner(self, job: Job) -> LayerRunner:
