@@ -28,7 +28,7 @@ from dnnpart.runtime.device import DeviceClient
 from dnnpart.runtime.layers import random_input
 
 sys.path.insert(0, str(PROJ_ROOT / "tests"))
-from runtime_helpers import running_server  # noqa: E402 - the tests' in-process server, always stopped
+from runtime_helpers import running_server
 
 OUT = BENCHMARKS_DIR / "results" / "runtime.csv"
 
@@ -50,10 +50,10 @@ def overhead(out: Path, network: str, cut: int, rounds: int) -> dict:
             r = c.finish_round(k, x, s0)
             server_rows = [row for row in r.rows if row[1] == "server"]
             inside = sum(b - a for _, _, a, b in server_rows)
-            up = [row for row in r.rows if row[1] == "upload"][0]
+            up = next(row for row in r.rows if row[1] == "upload")
             upload.append(up[3] - up[2])
             layers = len(server_rows)
-            rtt = [row for row in r.rows if row[1] == "download"][0][3] - up[2]
+            rtt = next(row for row in r.rows if row[1] == "download")[3] - up[2]
             per_round.append((rtt - inside) / layers)
             t0 = time.perf_counter_ns()
             runner.run_range(head, cut + 1, cut + layers)
