@@ -12,8 +12,8 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
+from dnnpart.limits import MAX_FILE_BYTES
 
-MAX_FILE_BYTES = 16 * 2**20     # a scenario or instance file is a few kB; 16 MB leaves room for thousands of devices
 MAX_SHOWN_CHARS = 80            # longest value quoted back in an error message
 
 _repr = reprlib.Repr()

@@ -22,8 +22,8 @@ from pydantic_core import PydanticCustomError
 
 from dnnpart.errors import InstanceError
 from dnnpart.input_files import describe_errors, show
+from dnnpart.limits import MAX_DEVICES, MAX_LAYERS, MAX_MS
 
-MAX_DEVICES = 10_000        # far beyond what the exact optimiser can schedule; refuses absurd files early
 LIST_FIELDS = ("local_ms", "server_ms", "upload_ms")
 NOUNS = {"devices": "device", **{f: "layer" for f in LIST_FIELDS}}
 
@@ -42,8 +42,8 @@ def _real(value):
     return ms
 
 
-Ms = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_real)]  # _real runs first
-Times = Annotated[list[Ms], Field(min_length=1)]
+Ms = Annotated[float, Field(ge=0, le=MAX_MS, allow_inf_nan=False), BeforeValidator(_real)]  # _real runs first
+Times = Annotated[list[Ms], Field(min_length=1, max_length=MAX_LAYERS)]
 Name = Annotated[str, StringConstraints(min_length=1, strict=True)]
 COMMENT_KEYS = {"patternProperties": {"^_": {}}, "additionalProperties": False}
 
