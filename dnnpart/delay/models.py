@@ -20,6 +20,7 @@ nothing is written into a profile folder. A profile folder holds either measured
 from __future__ import annotations
 
 import contextlib
+import warnings
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import pandas as pd
 
 from dnnpart.errors import MissingModelError, ProfileError
 from dnnpart.files import atomic_write_text
+from dnnpart.limits import MAX_FILE_BYTES
 from dnnpart.paths import CACHE_DIR, PROFILES_DIR
 from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
@@ -234,10 +236,17 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"profile CSV {path} does not exist")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ProfileError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB (dnnpart.limits.MAX_FILE_BYTES)")
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not a readable CSV ({exc})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header are refused
+            df = pd.read_csv(path, index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise ProfileError(f"{path}: rows do not match the header ({' '.join(str(exc).split())[:200]})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())  # pandas' messages span lines; the CLI shows one
+        raise ProfileError(f"{path}: not a readable CSV ({reason[:200]})") from None
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
     if missing:
         raise ProfileError(f"{path}: missing column(s) {', '.join(missing)}; a profile CSV needs "
