@@ -20,6 +20,31 @@ PALETTE = dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
 MARKERS = dict(zip(METHODS, ["o", "s", "^", "D"]))
 
 
+# How each fixed setting of a sweep reads in a figure title; the values come from the table, never from here.
+SETTING_FORMATS = {
+    "network": "{}",
+    "n_devices": "N = {}",
+    "bandwidth_mbps": "{} Mbps",
+    "load": "load {} %",
+}
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_text(df, columns) -> str:
+    """The table's value of each column, e.g. 'vgg16, N = 4, load 0 %' (several values: 'lenet/vgg16')."""
+    parts = []
+    for column in columns:
+        values = sorted(df[column].dropna().unique())
+        if column == "load":
+            values = [100 * float(v) for v in values]
+        if values:
+            parts.append(SETTING_FORMATS[column].format("/".join(_number(v) for v in values)))
+    return ", ".join(parts)
+
+
 def _lines(df, x, y, ylabel, xlabel, title, logx=False, logy=False):
     """A line per method, one panel per profile."""
     g = sns.relplot(data=df, x=x, y=y, hue="method", style="method", hue_order=METHODS, style_order=METHODS,
@@ -52,14 +77,16 @@ def _relabel_legend(g):
 
 def fig1_delay_vs_bandwidth(df):
     return _lines(df, "bandwidth_mbps", "avg_delay_ms", "average delay (ms)", "uplink bandwidth (Mbps)",
-                  "Fig. 1: average delay vs bandwidth (AlexNet, load 0 %)", logx=True, logy=True)
+                  f"Fig. 1: average delay vs bandwidth ({setting_text(df, ['network', 'n_devices', 'load'])})",
+                  logx=True, logy=True)
 
 
 def fig2_relative_speed(df):
     g = sns.catplot(data=df, x="network", y="relative_speed", hue="method", hue_order=METHODS, col="profile",
                     kind="bar", palette=PALETTE, height=3.6, aspect=1.25, sharey=False)
     return _decorate(g, "network", "relative speed (Case-3 delay / delay)",
-                     "Fig. 2: relative speed per network at 1 Mbps")
+                     "Fig. 2: relative speed per network "
+                     f"({setting_text(df, ['n_devices', 'bandwidth_mbps', 'load'])})")
 
 
 def fig3_transmitted_vs_bandwidth(df):
@@ -73,18 +100,21 @@ def fig3_transmitted_vs_bandwidth(df):
     for ax in g.axes.flat:
         ax.set_xscale("log")
     return _decorate(g, "uplink bandwidth (Mbps)", "transmitted data (MB)",
-                     "Fig. 3: transmitted data vs bandwidth (AlexNet)", "{row_name} — profile: {col_name}")
+                     f"Fig. 3: transmitted data vs bandwidth ({setting_text(df, ['network', 'n_devices', 'load'])})",
+                     "{row_name} — profile: {col_name}")
 
 
 def fig4_delay_vs_load(df):
     df = df.assign(load_pct=100 * df["load"])
     return _lines(df, "load_pct", "avg_delay_ms", "average delay (ms)", "server load level (%)",
-                  "Fig. 4: average delay vs server load (AlexNet, 5 Mbps)")
+                  "Fig. 4: average delay vs server load "
+                  f"({setting_text(df, ['network', 'n_devices', 'bandwidth_mbps'])})")
 
 
 def fig5_delay_vs_devices(df):
     return _lines(df, "n_devices", "avg_delay_ms", "average delay (ms)", "number of devices",
-                  "Fig. 5: average delay vs number of devices (AlexNet, 2.5 Mbps)")
+                  "Fig. 5: average delay vs number of devices "
+                  f"({setting_text(df, ['network', 'bandwidth_mbps', 'load'])})")
 
 
 def save_figure(fig, directory: Path, name: str) -> list[Path]:
@@ -111,6 +141,7 @@ def solver_scaling_plot(df):
     ax.set_yscale("log")
     ax.set_xlabel("number of identical devices")
     ax.set_ylabel("solve time (s)")
-    ax.set_title("Solve time per formulation (hollow: time limit hit, not proven optimal)", fontsize=10)
+    ax.set_title(f"Solve time per formulation, {setting_text(df, ['network', 'bandwidth_mbps'])} "
+                 "(hollow: time limit hit, not proven optimal)", fontsize=10)
     ax.legend(title="formulation")
     return fig
