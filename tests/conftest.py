@@ -36,7 +36,8 @@ def kernel_problem(name: str = KERNEL_NAME) -> str | None:
         return f"Jupyter kernel {name!r} is not installed; `make venv` installs it ({install})"
     python = Path(spec.argv[0])
     # A kernel registered by another environment would run the notebooks against other packages.
-    if python.is_absolute() and python.parent.parent.resolve() != Path(sys.prefix).resolve():
+    prefix, folder = Path(sys.prefix).resolve(), python.parent.resolve()
+    if python.is_absolute() and folder != prefix and prefix not in folder.parents:
         return f"Jupyter kernel {name!r} runs {python}, not this environment's Python; reinstall it: {install}"
     return None
 

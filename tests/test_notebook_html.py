@@ -2,16 +2,28 @@
 
 Until the plots module stopped switching matplotlib to Agg at import, every figure of every report rendered as
 '<Figure size 1052x360 with 2 Axes>'. The end-to-end test runs a notebook as `make reproduce` does; the others
-show that the check in tests/conftest.py catches a text-only figure and a figure shown twice.
+show that the check in tests/conftest.py catches a text-only figure and a figure shown twice; the last ones that
+the notebooks, the Makefile, the README and the tests name one kernel, installed for this environment.
 """
 import base64
 import io
+import re
 
 import matplotlib.pyplot as plt
 import nbformat
 import pytest
-from conftest import PNG_DATA_URI, PNG_MAGIC, figure_problems, render_html
+from conftest import (
+    KERNEL_NAME,
+    NOTEBOOKS_DIR,
+    PNG_DATA_URI,
+    PNG_MAGIC,
+    figure_problems,
+    kernel_problem,
+    render_html,
+)
 from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from dnnpart import paths
 
 
 def test_report_embeds_each_figure_once_as_png(run_notebook, tmp_path):
@@ -72,3 +84,20 @@ def test_check_rejects_a_figure_shown_twice(tmp_path):
 def test_check_rejects_images_that_are_not_embedded_pngs(src, problem):
     problems = figure_problems(f'<div><img alt="" class="" src="{src}"/></div>', n_figures=1)
     assert len(problems) == 1 and problems[0].startswith(problem)
+
+
+def test_one_kernel_name_everywhere():
+    """The Makefile, every notebook's metadata, the README's papermill example and the tests name one kernel."""
+    makefile = (paths.PROJ_ROOT / "Makefile").read_text()
+    assert re.search(r"^KERNEL\s*:=\s*(\S+)$", makefile, re.MULTILINE).group(1) == KERNEL_NAME
+    assert "--kernel $(KERNEL)" in makefile and "--name $(KERNEL)" in makefile
+    for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+        assert nbformat.read(str(path), as_version=4).metadata.kernelspec.name == KERNEL_NAME, path.name
+    readme = (paths.PROJ_ROOT / "README.md").read_text()
+    assert re.findall(r"papermill --kernel (\S+)", readme) == [KERNEL_NAME]
+
+
+def test_the_kernel_is_installed_for_this_environment():
+    """`make venv` installs it; a missing kernel is named with the command that installs it."""
+    assert kernel_problem() is None
+    assert kernel_problem("no-such-kernel").startswith("Jupyter kernel 'no-such-kernel' is not installed; `make venv`")
