@@ -4,6 +4,7 @@ The kernel is the Makefile's: `make venv` installs it into .venv (`ipykernel ins
 so a test executes a notebook as `make reproduce` does, and then renders the HTML report `make reproduce` would
 render from it and checks that every figure the notebook saved is shown in it once, as an image.
 """
+
 from __future__ import annotations
 
 import base64
@@ -63,7 +64,7 @@ def figure_problems(body: str, n_figures: int) -> list[str]:
     for src in images:
         if not src.startswith(PNG_DATA_URI):
             problems.append(f"an image is not an embedded PNG: {src[:60]!r}")
-        elif not base64.b64decode(src[len(PNG_DATA_URI):]).startswith(PNG_MAGIC):
+        elif not base64.b64decode(src[len(PNG_DATA_URI) :]).startswith(PNG_MAGIC):
             problems.append("an embedded image does not decode to a PNG")
     text = html.unescape(body)
     problems += [f"a figure rendered as text: {m!r}" for m in re.findall(r"<Figure size [^>]*>", text)]
@@ -91,9 +92,15 @@ def run_notebook(notebook_kernel):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         executed = out_dir / f"{name}.ipynb"
-        pm.execute_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(executed),
-                            parameters={"out_dir": str(out_dir), **parameters}, kernel_name=notebook_kernel,
-                            cwd=str(NOTEBOOKS_DIR), execution_timeout=EXECUTION_TIMEOUT_S, progress_bar=False)
+        pm.execute_notebook(
+            str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+            str(executed),
+            parameters={"out_dir": str(out_dir), **parameters},
+            kernel_name=notebook_kernel,
+            cwd=str(NOTEBOOKS_DIR),
+            execution_timeout=EXECUTION_TIMEOUT_S,
+            progress_bar=False,
+        )
         body = render_html(executed)
         (out_dir / f"{name}.html").write_text(body, encoding="utf-8")
         saved = sorted((out_dir / "figures").glob("*.png"))

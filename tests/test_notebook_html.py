@@ -5,6 +5,7 @@ Until the plots module stopped switching matplotlib to Agg at import, every figu
 show that the check in tests/conftest.py catches a text-only figure and a figure shown twice; the last ones that
 the notebooks, the Makefile, the README and the tests name one kernel, installed for this environment.
 """
+
 import base64
 import io
 import re
@@ -54,33 +55,42 @@ def _report(tmp_path, outputs) -> str:
 
 
 def test_check_accepts_one_embedded_figure(tmp_path):
-    figure = new_output("execute_result", data={"image/png": _png(), "text/plain": "<Figure size 100x100>"},
-                        execution_count=1)
+    figure = new_output(
+        "execute_result", data={"image/png": _png(), "text/plain": "<Figure size 100x100>"}, execution_count=1
+    )
     assert figure_problems(_report(tmp_path, [figure]), n_figures=1) == []
 
 
 def test_check_rejects_a_figure_rendered_as_text(tmp_path):
-    text_only = new_output("execute_result", data={"text/plain": "<Figure size 1052x360 with 2 Axes>"},
-                           execution_count=1)
+    text_only = new_output(
+        "execute_result", data={"text/plain": "<Figure size 1052x360 with 2 Axes>"}, execution_count=1
+    )
     problems = figure_problems(_report(tmp_path, [text_only]), n_figures=1)
-    assert problems == ["a figure rendered as text: '<Figure size 1052x360 with 2 Axes>'",
-                        "0 images in the report for 1 saved figures"]
+    assert problems == [
+        "a figure rendered as text: '<Figure size 1052x360 with 2 Axes>'",
+        "0 images in the report for 1 saved figures",
+    ]
 
 
 def test_check_rejects_a_figure_shown_twice(tmp_path):
     """Inline auto-display of an open figure plus the cell's returned `fig` gives two images of one figure."""
     png = _png()
     shown = new_output("display_data", data={"image/png": png, "text/plain": "<Figure size 100x100>"})
-    returned = new_output("execute_result", data={"image/png": png, "text/plain": "<Figure size 100x100>"},
-                          execution_count=1)
+    returned = new_output(
+        "execute_result", data={"image/png": png, "text/plain": "<Figure size 100x100>"}, execution_count=1
+    )
     assert figure_problems(_report(tmp_path, [shown, returned]), n_figures=1) == [
-        "2 images in the report for 1 saved figures"]
+        "2 images in the report for 1 saved figures"
+    ]
 
 
-@pytest.mark.parametrize("src, problem", [
-    ("data:image/svg+xml;base64,PHN2Zz4=", "an image is not an embedded PNG"),
-    ("data:image/png;base64," + base64.b64encode(b"GIF89a").decode(), "an embedded image does not decode to a PNG"),
-])
+@pytest.mark.parametrize(
+    "src, problem",
+    [
+        ("data:image/svg+xml;base64,PHN2Zz4=", "an image is not an embedded PNG"),
+        ("data:image/png;base64," + base64.b64encode(b"GIF89a").decode(), "an embedded image does not decode to a PNG"),
+    ],
+)
 def test_check_rejects_images_that_are_not_embedded_pngs(src, problem):
     problems = figure_problems(f'<div><img alt="" class="" src="{src}"/></div>', n_figures=1)
     assert len(problems) == 1 and problems[0].startswith(problem)

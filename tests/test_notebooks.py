@@ -4,6 +4,7 @@ The pattern of recommenders' notebook smoke tests: the notebook records its valu
 into a temporary out_dir) and the test asserts properties that the paper's model implies. `run_notebook`
 (tests/conftest.py) also renders each run's HTML report and checks that it shows every saved figure once.
 """
+
 import json
 
 import numpy as np
@@ -37,8 +38,8 @@ def test_bandwidth_notebook(run_notebook, tmp_path):
     assert len(fig1) == 4 * 4
     w = wide(fig1, "bandwidth_mbps")
     assert_case1_best(w)
-    assert np.ptp(w["case3"]) < TOL                       # local processing ignores the uplink
-    assert nondecreasing(-w["case2"])                     # more bandwidth never slows all-server
+    assert np.ptp(w["case3"]) < TOL  # local processing ignores the uplink
+    assert nondecreasing(-w["case2"])  # more bandwidth never slows all-server
     fig3 = wide(pd.read_csv(data / "fig3.csv"), "bandwidth_mbps", "transmitted_bytes")
     assert (fig3["case3"] == 0).all()
     assert (fig3["case2"] == 4 * 3 * 227 * 227 * 4).all()  # four devices upload AlexNet's float32 input
@@ -55,10 +56,13 @@ def test_networks_notebook(run_notebook, tmp_path):
         assert w.loc["case1", "avg_delay_ms"] <= w["avg_delay_ms"].min() + TOL
 
 
-@pytest.mark.parametrize("name, table, swept, values", [
-    ("04-server-load", "fig4", "loads", [0.0, 0.5, 0.9]),
-    ("05-devices", "fig5", "n_devices", [1, 2, 3]),
-])
+@pytest.mark.parametrize(
+    "name, table, swept, values",
+    [
+        ("04-server-load", "fig4", "loads", [0.0, 0.5, 0.9]),
+        ("05-devices", "fig5", "n_devices", [1, 2, 3]),
+    ],
+)
 def test_delay_grows_with_server_contention(run_notebook, tmp_path, name, table, swept, values):
     """More load or more devices never helps the cases that use the server; all-local does not notice."""
     data = run_notebook(name, tmp_path, profiles=["paper"], **{swept: values})
@@ -85,8 +89,12 @@ def test_two_runs_write_identical_csvs(run_notebook, tmp_path):
 def _markdown_outputs(executed) -> str:
     """Every Markdown a notebook displayed (its computed prose), joined."""
     nb = json.loads(executed.read_text())
-    return "\n".join("".join(o["data"]["text/markdown"]) for c in nb["cells"] for o in c.get("outputs", [])
-                     if "text/markdown" in o.get("data", {}))
+    return "\n".join(
+        "".join(o["data"]["text/markdown"])
+        for c in nb["cells"]
+        for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    )
 
 
 def test_delay_model_notebook(run_notebook, tmp_path):
@@ -119,7 +127,9 @@ def test_delay_model_notebook(run_notebook, tmp_path):
 
     prose = _markdown_outputs(tmp_path / "01-delay-model.ipynb")  # the closing prose quotes this run's tables
     for r in add.itertuples():
-        assert f"- lenet, {r.role}: a whole run takes {r.measured_ms:.3f} ms and the layer sum is {r.ratio:.2f}×" in prose
+        assert (
+            f"- lenet, {r.role}: a whole run takes {r.measured_ms:.3f} ms and the layer sum is {r.ratio:.2f}×" in prose
+        )
     device_conv = metrics.set_index(["role", "layer_type", "family"]).loc[("device", "conv", "dnnpart")]
     assert f"- device conv: R² {device_conv['r2_test']:.3f}, {100 * device_conv['within10']:.0f} % within" in prose
 
@@ -128,7 +138,11 @@ def test_solver_notebook(run_notebook, tmp_path):
     run_notebook("06-solver", tmp_path, n_devices=[1, 2], paper_max_devices=2, time_limit=5.0)
     scaling = pd.read_csv(tmp_path / "timings" / "solver-scaling.csv")
     assert sorted(zip(scaling["n_devices"], scaling["formulation"])) == [
-        (1, "exact"), (1, "paper"), (2, "exact"), (2, "paper")]
+        (1, "exact"),
+        (1, "paper"),
+        (2, "exact"),
+        (2, "paper"),
+    ]
     exact = scaling[scaling["formulation"] == "exact"].set_index("n_devices")
     assert exact["proven_optimal"].all()
     # one device has the server to itself: the optimum is its best cut alone
@@ -142,4 +156,7 @@ def test_solver_notebook(run_notebook, tmp_path):
     prose = _markdown_outputs(tmp_path / "06-solver.ipynb")
     assert f"optimum's {example['optimum_avg_delay_ms']:.1f} ms" in prose
     assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
-        "solver-gantt-alexnet-4.png", "solver-interleaving-gantt.png", "solver-scaling.png"]
+        "solver-gantt-alexnet-4.png",
+        "solver-interleaving-gantt.png",
+        "solver-scaling.png",
+    ]
