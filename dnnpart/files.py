@@ -2,6 +2,7 @@
 that an output path can be written before any long work starts."""
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from pathlib import Path
@@ -49,6 +50,20 @@ def check_writable(path, what: str = "output") -> Path:
     return output_target(path, what)
 
 
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete the temporary siblings `.NAME.PID.tmp` that a writer killed mid-write (SIGKILL, power loss) left
+    beside `target`: those whose process no longer runs, or that carry our own pid. Returns what it removed."""
+    removed = []
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = tmp.name[len(target.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or tmp.is_symlink() or not tmp.is_file():
+            continue
+        if int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes, what: str = "output") -> Path:
     """Write data via a temporary sibling and an atomic rename, so no crash leaves a half-written file.
 
@@ -61,8 +76,7 @@ def atomic_write_bytes(path: Path, data: bytes, what: str = "output") -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     old = target.stat() if target.exists() else None
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    if tmp.is_file() and not tmp.is_symlink():  # left by a killed run of a process with our pid
-        tmp.unlink()
+    remove_stale_temporaries(target)
     try:
         with open(tmp, "xb") as fh:
             fh.write(data)

@@ -71,3 +71,18 @@ def test_cli_refuses_a_bad_output_before_working(tmp_path, capsys):
     assert cli.main(["solve", "--scenario", "examples/heterogeneous.yaml", "--report", str(folder)]) == 2
     err = capsys.readouterr()
     assert err.out == "" and "--report" in err.err and "is a directory" in err.err  # before any solve
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    """A writer killed mid-write (SIGKILL: no cleanup runs) leaves .NAME.PID.tmp; the next write removes it."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / f".profile.csv.{pid}.tmp"
+    stale.write_text("half")
+    alive = tmp_path / f".profile.csv.{os.getppid()}.tmp"  # a running writer's temporary is left alone
+    alive.write_text("in progress")
+    atomic_write_text(tmp_path / "profile.csv", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "profile.csv"])
