@@ -9,6 +9,7 @@ from dnnpart.optimiser.relaxation import (
     BOUND_NODES,
     EXACT_GROUP,
     BudgetExhausted,
+    Clock,
     PreemptiveRelaxation,
     nested_groups,
     srpt_total_ms,
@@ -16,7 +17,8 @@ from dnnpart.optimiser.relaxation import (
 from dnnpart.optimiser.schedule import Schedule
 
 
-def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list, max_nodes: int):
+def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list, max_nodes: int,
+                      clock: Clock | None = None):
     """The best server order for fixed cuts if its sum of completions is below cutoff_ms (else None), as
     (sum of completions, order). Raises BudgetExhausted when counter[0] (shared node count) passes max_nodes.
 
@@ -42,7 +44,9 @@ def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list,
         finished completions) in visiting order, or None for a leaf or a pruned node."""
         counter[0] += 1
         if counter[0] > max_nodes:
-            raise BudgetExhausted
+            raise BudgetExhausted("nodes")
+        if clock is not None:
+            clock.check(counter[0])
         if left == 0:
             if done < best[0]:
                 best[0], best[1] = done, list(order)
@@ -93,7 +97,8 @@ def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list,
     return None if best[1] is None else (best[0], best[1])
 
 
-def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int = BOUND_NODES):
+def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int = BOUND_NODES,
+                 deadline: float | None = None):
     """An optimal schedule by combinatorial branch and bound, for instances the nested preemptive search
     handles (no class of identical devices larger than EXACT_GROUP, at least two classes).
 
@@ -103,7 +108,7 @@ def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int 
     schedule that gave the cutoff is optimal). Raises BudgetExhausted past max_nodes (counted, deterministic).
     """
     n = len(instance)
-    relax = PreemptiveRelaxation(instance, cut_sets, max_nodes)
+    relax = PreemptiveRelaxation(instance, cut_sets, max_nodes, deadline)
     groups = nested_groups(relax)
     if groups is None:
         raise DnnpartError("exact_search needs at least two classes of at most "
@@ -119,7 +124,7 @@ def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int 
             filled[k] = filled.get(k, 0) + 1
             cuts[i] = cut_sets[i][p]
         counter[0] = relax.nodes
-        found = best_server_order(instance, cuts, cutoff, counter, relax.max_nodes)
+        found = best_server_order(instance, cuts, cutoff, counter, relax.max_nodes, relax.clock)
         relax.nodes = counter[0]
         if found is None:
             return None

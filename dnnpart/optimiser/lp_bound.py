@@ -31,9 +31,11 @@ SLOTS = 800  # time slots of the default grid (Δ = horizon / SLOTS; ~66 ms for 
 SAFETY = 1e-6  # the bound is scaled down by this (relative): the LP is solved to HiGHS's tolerances
 
 
-def time_indexed_bound(instance: Instance, cut_sets, slots: int = SLOTS) -> float | None:
+def time_indexed_bound(instance: Instance, cut_sets, slots: int = SLOTS,
+                       time_limit: float | None = None) -> float | None:
     """A lower bound on the optimal average completion time (see the module docstring), or None if HiGHS
-    does not report an optimal LP. `cut_sets`: the candidate cuts of each device (all-local included)."""
+    does not report an optimal LP (within `time_limit` seconds, if given). `cut_sets`: the candidate cuts of each
+    device (all-local included)."""
     import highspy
 
     devs = instance.devices
@@ -102,6 +104,8 @@ def time_indexed_bound(instance: Instance, cut_sets, slots: int = SLOTS) -> floa
     # no "threads" option: HiGHS's thread pool is global and refuses a count other than the one it started
     # with (pyomo's solves may start it first); the dual simplex runs serially anyway
     highs.setOptionValue("random_seed", 0)
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", float(time_limit))
     highs.passModel(lp)
     highs.run()
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 
 from dnnpart.optimiser.cuts import candidate_cuts
 from dnnpart.optimiser.instance import Instance
@@ -19,8 +20,29 @@ EXACT_NODES_PER_S = 100_000  # with a time limit, at most this many per second o
 EXACT_GROUP = 6  # groups of up to this many identical devices get their exact relaxation optimum as a bound
 
 
+CLOCK_EVERY = 2048  # search nodes between two reads of the clock when a deadline is set
+
+
 class BudgetExhausted(Exception):
-    """preemptive_bound ran out of search nodes."""
+    """A search ran out of its node budget (reason "nodes") or past its deadline (reason "deadline")."""
+
+    def __init__(self, reason: str = "nodes"):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Clock:
+    """A deadline (time.perf_counter() seconds, or None: no clock) checked every CLOCK_EVERY counted nodes, so
+    searches stop on time without reading the clock at every node."""
+
+    def __init__(self, deadline: float | None):
+        self.deadline, self.next_check = deadline, CLOCK_EVERY
+
+    def check(self, nodes: int) -> None:
+        if self.deadline is not None and nodes >= self.next_check:
+            self.next_check = nodes + CLOCK_EVERY
+            if time.perf_counter() > self.deadline:
+                raise BudgetExhausted("deadline")
 
 
 def srpt_total_ms(jobs) -> float:
@@ -85,7 +107,8 @@ class PreemptiveRelaxation:
     their optima alone: the bound then misses only the interaction between decided and undecided devices.
     """
 
-    def __init__(self, instance: Instance, cut_sets, max_nodes: int):
+    def __init__(self, instance: Instance, cut_sets, max_nodes: int, deadline: float | None = None):
+        self.clock = Clock(deadline)
         self.classes, self.sizes = [], []
         for i, d in enumerate(instance.devices):
             for k, members in enumerate(self.sizes):
@@ -156,7 +179,8 @@ class PreemptiveRelaxation:
             """Count a node, settle a complete choice, bound a partial one: the frame of its children, or None."""
             self.nodes += 1
             if self.nodes > self.max_nodes:
-                raise BudgetExhausted
+                raise BudgetExhausted("nodes")
+            self.clock.check(self.nodes)
             value = srpt_value(state) + fixed
             if depth == len(slots):
                 if value < best[0] and leaf is not None:  # the exact value of this choice, if below best
@@ -248,7 +272,7 @@ class PreemptiveRelaxation:
 
 
 def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None = None,
-                     max_nodes: int = BOUND_NODES) -> float | None:
+                     max_nodes: int = BOUND_NODES, deadline: float | None = None) -> float | None:
     """A lower bound on the optimal average completion time, or None if the search needs more nodes.
 
     Relaxation: the server may preempt a device at any moment, not only between layers. With cut c a device
@@ -258,10 +282,11 @@ def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None 
     of the relaxation, so the value is a valid bound; on identical zoo devices it usually meets the optimum.
     With `cutoff_ms` (an average) the search only looks for values below it and returns min(relaxation
     optimum, cutoff): a valid bound either way, found much faster when the cutoff is a good schedule's value.
+    `deadline` (a time.perf_counter() value) also stops the search, with None.
     """
     cut_sets = cut_sets or [candidate_cuts(d) for d in instance.devices]
     n = len(instance)
-    relax = PreemptiveRelaxation(instance, cut_sets, max_nodes)
+    relax = PreemptiveRelaxation(instance, cut_sets, max_nodes, deadline)
     groups = nested_groups(relax) or [(k, size) for k, size in enumerate(relax.sizes)]
     start = (math.inf, []) if cutoff_ms is None else (cutoff_ms * n, [])
     try:

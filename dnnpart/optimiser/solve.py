@@ -61,11 +61,12 @@ class Solution:
     solve_time_s: float
     formulation: str
     schedule: Schedule = field(repr=False)
+    stopped_by: str = ""  # the phase that ended the solve and how, e.g. "exact_search:optimal", "highs:time_limit"
 
     def to_dict(self) -> dict:
         return {"avg_delay_ms": self.avg_delay_ms, "cuts": list(self.cuts), "status": self.status,
                 "proven_optimal": self.proven_optimal, "gap": self.gap, "bound_ms": self.bound_ms,
-                "solve_time_s": self.solve_time_s, "formulation": self.formulation,
+                "solve_time_s": self.solve_time_s, "formulation": self.formulation, "stopped_by": self.stopped_by,
                 "completion_ms": list(self.schedule.completion_ms),
                 "schedule": self.schedule.to_frame().to_dict(orient="records")}
 
@@ -80,38 +81,62 @@ def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]
     return sorted(starts, key=key)
 
 
+# Shares of one time limit T (the deadline is t0 + T, minus FINISH_RESERVE for validating and reporting):
+HEURISTIC_SHARE = 0.2  # local search, at most
+SEARCH_SHARE = 0.6  # exact_search must end by t0 + this share of T (then the MILP still has the rest)
+BOUND_SHARE = 0.7  # preemptive_bound must end by then
+MIN_MILP_SHARE = 0.25  # build and solve the MILP only if at least this share of T is left
+FINISH_RESERVE = 0.03  # of T: the last phase ends this early
+MILP_ROWS_PER_S = 20_000  # Pyomo builds about this many rows per second here; a bigger model is not started
+
+
 def solve(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
           fixed_cuts=None, warm_start: bool = True, node_limit: int | None = None) -> Solution:
     """Minimise the average completion time; see the module docstring and docs/optimiser.md.
 
-    `node_limit` caps HiGHS's branch-and-bound nodes: unlike a time limit it stops at the same point on
-    every run and machine, so sweeps that must write identical CSVs use it (status "node_limit").
+    `time_limit` (seconds) is one deadline for the whole solve: every phase (local search, exact search,
+    preemptive bound, MILP build, HiGHS, the LP bound for many devices) gets a share of it and stops on the
+    clock, and the result's `stopped_by` says which phase ended the solve. `node_limit` caps HiGHS's
+    branch-and-bound nodes: unlike a time limit it stops at the same point on every run and machine, so sweeps
+    that must write identical CSVs use it (status "node_limit"; without a time limit the searches before
+    HiGHS are bounded by node counts too).
     """
     if formulation not in FORMULATIONS:
         raise DnnpartError(f"unknown formulation {formulation!r}; choose one of {list(FORMULATIONS)}")
-    if time_limit is not None and not time_limit > 0:
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise DnnpartError(f"time limit must be a positive number of seconds, got {time_limit}")
     from pyomo.contrib.solver.common.factory import SolverFactory
 
     t0 = time.perf_counter()
+
+    def by(share: float) -> float | None:  # the clock time at which a phase with this share of T must end
+        return None if time_limit is None else t0 + share * time_limit
+
+    deadline = by(1.0 - FINISH_RESERVE)
+
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.perf_counter()
+
     cut_sets = cut_sets_for(instance, fixed_cuts)
     if formulation == "paper" and fixed_cuts is None:
         cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
     # The heuristic's schedule is the fallback incumbent for both formulations (a time limit always returns
     # a schedule); only the exact formulation also hands its value to HiGHS as a cutoff.
-    budget = 5.0 if time_limit is None else 0.2 * time_limit  # local search stops earlier once converged
+    budget = 5.0 if time_limit is None else HEURISTIC_SHARE * time_limit  # stops earlier once converged
     if formulation == "exact" and time_limit is not None and len(instance) > LARGE_N:
         # Beyond LARGE_N devices the pairwise model takes longer to build than a typical limit and its LP
         # bound is no better than the no-contention bound: bound with the time-indexed LP instead and spend
         # the rest of the time on the heuristic.
-        bound = time_indexed_bound(instance, cut_sets) if fixed_cuts is None else None
-        budget = max(0.1, 0.8 * time_limit - (time.perf_counter() - t0))
-        best = heuristic(instance, cut_sets, time_budget_s=budget)
+        bound = None
+        if fixed_cuts is None:
+            bound = time_indexed_bound(instance, cut_sets, time_limit=max(0.05, by(BOUND_SHARE) - time.perf_counter()))
+        best = heuristic(instance, cut_sets, time_budget_s=max(0.05, left()))
+        stopped = "heuristic+lp_bound" if bound is not None else "heuristic+lp_bound:time_limit"
         return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="heuristic",
-                       bound=bound)
+                       bound=bound, stopped_by=stopped)
     fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
     warm = fallback if formulation == "exact" else None
-    relaxed = None
+    relaxed, stopped = None, "heuristic"
     if warm is not None:
         # The preemptive relaxation often proves the heuristic's schedule optimal outright (identical
         # devices); otherwise its bound still tightens the MILP. Skipped without a warm start, so that
@@ -121,17 +146,25 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         if len(sizes) > 1 and max(sizes) <= EXACT_GROUP:  # mostly different devices: try the exact search
             budget = EXACT_NODES if time_limit is None else min(EXACT_NODES, int(EXACT_NODES_PER_S * time_limit))
             try:
-                better = exact_search(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget)
-            except BudgetExhausted:
-                pass
+                better = exact_search(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget,
+                                      deadline=by(SEARCH_SHARE))
+            except BudgetExhausted as exc:
+                stopped = f"exact_search:{exc.reason}"
             else:
                 best = warm if better is None or better.avg_delay_ms >= warm.avg_delay_ms else better
                 return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="optimal",
-                               bound=best.avg_delay_ms)
-        relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes)
+                               bound=best.avg_delay_ms, stopped_by="exact_search:optimal")
+        relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes,
+                                   deadline=by(BOUND_SHARE))
         if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
             return _finish(instance, formulation, None, None, warm, None, cut_sets, t0, status="optimal",
-                           bound=relaxed)
+                           bound=relaxed, stopped_by="preemptive_bound:optimal")
+    if time_limit is not None and fallback is not None:
+        rows = milp_rows_estimate(instance, cut_sets, formulation)
+        if left() < MIN_MILP_SHARE * time_limit or rows > MILP_ROWS_PER_S * left():
+            # not enough time left to build the MILP and let HiGHS work: report what the searches found
+            return _finish(instance, formulation, None, None, fallback, None, cut_sets, t0, status="time_limit",
+                           bound=relaxed, stopped_by=f"{stopped}; milp skipped ({rows:,} rows, {left():.1f} s left)")
     build = build_exact if formulation == "exact" else build_paper
     model, extract = build(instance, cut_sets)
     if relaxed is not None and formulation == "exact":
@@ -142,18 +175,32 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         options["mip_max_nodes"] = int(node_limit)
     if warm is not None:  # prune with the heuristic's value; its schedule stays the fallback incumbent
         options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
-    remaining = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-    if remaining is not None and remaining < 0.5 and fallback is not None:
-        res = None  # building the model used up the time limit: report the heuristic schedule
-    else:
-        res = SolverFactory("highs").solve(model, time_limit=None if remaining is None else max(0.05, remaining),
-                                           load_solutions=False, raise_exception_on_nonoptimal_result=False,
-                                           solver_options=options)
+    remaining = left()
+    if remaining is not None and remaining < 0.05 and fallback is not None:
+        return _finish(instance, formulation, None, None, fallback, None, cut_sets, t0, status="time_limit",
+                       bound=relaxed, stopped_by="milp build used the time limit")
+    res = SolverFactory("highs").solve(model, time_limit=None if remaining is None else max(0.05, remaining),
+                                       load_solutions=False, raise_exception_on_nonoptimal_result=False,
+                                       solver_options=options)
     return _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, bound=relaxed)
 
 
+def milp_rows_estimate(instance: Instance, cut_sets, formulation: str) -> int:
+    """About how many constraint rows the MILP will have (its build time grows with them): per pair of
+    offloading devices, one pattern row per layer of either; the paper model pairs every two layers."""
+    spans = [d.n_layers - min(cs) for d, cs in zip(instance.devices, cut_sets)]
+    if formulation == "paper":
+        total = sum(spans)
+        return total * total
+    total, rows = sum(spans), 0
+    for span in spans:
+        total -= span
+        rows += 2 * span * (len(spans) - 1) + total  # a device's layers against each later device, both ways
+    return rows + 3 * sum(spans)
+
+
 def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, status="time_limit",
-            bound=None) -> Solution:
+            bound=None, stopped_by: str = "") -> Solution:
     """Pick the best of the solver's and the heuristic's schedules, validate it, and report the bound
     (`bound`: a proven lower bound from elsewhere, e.g. preemptive_bound; status "optimal" without a solver
     run means that bound meets the fallback schedule's value)."""
@@ -171,7 +218,7 @@ def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, s
                         proven_optimal=proven,
                         gap=0.0 if proven else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12),
                         bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
-                        schedule=best)
+                        schedule=best, stopped_by=stopped_by or status)
     term = res.termination_condition
     best = fallback
     if res.incumbent_objective is not None:
@@ -205,4 +252,4 @@ def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, s
                                        TerminationCondition.iterationLimit: "node_limit"}.get(term, term.name)
     return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status, proven_optimal=proven,
                     gap=gap, bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
-                    schedule=best)
+                    schedule=best, stopped_by=f"highs:{status}")
