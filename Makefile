@@ -61,8 +61,10 @@ reports/index.html: $(REPORTS) $(STAMP)
 lab: $(STAMP) ## open JupyterLab on the project's environment
 	$(VENV)/bin/jupyter lab --notebook-dir=.
 
-benchmark: $(STAMP) ## run the optimiser benchmark (exact vs paper formulation) into benchmarks/results/
+benchmark: $(STAMP) ## run the benchmarks (optimiser, time limits, edge runtime) into benchmarks/results/
 	$(PY) benchmarks/bench_milp.py
+	$(PY) benchmarks/bench_deadline.py
+	$(PY) benchmarks/bench_runtime.py
 
 clean: ## remove generated outputs (reports/, caches); never data/
 	find reports -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,6 +1,6 @@
 """Edge-runtime benchmark (issue 12): the server path's overhead, its busy share when saturated, and upload time.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_runtime.py [--rounds 30]   # writes benchmarks/results/runtime.csv
+    .venv/bin/python benchmarks/bench_runtime.py [--rounds 30]   # writes benchmarks/results/runtime.csv
 
 One in-process server on 127.0.0.1 (policy fifo, the paper profile for the plan: cuts are fixed here), devices as
 DeviceClients in threads, no uplink emulation (unshaped loopback). Rows (metric, case, value, unit, goal):
