@@ -1,6 +1,7 @@
 """A fast schedule: list scheduling for fixed cuts, and a greedy local search over cuts around it."""
 from __future__ import annotations
 
+import heapq
 import time
 
 from dnnpart.optimiser.cuts import candidate_cuts, independent_cuts
@@ -16,20 +17,27 @@ def dispatch(instance: Instance, cuts) -> Schedule:
     nxt = {i: c for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers}
     tail = {i: suffix_sums(devs[i].server_ms) for i in nxt}  # remaining server work from each layer on
     ready = {i: release[i] for i in nxt}
+    # Two heaps instead of a scan of every device per layer (O(L log N), not O(L N)): devices not yet released
+    # by their ready time, released ones by the rule's key. Once released a device stays released (t only grows).
+    waiting = [(ready[i], i) for i in nxt]
+    heapq.heapify(waiting)
+    released = []
     t, order = 0.0, []
-    while nxt:
-        avail = [i for i in nxt if ready[i] <= t + TOL_MS]
-        if not avail:
-            t = min(ready[i] for i in nxt)
+    while waiting or released:
+        while waiting and waiting[0][0] <= t + TOL_MS:
+            _, k = heapq.heappop(waiting)
+            heapq.heappush(released, (tail[k][nxt[k]], release[k], k))
+        if not released:
+            t = waiting[0][0]
             continue
-        i = min(avail, key=lambda k: (tail[k][nxt[k]], release[k], k))
+        i = heapq.heappop(released)[2]
         j = nxt[i]
         t = max(t, ready[i]) + devs[i].server_ms[j]
         ready[i] = t
         order.append((i, j + 1))
         nxt[i] += 1
-        if nxt[i] == devs[i].n_layers:
-            del nxt[i]
+        if nxt[i] < devs[i].n_layers:
+            heapq.heappush(waiting, (ready[i], i))
     return Schedule(instance, cuts, order)
 
 

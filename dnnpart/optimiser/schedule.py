@@ -148,8 +148,10 @@ class Schedule:
             raise ScheduleError(f"timing lacks columns {missing}")
         problems = []
         completions = []
+        by_device = {name: rows for name, rows in df.groupby("device", sort=False)}  # one pass, not one per device
+        empty = df.iloc[:0]
         for d, c in zip(self.instance.devices, self.cuts):
-            rows = df[df["device"] == d.name]
+            rows = by_device.get(d.name, empty)
             want = [("local", j) for j in range(1, c + 1)]
             if c < d.n_layers:
                 want += [("upload", c + 1)] + [("server", j) for j in range(c + 1, d.n_layers + 1)]

@@ -1,4 +1,4 @@
-"""candidate_cuts in O(M) against its definition (quadratic in M, written out here as the oracle)."""
+"""Fast versions of the optimiser's rules (candidate cuts in O(M), dispatch with heaps) against their definitions."""
 import random
 
 import pytest
@@ -46,3 +46,44 @@ def test_the_longest_accepted_network():
     d = random_device(random.Random(1), MAX_LAYERS)
     cuts = candidate_cuts(d)
     assert cuts[-1] == MAX_LAYERS and cuts == sorted(set(cuts)) and len(cuts) < MAX_LAYERS + 1
+
+
+def dispatch_by_scanning(instance, cuts):
+    """The list-scheduling rule written as a scan of every device per layer (the definition)."""
+    from dnnpart.optimiser.heuristic import suffix_sums
+    from dnnpart.optimiser.schedule import Schedule
+
+    devs = instance.devices
+    release = [d.release_ms(c) for d, c in zip(devs, cuts)]
+    nxt = {i: c for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers}
+    tail = {i: suffix_sums(devs[i].server_ms) for i in nxt}
+    ready = {i: release[i] for i in nxt}
+    t, order = 0.0, []
+    while nxt:
+        avail = [i for i in nxt if ready[i] <= t + TOL_MS]
+        if not avail:
+            t = min(ready[i] for i in nxt)
+            continue
+        i = min(avail, key=lambda k: (tail[k][nxt[k]], release[k], k))
+        j = nxt[i]
+        t = max(t, ready[i]) + devs[i].server_ms[j]
+        ready[i] = t
+        order.append((i, j + 1))
+        nxt[i] += 1
+        if nxt[i] == devs[i].n_layers:
+            del nxt[i]
+    return Schedule(instance, cuts, order)
+
+
+def test_dispatch_with_heaps_equals_the_scan():
+    from dnnpart.optimiser.heuristic import dispatch
+    from dnnpart.optimiser.instance import Instance
+
+    rng = random.Random(11)
+    for _ in range(200):
+        devs = [random_device(rng, rng.randint(1, 8)) for _ in range(rng.randint(1, 9))]
+        inst = Instance([Device(f"d{i}", d.local_ms, d.server_ms, d.upload_ms, d.download_ms) for i, d in enumerate(devs)])
+        if rng.random() < 0.3:  # twins: ties broken by release, then device order
+            inst = Instance([Device(f"t{i}", devs[0].local_ms, devs[0].server_ms, devs[0].upload_ms) for i in range(5)])
+        cuts = [rng.randint(0, d.n_layers) for d in inst.devices]
+        assert dispatch(inst, cuts).server_order == dispatch_by_scanning(inst, cuts).server_order
