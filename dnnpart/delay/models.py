@@ -58,6 +58,13 @@ PAPER_FORMULAS = {
     "relu": "latency_ms ~ I(L**2 * Cin)",
     "dropout": "latency_ms ~ I(L**2 * Cin)",
     "softmax": "latency_ms ~ Cin",
+    # the new types: work counts in elements, with an intercept (the per-call overhead)
+    "dwconv": "latency_ms ~ I(G**2 * K**2 * O) + I(L**2 * O)",  # MACs (one input channel per filter) + input
+    "batchnorm": "latency_ms ~ I(L**2 * Cin)",
+    "add": "latency_ms ~ I(L**2 * O)",  # O output elements per side^2, each two reads and a write
+    "clip": "latency_ms ~ I(L**2 * Cin)",
+    "gap": "latency_ms ~ I(L**2 * Cin)",
+    "concat": "latency_ms ~ I(L**2 * O)",
 }
 
 # dnnpart family: log latency on polynomials of these log factors (see `features`).
@@ -69,6 +76,12 @@ LOG_VARIABLES = {
     "relu": ["ll", "lcin"],
     "dropout": ["ll", "lcin"],
     "softmax": ["lcin"],
+    "dwconv": ["lg", "lk", "lo", "ls"],
+    "batchnorm": ["ll", "lcin"],
+    "add": ["ll", "lo"],
+    "clip": ["ll", "lcin"],
+    "gap": ["ll", "lcin"],
+    "concat": ["ll", "lo"],
 }
 
 

@@ -1,8 +1,9 @@
-"""Write a zoo network (or any layer table) as a runnable ONNX model.
+"""Write a zoo network (or any layer table) as a runnable ONNX model, and cut a model into its blocks.
 
-One ONNX node per table row (plus a Flatten before the first fully connected layer), random He-uniform float32
-weights from a seeded generator, and, by default, every layer's output as a graph output so onnxruntime can
-show each layer's shape.
+One ONNX node per table row (plus a Flatten before a fully connected layer that reads a map), random He-uniform
+float32 weights from a seeded generator, and, by default, every layer's output as a graph output so onnxruntime
+can show each layer's shape. Node and tensor names are the layer names, so the tensor crossing a cut point is
+named by the block's last layer; `extract_blocks` cuts out the sub-model of blocks i..j for split execution.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pandas as pd
 
 from dnnpart.errors import DnnpartError
 from dnnpart.files import atomic_write_bytes
-from dnnpart.networks.layers import layers_from_table
+from dnnpart.networks.blocks import block_bounds
+from dnnpart.networks.layers import NETWORK_INPUT, layers_from_table
 from dnnpart.networks.onnx_nodes import IR_VERSION, OPSET, layer_nodes
 from dnnpart.networks.zoo import get
 
-INPUT_NAME = "data"  # Caffe's name for the network input
+INPUT_NAME = NETWORK_INPUT  # Caffe's name for the network input
 
 
 def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, layer_outputs: bool = True) -> Path:
@@ -41,16 +43,20 @@ def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, 
     rng = np.random.default_rng(seed)
     input_shape = [int(v) for v in table.attrs["input_shape"]]
     nodes, weights, outputs = [], {}, []
-    current, rank = INPUT_NAME, 4
+    rank = {INPUT_NAME: 4}  # tensor -> rank (4: a map, 2: a feature vector)
+    current = INPUT_NAME
     for layer, row in zip(layers, table.itertuples(index=False)):
-        if rank == 4 and (layer.type == "fc" or layer.flatten):
+        sources = list(layer.inputs) or [current]
+        if rank[sources[0]] == 4 and (layer.type == "fc" or layer.flatten):
             flat = f"{layer.name}_flat"
-            nodes.append(helper.make_node("Flatten", [current], [flat], name=f"{layer.name}_flatten", axis=1))
-            current, rank = flat, 2
-        layer_n, layer_w = layer_nodes(layer, int(row.in_channels), current, layer.name, rng)
+            nodes.append(helper.make_node("Flatten", sources, [flat], name=f"{layer.name}_flatten", axis=1))
+            sources, rank[flat] = [flat], 2
+        layer_n, layer_w = layer_nodes(layer, int(row.in_channels), sources if len(sources) > 1 else sources[0],
+                                       layer.name, rng)
         nodes += layer_n
         weights.update(layer_w)
-        shape = [1, int(row.out_channels)] + ([int(row.out_side)] * 2 if rank == 4 else [])
+        rank[layer.name] = rank[sources[0]]
+        shape = [1, int(row.out_channels)] + ([int(row.out_side)] * 2 if rank[layer.name] == 4 else [])
         outputs.append(helper.make_tensor_value_info(layer.name, TensorProto.FLOAT, shape))
         current = layer.name
     graph = helper.make_graph(
@@ -66,3 +72,34 @@ def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, 
     path = Path(path)
     atomic_write_bytes(path, model.SerializeToString())
     return path
+
+
+def block_tensors(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(input tensor, output tensor) of every block of a model written by `to_onnx` (or read by `from_onnx`,
+    whose tables remember the file's tensor names in attrs['onnx_tensors'] and attrs['onnx_input'])."""
+    tensors = table.attrs.get("onnx_tensors", {})
+    names = [str(n) for n in table["name"]]
+    outs = [tensors.get(names[stop - 1], names[stop - 1]) for _, stop in block_bounds(table)]
+    return list(zip([table.attrs.get("onnx_input", INPUT_NAME)] + outs[:-1], outs))
+
+
+def extract_blocks(model, table: pd.DataFrame, first: int, last: int):
+    """The sub-model (an onnx ModelProto) running blocks first..last (1-based, inclusive) of `model` (a
+    ModelProto or a path), for split execution: its one input is the tensor crossing into block `first` (the
+    network input for block 1), its one output block `last`'s output.
+
+    Feeding each block's sub-model the previous one's output reproduces the whole model at every cut point.
+    Raises DnnpartError for a block range outside 1..number of blocks.
+    """
+    import onnx
+    from onnx.utils import Extractor
+
+    tensors = block_tensors(table)
+    if not (isinstance(first, int) and isinstance(last, int) and 1 <= first <= last <= len(tensors)):
+        raise DnnpartError(f"{table.attrs.get('network', 'table')}: blocks {first}..{last} out of range; "
+                           f"valid: 1 <= first <= last <= {len(tensors)}")
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    sub = Extractor(model).extract_model([tensors[first - 1][0]], [tensors[last - 1][1]])
+    sub.graph.name = f"{table.attrs.get('network', 'table')}_blocks_{first}_{last}"
+    return sub

@@ -95,7 +95,7 @@ def _mobilenet_v2() -> list[Layer]:
             layers += body
             x, channels, index = body[-1].name, c, index + 1
     layers += conv_bn_relu6(f"features.{index}", 1280, 1, inputs=(x,))
-    return layers + [gap("avgpool"), Layer("classifier.0", "dropout"), fc("classifier.1", 1000)]
+    return layers + [gap("avgpool"), Layer("classifier.0", "dropout", flatten=True), fc("classifier.1", 1000)]
 
 
 # name -> (input shape, layer specs). Sources: Caffe examples/mnist/lenet_train_test.prototxt,
