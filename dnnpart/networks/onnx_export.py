@@ -100,6 +100,10 @@ def extract_blocks(model, table: pd.DataFrame, first: int, last: int):
                            f"valid: 1 <= first <= last <= {len(tensors)}")
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    sub = Extractor(model).extract_model([tensors[first - 1][0]], [tensors[last - 1][1]])
+    cut = [tensors[first - 1][0], tensors[last - 1][1]]
+    g = model.graph
+    if not set(cut) <= {v.name for v in [*g.input, *g.output, *g.value_info]}:
+        model = onnx.shape_inference.infer_shapes(model)  # the extractor needs the cut tensors' shapes
+    sub = Extractor(model).extract_model(cut[:1], cut[1:])
     sub.graph.name = f"{table.attrs.get('network', 'table')}_blocks_{first}_{last}"
     return sub
