@@ -31,7 +31,7 @@ import pandas as pd
 from dnnpart.errors import MissingModelError, ProfileError
 from dnnpart.files import atomic_write_text
 from dnnpart.paths import CACHE_DIR, PROFILES_DIR
-from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS
+from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS, OPTIONAL_MEASURES
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
@@ -251,10 +251,11 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: not a readable CSV ({exc})") from exc
-    missing = [c for c in CSV_COLUMNS if c not in df.columns]
+    required = [c for c in CSV_COLUMNS if c not in OPTIONAL_MEASURES]
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise ProfileError(f"{path}: missing column(s) {', '.join(missing)}; a profile CSV needs "
-                           f"{', '.join(CSV_COLUMNS)}")
+                           f"{', '.join(required)} (and optionally {', '.join(OPTIONAL_MEASURES)})")
     if df.empty:
         raise ProfileError(f"{path}: no rows")
 
@@ -271,11 +272,13 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
         i = df.index[bad_role][0]
         raise ProfileError(f"{path}: line {row_no(i)} has unknown role {df.at[i, 'role']!r}; "
                            f"valid roles: {', '.join(ROLES)}")
-    for col in (*FACTORS, "latency_ms", "p10_ms", "p90_ms", "repeats"):
+    for col in (*FACTORS, "latency_ms", *OPTIONAL_MEASURES):
+        if col not in df.columns:
+            df[col] = np.nan
         values = pd.to_numeric(df[col], errors="coerce")
-        bad = ~np.isfinite(values) | (values <= 0 if col in ("latency_ms", "p10_ms", "p90_ms", "repeats", "kernel",
-                                                              "stride", "groups", "in_channels", "out_channels",
-                                                              "in_side", "out_side") else values < 0)
+        blank = df[col].isna() if col in OPTIONAL_MEASURES else pd.Series(False, index=df.index)
+        positive = col not in ("pad",)
+        bad = ~blank & (~np.isfinite(values) | (values <= 0 if positive else values < 0))
         if bad.any():
             i = df.index[bad][0]
             raise ProfileError(f"{path}: line {row_no(i)}: column {col} = {df.at[i, col]!r} must be a "
@@ -295,6 +298,25 @@ def _pinned_formula_engine():
         yield
     finally:
         statsmodels.formula.options.formula_engine = old
+
+
+def aggregate_repeats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (role, layer type, factors): repeated measurements of a configuration become one row (median
+    latency, their 10th and 90th percentiles, repeats summed), so that no test row has its twin in training.
+
+    A frame without repeats is returned as it is (the profiler already writes one row per configuration)."""
+    keys = ["role", "layer_type", *FACTORS]
+    if not df.duplicated(keys).any():
+        return df
+    groups = df.groupby(keys, sort=False)
+    out = groups["latency_ms"].median().rename("latency_ms").reset_index()
+    many = groups["latency_ms"].count().to_numpy() > 1
+    for col, q in (("p10_ms", 0.1), ("p90_ms", 0.9)):
+        own = groups[col].first().to_numpy() if col in df else np.full(len(out), np.nan)
+        out[col] = np.where(many, groups["latency_ms"].quantile(q).to_numpy(), own)
+    counts = df["repeats"].fillna(1) if "repeats" in df else pd.Series(1, index=df.index)
+    out["repeats"] = counts.groupby([df[k] for k in keys], sort=False).sum().to_numpy()
+    return out
 
 
 def split_train_test(df: pd.DataFrame, seed: int = 0, test_share: float = TEST_SHARE):
@@ -513,7 +535,7 @@ def fitted_role_models(folder: Path, role: str, family: str, seed: int = 0):
     if models is not None:
         return models
     df = read_profile_csv(csv_path)
-    df = df[df["role"] == role]
+    df = aggregate_repeats(df[df["role"] == role])
     if df.empty:
         raise ProfileError(f"{csv_path}: no rows with role {role!r}")
     models = fit_profile_role(df, family, seed)
@@ -567,6 +589,19 @@ def fit_report(profile: str | Path, seed: int = 0) -> pd.DataFrame:
     return df.astype({"n_train": int, "n_test": int})
 
 
+OUTLIER_FACTOR = 3.0  # a row whose latency is this far (either way) from its type's fit is flagged
+
+
+def flagged_rows(profile: str | Path, seed: int = 0, factor: float = OUTLIER_FACTOR) -> pd.DataFrame:
+    """Rows whose latency is far outside what their work implies: measured more than `factor` times above or
+    below the dnnpart fit of their role and layer type (held-out and training rows alike). Typos in imported
+    timings (us for ms, a missing zero) and disturbed measurements show up here; they are reported, not
+    removed. Columns as `heldout_predictions`."""
+    pred = heldout_predictions(profile, seed, families=("dnnpart",))
+    ratio = pred["measured_ms"] / pred["predicted_ms"]
+    return pred[(ratio > factor) | (ratio < 1 / factor)].reset_index(drop=True)
+
+
 def conv_coefficients(profile: str | Path, seed: int = 0) -> pd.DataFrame:
     """Eq. (1)/(2) coefficients beside the same three-term form fitted on a measured profile's conv rows."""
     folder = resolve_profile(profile)
@@ -590,7 +625,7 @@ def heldout_predictions(profile: str | Path, seed: int = 0, roles=ROLES, familie
     frames = []
     for role in [r for r in roles if (folder / f"{r}.csv").is_file()]:
         df = read_profile_csv(folder / f"{role}.csv")
-        df = df[df["role"] == role]
+        df = aggregate_repeats(df[df["role"] == role])
         for family in families:
             models = fitted_role_models(folder, role, family, seed)
             for t, model in models.items():

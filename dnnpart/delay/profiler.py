@@ -41,7 +41,8 @@ from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FACTORS = ("kernel", "stride", "pad", "groups", "in_channels", "out_channels", "in_side", "out_side")
 MEASURES = ("latency_ms", "p10_ms", "p90_ms", "repeats")
-CSV_COLUMNS = ("role", "layer_type", *FACTORS, *MEASURES)  # what a profile CSV must hold (delay.read_profile_csv)
+CSV_COLUMNS = ("role", "layer_type", *FACTORS, *MEASURES)  # what a profile CSV holds (delay.read_profile_csv)
+OPTIONAL_MEASURES = ("p10_ms", "p90_ms", "repeats")  # may be missing or blank, e.g. in imported profiles
 PROFILE_COLUMNS = (*CSV_COLUMNS, "raw_ms")  # what the profiler writes: also the median over passes
 # <role>.runs.csv: one row per configuration and pass, written as measured
 RUN_COLUMNS = ("role", "layer_type", *FACTORS, "pass", "raw_ms", "p10_ms", "p90_ms", "repeats", "reference_ms")

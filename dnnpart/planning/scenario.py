@@ -171,7 +171,7 @@ def _network(value, base: Path, place: str, fail) -> pd.DataFrame:
     try:
         return networks.get(spec)
     except DnnpartError:
-        raise fail(place, f"unknown network {spec!r}; valid zoo names: {', '.join(networks.names())} "
+        raise fail(place, f"unknown network {spec!r}; valid zoo names: {', '.join(networks.names(include_dag=True))} "
                           f"(or a path to a .onnx file)") from None
 
 
