@@ -83,7 +83,7 @@ def map_rows(raw: pd.DataFrame, role: str, source: str) -> pd.DataFrame:
     if (weighted & cout.isna()).any():
         i = raw.index[weighted & cout.isna()][0]
         raise ProfileError(f"{source}: line {i + 2}: a {types[i]} row needs out_channels")
-    cout = cout.fillna(np.where(types == "add", cin // 2, cin))
+    cout = cout.fillna(pd.Series(np.where(types == "add", cin // 2, cin), index=raw.index))
     groups = number("groups").fillna(pd.Series(np.where(types == "dwconv", cin, 1), index=raw.index))
     # a conv with one group per input channel is depthwise, as in the layer table
     types = types.where(~((types == "conv") & (groups > 1) & (groups == cin)), "dwconv")

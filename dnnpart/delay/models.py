@@ -200,10 +200,17 @@ def hinge_terms(variable: str, knots) -> list[str]:
     return [f"I(({variable} - {k}) * ({variable} > {k}))" for k in knots]
 
 
+# Element-wise DAG types whose time is a call overhead plus a cost per element streamed: their dnnpart
+# candidates include that linear form (the paper family's formula, fitted with RELATIVE_WEIGHTS), which a
+# polynomial in the logs bends around. Kept to the new types so that the measured profile's fits stay as they are.
+LINEAR_COST_TYPES = ("dwconv", "batchnorm", "add", "clip", "gap", "concat")
+
+
 def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, str]]:
     """dnnpart candidates as (formula, weights): polynomials of degree 1..3 in the log factors that vary in the
     training rows; for fc and conv also degree-2/3 polynomials plus a piecewise-linear function of log2(bytes
-    streamed); for conv also the cost models (`cost_formula`), fitted with RELATIVE_WEIGHTS."""
+    streamed); for conv also the cost models (`cost_formula`), and for LINEAR_COST_TYPES their overhead + work
+    form, fitted with RELATIVE_WEIGHTS."""
     levels = {v: train[v].nunique() for v in LOG_VARIABLES[layer_type]}
     variables = [v for v, n in levels.items() if n > 1]
     if not variables:
@@ -216,6 +223,8 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
             cands.append(polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) + " + "
                          + " + ".join(hinge_terms(hv, knots)))
     weighted = [(cost_formula(v), RELATIVE_WEIGHTS) for v in COST_TERMS] if layer_type == "conv" else []
+    if layer_type in LINEAR_COST_TYPES:  # a per-call overhead plus a cost per element, weighted as for conv
+        weighted.append((PAPER_FORMULAS[layer_type], RELATIVE_WEIGHTS))
     return [(c, "") for c in cands] + weighted
 
 

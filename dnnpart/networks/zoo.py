@@ -154,7 +154,7 @@ def zoo_summary() -> pd.DataFrame:
 
 
 def load(name_or_path: str | Path) -> pd.DataFrame:
-    """A zoo network by name, or a chain-structured model from a path ending in .onnx."""
+    """A zoo network by name, or a model (a chain or a DAG) from a path ending in .onnx."""
     if isinstance(name_or_path, (str, Path)) and str(name_or_path).lower().endswith(".onnx"):
         from dnnpart.networks.onnx_import import from_onnx
 
