@@ -1,5 +1,6 @@
 # dnnpart — `make reproduce` regenerates every report, `make test` runs the test suite.
-# Both build .venv first when it is missing or pyproject.toml changed (the stamp file).
+# Both build .venv first when it is missing or pyproject.toml / requirements.lock changed (the stamp file).
+# .venv gets the exact versions pinned in requirements.lock, so two machines compute the same CSVs.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -14,21 +15,36 @@ REPORTS   := $(patsubst notebooks/%.ipynb,reports/%.html,$(NOTEBOOKS))
 LIB       := $(shell find dnnpart -name "*.py" -o -name "*.j2" -o -name "*.css") $(shell find data -type f 2>/dev/null)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test reproduce lab benchmark clean
+.PHONY: help venv lock lint test reproduce lab benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "dnnpart (.venv)" >/dev/null
 	@touch $@
 
-venv: $(STAMP) ## build .venv (pip install -e '.[test]') when missing or pyproject.toml changed
+venv: $(STAMP) ## build .venv from requirements.lock when missing or out of date
 
-test: $(STAMP) ## run the test suite (pytest; notebooks are executed with small parameters)
+lock: ## re-pin requirements.lock: the newest versions pyproject.toml allows, resolved in a fresh venv
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[study,test,lint]'
+	(echo "# Pinned by 'make lock' from pyproject.toml (dependencies + study, test, lint extras). Do not edit."; \
+	 .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v -E '^(dnnpart|pip|setuptools|wheel)( @|==)') \
+	 > requirements.lock
+	rm -rf .lock-venv
+
+lint: $(STAMP) ## ruff: lint and formatting check (configured in pyproject.toml)
+	$(VENV)/bin/ruff check dnnpart tests benchmarks
+	$(VENV)/bin/ruff format --check dnnpart tests benchmarks
+
+test: $(STAMP) lint ## lint, then run the test suite (pytest; notebooks are executed with small parameters)
 	$(PY) -m pytest
 
 reproduce: $(REPORTS) reports/index.html ## execute every notebook with papermill and render HTML reports into reports/

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from dnnpart.errors import DnnpartError
 
+# `dnnpart schema NAME`: the pydantic model declaring each input file format (module, class).
+SCHEMAS = {"scenario": ("dnnpart.planning.scenario_schema", "ScenarioFile"),
+           "instance": ("dnnpart.optimiser.instance_schema", "InstanceFile")}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that prints one line (not the usage block) and exits 2 on bad arguments."""
@@ -78,6 +82,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True)
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of scenario or instance files")
+    p.add_argument("name", choices=sorted(SCHEMAS), help="which file format")
+    p.set_defaults(handler=cmd_schema)
+
+    p = sub.add_parser("serve", help="run the edge server: register devices, plan, run their offloaded layers (gRPC)")
+    p.add_argument("--port", type=int, default=50051, help="TCP port; 0 picks a free one (printed, and in server.json)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--devices", type=int, default=1, help="plan once this many devices have registered")
+    p.add_argument("--plan-deadline", type=float, default=None, help="seconds after the first registration to plan "
+                                                                     "with whoever registered")
+    p.add_argument("--policy", default="plan", help="server order: plan (the optimiser's), fifo or srpt")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--token-file", default=None, help="file holding the shared secret every call must carry")
+    p.add_argument("--tls-cert", default=None, help="PEM certificate chain (with --tls-key: serve over TLS)")
+    p.add_argument("--tls-key", default=None, help="PEM private key")
+    p.add_argument("--out", default="serve-out", help="output folder: server.log, timeline.csv, plan.csv, ...")
+    p.add_argument("--max-message-mb", type=float, default=16.0, help="largest tensor accepted, in MB (2^20 bytes)")
+    p.add_argument("--server-profile", default="measured", help="delay profile predicting the server's layer times")
+    p.add_argument("--load", type=float, default=0.0, help="server load level rho in [0, 1) for the plan")
+    p.add_argument("--time-limit", type=float, default=10.0, help="the optimiser's time limit, seconds")
+    p.add_argument("--stall", type=float, default=30.0, help="policy plan: seconds a device may be late for its "
+                                                             "turn before the server moves on")
+    p.add_argument("--barrier-timeout", type=float, default=60.0, help="seconds a round waits for late devices")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("device", help="run a device: register with a server, get its cut, run split inference")
+    p.add_argument("--server", required=True, help="HOST:PORT of `dnnpart serve`")
+    p.add_argument("--name", required=True, help="this device's unique name")
+    p.add_argument("--network", required=True, help="a zoo network name")
+    p.add_argument("--profile", default="measured", help="the device's delay profile (predicted on the server)")
+    p.add_argument("--uplink-mbps", type=float, required=True)
+    p.add_argument("--repeats", type=int, default=1, help="rounds to run")
+    p.add_argument("--cut", type=int, default=None, help="fix the cut instead of letting the plan choose it")
+    p.add_argument("--seed", type=int, default=0, help="weight seed (the server builds the same weights)")
+    p.add_argument("--input-seed", type=int, default=0, help="round k's input is drawn with seed input-seed + k")
+    p.add_argument("--token-file", default=None)
+    p.add_argument("--tls-ca", default=None, help="PEM certificate to trust for a TLS server")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds any one call may take")
+    p.add_argument("--emulate-uplink", action="store_true", help="hold each upload for its time at --uplink-mbps "
+                                                                 "(for loopback tests)")
+    p.add_argument("--save-outputs", default=None, help="folder for each round's output (.npy) and results.json")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=cmd_device)
     return parser
 
 
@@ -251,6 +300,69 @@ def cmd_compile(args) -> int:
 def _exit_on_sigterm(signum, frame):
     """SIGTERM unwinds like Ctrl-C (SystemExit), so open atomic writes remove their temporary files."""
     raise SystemExit(128 + signum)
+
+
+def schema_text(name: str) -> str:
+    """The JSON Schema of one input file format, as committed under docs/schemas/<name>.schema.json."""
+    import importlib
+
+    module, model = SCHEMAS[name]
+    return json.dumps(getattr(importlib.import_module(module), model).model_json_schema(), indent=2) + "\n"
+
+
+def cmd_schema(args) -> int:
+    """`dnnpart schema scenario|instance`: the declared file format, for editors and other tools."""
+    sys.stdout.write(schema_text(args.name))
+
+def cmd_serve(args) -> int:
+    """`dnnpart serve`: the edge server, until SIGINT/SIGTERM; then it writes its log into --out."""
+    from dnnpart.runtime.protocol import read_token
+    from dnnpart.runtime.server import ServeConfig, serve
+
+    if not (math.isfinite(args.max_message_mb) and args.max_message_mb > 0):
+        raise DnnpartError(f"--max-message-mb must be a positive number, got {args.max_message_mb}")
+    config = ServeConfig(out=Path(args.out), expected=args.devices, host=args.host, port=args.port,
+                         policy=args.policy, threads=args.threads,
+                         token=read_token(args.token_file) if args.token_file else None,
+                         tls_cert=args.tls_cert, tls_key=args.tls_key,
+                         max_message_bytes=int(args.max_message_mb * (1 << 20)), plan_deadline_s=args.plan_deadline,
+                         barrier_timeout_s=args.barrier_timeout, stall_s=args.stall,
+                         server_profile=args.server_profile, load=args.load, time_limit_s=args.time_limit)
+    return serve(config, ready=lambda line: print(line, flush=True))
+
+
+def cmd_device(args) -> int:
+    """`dnnpart device`: one device of the MEC loop; prints measured completion beside the prediction."""
+    from dnnpart.runtime.device import DeviceClient
+    from dnnpart.runtime.protocol import read_token
+
+    token = read_token(args.token_file) if args.token_file else None
+    with DeviceClient(args.server, args.name, args.network, args.uplink_mbps, profile=args.profile, cut=args.cut,
+                      seed=args.seed, token=token, tls_ca=args.tls_ca, threads=args.threads,
+                      timeout_s=args.timeout, emulate_uplink=args.emulate_uplink) as client:
+        results = client.run(args.repeats, args.input_seed)
+    records = [{"round": r.round, "device": args.name, "cut": r.cut, "cut_name": r.cut_name,
+                "predicted_ms": r.predicted_ms, "measured_ms": r.measured_ms} for r in results]
+    if args.save_outputs:
+        import io
+
+        import numpy as np
+
+        from dnnpart.files import atomic_write_bytes, atomic_write_text
+
+        folder = Path(args.save_outputs)
+        for r in results:
+            buffer = io.BytesIO()
+            np.save(buffer, r.output)
+            atomic_write_bytes(folder / f"output-{r.round}.npy", buffer.getvalue())
+        atomic_write_text(folder / "results.json", json.dumps(records, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(records, indent=1))
+    else:
+        for r in records:
+            print(f"{args.name} round {r['round']}: cut {r['cut']} ({r['cut_name']}), measured {r['measured_ms']:.1f} ms, "
+                  f"predicted {r['predicted_ms']:.1f} ms")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,3 +27,7 @@ class InstanceError(DnnpartError):
 
 class ScenarioError(DnnpartError):
     """A malformed scenario file; the message names the place in the file."""
+
+
+class RuntimeConfigError(DnnpartError):
+    """A bad setting of the edge runtime (serve/device): address, token or TLS file, device name, network."""

@@ -8,8 +8,8 @@ from dnnpart import paths
 PACKAGE = paths.PROJ_ROOT / "dnnpart"
 # The parts in the order data flows through them; a part may import only parts listed before it.
 # `cli` sits on top of everything; the shared modules (errors, paths, files, vocabulary) below everything.
-SHARED = ["dnnpart.errors", "dnnpart.paths", "dnnpart.files", "dnnpart.vocabulary", "dnnpart.pages", "dnnpart.limits"]
-FLOW = ["networks", "delay", "optimiser", "planning", "study"]
+SHARED = ["dnnpart.errors", "dnnpart.paths", "dnnpart.files", "dnnpart.vocabulary", "dnnpart.pages", "dnnpart.limits", "dnnpart.input_files"]
+FLOW = ["networks", "delay", "optimiser", "planning", "runtime", "study"]
 
 
 def module_name(path) -> str:

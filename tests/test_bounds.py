@@ -1,15 +1,21 @@
-"""Different devices: the time-indexed LP bound (dnnpart.bounds), the nested ("Russian doll") preemptive search,
-the exact combinatorial search built on it, and the all-local dominance of cuts, each checked against the
-brute-force oracle."""
+"""Different devices: the time-indexed LP bound (dnnpart.optimiser.lp_bound), the nested ("Russian doll")
+preemptive search, the exact combinatorial search built on it, and the all-local dominance of cuts, each checked
+against the brute-force oracle; and searches deeper than Python's recursion limit."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from dnnpart.optimiser.lp_bound import time_indexed_bound
-from dnnpart.optimiser.instance import Device, Instance
-from dnnpart.optimiser import best_server_order, candidate_cuts, exact_search, preemptive_bound, solve
-from dnnpart.optimiser.oracle import brute_force
 from test_oracle_property import SETTINGS, devices, identical_instances, instances
+
+from dnnpart.optimiser import (
+    best_server_order,
+    candidate_cuts,
+    exact_search,
+    preemptive_bound,
+    solve,
+)
+from dnnpart.optimiser.instance import Device, Instance
+from dnnpart.optimiser.lp_bound import time_indexed_bound
+from dnnpart.optimiser.oracle import brute_force
 
 
 def all_cuts(inst):
@@ -113,3 +119,44 @@ def test_best_server_order_known_value():
     total, order = best_server_order(inst, [0, 2], float("inf"), [0], 10_000)
     assert total == pytest.approx(142.0) and order.index((1, 3)) == order.index((0, 3)) + 1
     assert best_server_order(inst, [0, 2], 142.0, [0], 10_000) is None  # nothing strictly below the optimum
+
+
+def chain_devices(n_layers: int, server_ms_per_layer) -> Instance:
+    """Different devices with n_layers layers each whose only candidate cuts are 0 and all-local (uploading
+    any intermediate output takes 10 s): every server order is a chain of n_layers server layers."""
+    return Instance(tuple(Device(f"d{k}", [5.0] * n_layers, [w] * n_layers, [1.0] + [1e4] * (n_layers - 1))
+                          for k, w in enumerate(server_ms_per_layer)))
+
+
+def test_searches_deeper_than_the_recursion_limit(monkeypatch):
+    # 3 x 400 = 1200 server layers, more than Python's default recursion limit (1000) of stack frames
+    import sys
+
+    inst = chain_devices(400, [0.5, 1.0, 1.5])
+    cut_sets = [candidate_cuts(d) for d in inst.devices]
+    assert cut_sets == [[0, 400]] * 3
+    limit = sys.getrecursionlimit()
+    monkeypatch.setattr(sys, "setrecursionlimit", lambda n: pytest.fail("the search changed the recursion limit"))
+    # all released at 1 ms and served shortest first (200, 400, 600 ms of work): completions 201, 601 and
+    # 1201 ms; keeping one device local (2000 ms) is worse
+    total, order = best_server_order(inst, [0, 0, 0], float("inf"), [0], 100_000)
+    assert total == 201 + 601 + 1201 and order == [(i, j) for i in range(3) for j in range(1, 401)]
+    found = exact_search(inst, cut_sets, cutoff_ms=float("inf"))
+    assert found.cuts == [0, 0, 0] and found.avg_delay_ms == pytest.approx((201 + 601 + 1201) / 3, abs=1e-9)
+    found.validate(avg_delay_ms=found.avg_delay_ms)
+    assert preemptive_bound(inst, cut_sets) == pytest.approx((201 + 601 + 1201) / 3, rel=1e-9)
+    assert sys.getrecursionlimit() == limit
+
+
+def test_relaxation_search_over_more_devices_than_the_recursion_limit():
+    # 1100 identical one-layer devices: the cut-choice search goes one level per device. Each offloads
+    # (release 1 ms, 1 ms of server work; local 1000 ms) or not; the first k offloaders finish at 2, 3, ...
+    import sys
+
+    n = 1100
+    inst = Instance(tuple(Device(f"d{i}", [1000.0], [1.0], [1.0]) for i in range(n)))
+    limit = sys.getrecursionlimit()
+    # offloading pays while the k-th offloader finishes before 1000 ms: k <= 998 (finish k + 1)
+    best = (sum(k + 1 for k in range(1, 999)) + 1000.0 * (n - 998)) / n
+    assert preemptive_bound(inst, cutoff_ms=best + 1.0) == pytest.approx(best, rel=1e-9)
+    assert sys.getrecursionlimit() == limit

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from dnnpart import networks, paths
+from dnnpart import cli, networks, paths
 from dnnpart.optimiser.instance import load_instance
 from dnnpart.planning.compile import compile_scenario
 
@@ -16,8 +16,8 @@ METHODS = ["case2", "case3", "independent"]
 
 
 def dnnpart(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dnnpart", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or paths.PROJ_ROOT, timeout=300)
+    return subprocess.run([sys.executable, "-m", "dnnpart", *map(str, args)], check=False, capture_output=True,
+                          text=True, cwd=cwd or paths.PROJ_ROOT, timeout=300)
 
 
 def bad_scenarios(tmp_path):
@@ -127,3 +127,74 @@ def test_solve_text_plan_names_cut_layers(tmp_path):
     assert "case2" in out and "case3" in out and "independent" in out
     assert re.search(r"status optimal \(proven optimal\), gap 0\.00 %", out)
     assert any(name in out for name in list(networks.get("lenet")["name"]) + ["input", "all local"])
+
+
+# --- the published schemas -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["scenario", "instance"])
+def test_committed_schema_is_what_the_code_declares(capsys, name):
+    assert cli.main(["schema", name]) == 0
+    printed = capsys.readouterr().out
+    committed = (paths.PROJ_ROOT / "docs" / "schemas" / f"{name}.schema.json").read_text()
+    assert printed == committed, f"regenerate with: dnnpart schema {name} > docs/schemas/{name}.schema.json"
+
+
+def test_unknown_schema_name_exits_2_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["schema", "plan"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "dnnpart schema: error: argument name: invalid choice: 'plan' (choose from 'instance', 'scenario')"]
+
+
+def test_published_schemas_accept_the_examples_and_refuse_what_the_code_refuses():
+    """Other tools validating with the JSON Schema agree with dnnpart on the examples and on typical mistakes."""
+    import jsonschema
+
+    from dnnpart.planning.scenario_schema import ScenarioLoader
+
+    schemas = {n: json.loads((paths.PROJ_ROOT / "docs" / "schemas" / f"{n}.schema.json").read_text())
+               for n in ("scenario", "instance")}
+    scenario = yaml.load(EXAMPLE.read_text(), Loader=ScenarioLoader)
+    instance = json.loads((paths.PROJ_ROOT / "tests" / "data" / "interleaving-example.json").read_text())
+    jsonschema.validate(scenario, schemas["scenario"])
+    jsonschema.validate(instance, schemas["instance"])
+    for mutate in (lambda d: d["devices"][1].update(uplink_mbps=0), lambda d: d["devices"][0].update(bandwdith=3),
+                   lambda d: d["devices"][2].update(count=10_001), lambda d: d["server"].update(load=1),
+                   lambda d: d.update(family="cubic")):
+        bad = json.loads(json.dumps(scenario))
+        mutate(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schemas["scenario"])
+    for mutate in (lambda d: d["devices"][0]["local_ms"].__setitem__(0, -1), lambda d: d["devices"][0].update(x=1),
+                   lambda d: d["devices"][1].update(upload_ms=[])):
+        bad = json.loads(json.dumps(instance))
+        mutate(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schemas["instance"])
+    instance["devices"][0]["_note"] = "comments are allowed"
+    jsonschema.validate(instance, schemas["instance"])
+
+
+def test_hostile_scenarios_exit_2_with_one_line(tmp_path, capsys):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('a: &a ["lol", "lol"]\nb: &b [*a, *a]\nserver: {profile: measured}\ndevices: *b\n')
+    big = tmp_path / "big.yaml"
+    big.write_text("server: {profile: measured}\ndevices:\n"
+                   "  - {count: 1000000, network: lenet, profile: measured, uplink_mbps: 1}\n")
+    for path, problem in [(bomb, ("line 1, column 4: not valid YAML/JSON: anchors and aliases (&name, *name) are "
+                                 "not allowed in scenario files")),
+                          (big, "devices[0].count: must be <= 10000, got 1000000")]:
+        assert cli.main(["solve", "--scenario", str(path)]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"dnnpart solve: error: {path}: {problem}"]
+
+
+def test_deployment_guide_states_the_limits_the_code_enforces():
+    from dnnpart.input_files import MAX_FILE_BYTES, MAX_SHOWN_CHARS
+    from dnnpart.optimiser.instance_schema import MAX_DEVICES
+
+    guide = (paths.PROJ_ROOT / "docs" / "deployment.md").read_text()
+    assert f"at most {MAX_DEVICES} devices in all groups" in guide
+    assert f"files over {MAX_FILE_BYTES // 2**20} MB are refused" in guide
+    assert f"cut to {MAX_SHOWN_CHARS} characters" in guide
+    assert "dnnpart schema scenario" in guide and "dnnpart schema instance" in guide

@@ -8,14 +8,13 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import papermill as pm
 import pytest
 import yaml
 
 from dnnpart import delay, networks, optimiser, paths
-from dnnpart.planning import sensitivity as deployment
-from dnnpart.errors import ProfileError
 from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS
+from dnnpart.errors import ProfileError
+from dnnpart.planning import sensitivity as deployment
 from dnnpart.planning.compile import compile_scenario
 
 SIGMA = 0.1  # log-normal measurement noise of the synthetic profile
@@ -160,14 +159,10 @@ def test_copied_measured_profile_folder_works_as_is(site, tmp_path):
     assert sol.proven_optimal and sol.avg_delay_ms <= min(d.alone_ms(d.n_layers) for d in compiled.instance.devices)
 
 
-def test_notebook_writes_its_tables(site, tmp_path):
+def test_notebook_writes_its_tables(site, tmp_path, run_notebook):
     root, _, _ = site
-    pm.execute_notebook(
-        str(paths.NOTEBOOKS_DIR / "07-your-deployment.ipynb"), str(tmp_path / "07.ipynb"),
-        parameters={"scenario": str(root / "site.yaml"), "out_dir": str(tmp_path), "factors": [0.5, 2.0],
-                    "n_draws": 50, "plan_time_limit_s": 30.0, "sweep_time_limit_s": 10.0},
-        kernel_name="python3", cwd=str(paths.NOTEBOOKS_DIR), execution_timeout=300, progress_bar=False)
-    data = tmp_path / "data"
+    data = run_notebook("07-your-deployment", tmp_path, scenario=str(root / "site.yaml"), factors=[0.5, 2.0],
+                        n_draws=50, plan_time_limit_s=30.0, sweep_time_limit_s=10.0)
     plan = pd.read_csv(data / "deployment-plan.csv")
     assert plan["device"].tolist() == ["cam-0", "cam-1", "tag-0"]
     comparison = pd.read_csv(data / "deployment-comparison.csv").set_index("method")

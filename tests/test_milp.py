@@ -1,10 +1,15 @@
 """The MILP on known instances: the interleaving example, fixed cuts, baselines, time limits, bad input."""
 import pytest
 
-from dnnpart.optimiser import baselines
 from dnnpart.errors import DnnpartError
+from dnnpart.optimiser import (
+    baselines,
+    candidate_cuts,
+    preemptive_bound,
+    solve,
+    srpt_total_ms,
+)
 from dnnpart.optimiser.instance import Device, Instance, load_instance
-from dnnpart.optimiser import candidate_cuts, preemptive_bound, solve, srpt_total_ms
 from dnnpart.optimiser.oracle import OracleTooLargeError, brute_force
 from dnnpart.paths import PROJ_ROOT
 
@@ -60,7 +65,7 @@ def test_baselines_known_values(inst):
 
 
 def test_identical_devices_symmetry_keeps_optimum():
-    dev = dict(local_ms=[30, 30, 30], server_ms=[10, 5, 5], upload_ms=[20, 12, 4])
+    dev = {"local_ms": [30, 30, 30], "server_ms": [10, 5, 5], "upload_ms": [20, 12, 4]}
     inst = Instance(tuple(Device(f"d{i}", **dev) for i in range(3)))
     sol = solve(inst, warm_start=False)
     assert sol.avg_delay_ms == pytest.approx(brute_force(inst).avg_delay_ms, abs=1e-6)
@@ -69,7 +74,8 @@ def test_identical_devices_symmetry_keeps_optimum():
 
 def test_time_limit_returns_valid_incumbent():
     # four identical 6-layer devices: far from solved in 0.05 s, but a schedule is always returned
-    dev = dict(local_ms=[40, 35, 30, 25, 20, 15], server_ms=[4, 7, 3, 6, 2, 5], upload_ms=[60, 45, 30, 20, 12, 6])
+    dev = {"local_ms": [40, 35, 30, 25, 20, 15], "server_ms": [4, 7, 3, 6, 2, 5],
+           "upload_ms": [60, 45, 30, 20, 12, 6]}
     inst = Instance(tuple(Device(f"d{i}", **dev) for i in range(4)) + (Device("x", [50, 5], [5, 5], [1, 60]),))
     sol = solve(inst, "paper", time_limit=0.05)
     sol.schedule.validate(avg_delay_ms=sol.avg_delay_ms)
@@ -117,7 +123,7 @@ def test_preemptive_bound_on_the_interleaving_example(inst):
 
 
 def test_identical_devices_proven_by_the_relaxation():
-    dev = dict(local_ms=[30, 30, 30], server_ms=[10, 5, 5], upload_ms=[20, 12, 4])
+    dev = {"local_ms": [30, 30, 30], "server_ms": [10, 5, 5], "upload_ms": [20, 12, 4]}
     inst = Instance(tuple(Device(f"d{i}", **dev) for i in range(4)))
     fast, milp_only = solve(inst), solve(inst, warm_start=False)
     assert fast.proven_optimal and fast.status == "optimal" and fast.gap == 0.0

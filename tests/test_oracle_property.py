@@ -4,9 +4,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnnpart.optimiser import baselines
+from dnnpart.optimiser import baselines, preemptive_bound, solve
 from dnnpart.optimiser.instance import Device, Instance
-from dnnpart.optimiser import preemptive_bound, solve
 from dnnpart.optimiser.oracle import brute_force
 
 # small integers and many zeros/ties: the cases where precedence and tie-breaking go wrong
@@ -27,8 +26,8 @@ def instances(draw):
     return Instance(tuple(draw(devices(f"d{i}")) for i in range(n)))
 
 
-SETTINGS = dict(derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = {"derandomize": True, "deadline": None, "database": None,
+            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
 
 @settings(max_examples=80, **SETTINGS)

@@ -15,14 +15,34 @@ def _split(requirement: str) -> tuple[str, str]:
     return re.sub(r"[-_.]+", "-", m.group(1)).lower(), m.group(2).replace(" ", "")
 
 
-def test_environment_yml_mirrors_pyproject():
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (paths.PROJ_ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            pins[_split(name)[0]] = version.strip()
+    return pins
+
+
+def test_lock_pins_every_declared_dependency_within_its_range():
+    from packaging.specifiers import SpecifierSet
+
     project = tomllib.loads((paths.PROJ_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(_split(r) for r in project["dependencies"] + project["optional-dependencies"]["test"])
+    declared = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    pins = _lock()
+    for requirement in declared:
+        name, spec = _split(requirement)
+        name = name.split("[")[0]
+        assert name in pins, f"{name} is declared in pyproject.toml but not pinned in requirements.lock (make lock)"
+        assert pins[name] in SpecifierSet(spec), f"{name}=={pins[name]} is outside {spec} (make lock)"
+
+
+def test_environment_yml_installs_the_lock():
     env = yaml.safe_load((paths.PROJ_ROOT / "environment.yml").read_text())
-    conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str))
-    conda.pop("pip")
-    assert conda.pop("python") == ">=" + project["requires-python"].lstrip(">=")
-    assert conda == wanted
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip_section == ["-r requirements.lock", "-e ."]
+    assert "python=3.11" in env["dependencies"]
 
 
 def test_committed_notebooks_have_no_outputs():
@@ -55,4 +75,4 @@ def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
 def test_make_help_lists_every_documented_target():
     out = subprocess.run(["make", "-s", "help"], cwd=paths.PROJ_ROOT, capture_output=True, text=True, check=True).stdout
     listed = [line.split()[0] for line in out.splitlines() if line.strip()]
-    assert listed == ["help", "venv", "test", "reproduce", "lab", "benchmark", "clean"]
+    assert listed == ["help", "venv", "lock", "lint", "test", "reproduce", "lab", "benchmark", "clean"]

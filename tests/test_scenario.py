@@ -114,18 +114,18 @@ def test_defaults(base):
     (lambda d: d.update(sever={}), ": unknown key 'sever' (valid keys: server, devices, family)"),
     (lambda d: d["devices"][1].pop("count"), "devices[1]: missing key 'count'"),
     (lambda d: d["devices"][1].update(count=0), "devices[1].count: must be > 0, got 0"),
-    (lambda d: d["devices"][1].update(count=2.5), "devices[1].count: must be a positive integer, got 2.5"),
-    (lambda d: d["server"].update(load=1.0), "server.load: must be in [0, 1), got 1"),
-    (lambda d: d["server"].update(load=-0.1), "server.load: must be >= 0, got -0.1"),
-    (lambda d: d["devices"][0].update(network="resnet101"), "devices[0].network: unknown network 'resnet101'; "
+    (lambda d: d["devices"][1].update(count=2.5), "devices[1].count: must be an integer, got 2.5"),
+    (lambda d: d["server"].update(load=1.0), "server.load: must be < 1, got 1.0"),
+    (lambda d: d["server"].update(load=-0.1), "server.load: must be non-negative, got -0.1"),
+    (lambda d: d["devices"][0].update(network="resnet101"), ("devices[0].network: unknown network 'resnet101'; "
                                                              "valid zoo names: lenet, alexnet, vgg13, vgg16, "
-                                                             "resnet18, resnet50, mobilenet_v2"),
+                                                             "resnet18, resnet50, mobilenet_v2")),
     (lambda d: d["devices"][0].update(network="missing.onnx"), "devices[0].network: ONNX file not found"),
     (lambda d: d["devices"][1].update(profile="nosuch"), "devices[1].profile: no profile 'nosuch'"),
     (lambda d: d["devices"][1].update(name="phone"), "devices[1].name: 'phone' is already the name of devices[0]"),
-    (lambda d: d.update(devices=[]), "devices: must be a non-empty list"),
+    (lambda d: d.update(devices=[]), "devices: needs at least one device group, got an empty list"),
     (lambda d: d["devices"].__setitem__(0, "phone"), "devices[0]: must be a mapping"),
-    (lambda d: d.update(family="cubic"), "family: unknown delay-model family 'cubic' (valid: paper, dnnpart)"),
+    (lambda d: d.update(family="cubic"), "family: must be one of 'paper' or 'dnnpart', got 'cubic'"),
 ])
 def test_validation_names_the_place(base, mutate, expected):
     tmp_path, data = base
@@ -202,3 +202,85 @@ def test_malformed_profile_csv_is_reported_at_its_place(base):
     data["devices"][1]["profile"] = "broken"
     with pytest.raises(ScenarioError, match=r"devices\[1\]\.profile: .*missing column"):
         compile_scenario(write_scenario(tmp_path / "s.yaml", data))
+
+
+# --- safe reading: YAML 1.2 numbers, no anchors or aliases, bounded sizes ----------------------------------
+
+GROUP = "{{name: {name}, count: {count}, network: lenet, profile: prof, uplink_mbps: {uplink}}}"
+
+
+def raw_scenario(tmp_path, text: str):
+    """Write scenario text as typed (not through yaml.safe_dump, which would normalise the numbers)."""
+    fixed_profile(tmp_path / "prof", {"device": DEVICE_MS, "server": SERVER_MS})
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_numbers_are_read_as_yaml_1_2_and_json_read_them(tmp_path):
+    text = ("server: {profile: prof, load: 5e-1}\n"
+            "devices:\n  - " + GROUP.format(name="no", count="010", uplink="1e1") + "\n")
+    scenario = load_scenario(raw_scenario(tmp_path, text))
+    assert scenario.load == 0.5                      # YAML 1.1 reads 5e-1 as a string
+    (group,) = scenario.groups
+    assert group.uplink_mbps == 10.0 and group.count == 10 and group.name == "no"  # 1.1: a string, 8, False
+    compiled = compile_scenario(scenario)
+    assert compiled.instance.devices[0].upload_ms[0] == pytest.approx(3136 * 8 / 10_000)
+    assert compiled.instance.devices[0].server_ms[0] == pytest.approx(SERVER_MS["conv"] / (1 - 0.5))
+
+
+def test_alias_bomb_is_refused_before_it_expands(tmp_path):
+    # "billion laughs": 9 levels of 9 aliases would make `devices` a list of 9**8 lists to validate
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefg", "bcdefgh"):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    text = "server: {profile: prof}\n" + "\n".join(lines) + "\ndevices: *h\n"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(raw_scenario(tmp_path, text))
+    assert str(info.value) == (f"{tmp_path / 'scenario.yaml'}: line 2, column 4: not valid YAML/JSON: anchors and "
+                               "aliases (&name, *name) are not allowed in scenario files")
+
+
+def test_a_lone_anchor_or_merge_key_is_refused_too(tmp_path):
+    text = ("server: &srv {profile: prof}\n"
+            "devices:\n  - " + GROUP.format(name="a", count=1, uplink=1) + "\n")
+    with pytest.raises(ScenarioError, match=r"scenario\.yaml: line 1, column 9: not valid YAML/JSON: anchors and "
+                                            r"aliases \(&name, \*name\) are not allowed in scenario files$"):
+        load_scenario(raw_scenario(tmp_path, text))
+
+
+@pytest.mark.parametrize("counts, message", [
+    ([20_000], "devices[0].count: must be <= 10000, got 20000"),
+    ([6_000, 6_000], "devices: 12000 devices in all groups, more than the limit of 10000"),
+    ([10 ** 400], "devices[0].count: must be <= 10000, got 100000000000000000...0000000000000000000"),
+])
+def test_huge_device_counts_are_refused(tmp_path, counts, message):
+    text = ("server: {profile: prof}\ndevices:\n" +
+            "".join("  - " + GROUP.format(name=f"g{i}", count=c, uplink=1) + "\n" for i, c in enumerate(counts)))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(raw_scenario(tmp_path, text))
+    assert str(info.value) == f"{tmp_path / 'scenario.yaml'}: {message}"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"server: {profile: caf\xe9}\n", "not UTF-8 text: invalid continuation byte at byte 21"),
+    (b"#" * (16 * 2**20 + 1), "the file is larger than the limit of 16,777,216 bytes for input files"),
+    (b"[" * 20_000, "not readable: nested too deeply"),
+    (b"devices: [{count: " + b"9" * 5000 + b"}]\n",
+     "not readable: Exceeds the limit (4300 digits) for integer string conversion: value has 5000..."),
+])
+def test_unreadable_files_are_refused_in_one_line(tmp_path, content, message):
+    path = tmp_path / "scenario.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_values_quoted_in_messages_are_cut_short(base):
+    tmp_path, data = base
+    data["devices"][0]["uplink_mbps"] = "x" * 100_000
+    message = error_of(tmp_path, data)
+    head, shown = message.rsplit(", got ", 1)
+    assert head.endswith("devices[0].uplink_mbps: must be a finite number")
+    assert shown.startswith("'xxxx") and "..." in shown and shown.endswith("xxxx'") and len(shown) <= 80

@@ -136,7 +136,7 @@ def import_profile(path: str | Path, role: str, out: str | Path, fmt: str = "csv
             "sha256": sha256_file(path), "rows_read": int(len(raw)), "configurations": int(len(rows)),
             "configs_per_type": {t: int(n) for t, n in rows["layer_type"].value_counts().reindex(LAYER_TYPES)
                                  .dropna().items()},
-            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     try:
         flagged = flagged_rows(out, seed)
         meta["flagged"] = [{k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}

@@ -22,16 +22,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS, OPTIONAL_MEASURES
 from dnnpart.errors import MissingModelError, ProfileError
 from dnnpart.files import atomic_write_text
+from dnnpart.limits import MAX_FILE_BYTES
 from dnnpart.paths import CACHE_DIR, PROFILES_DIR
-from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS, OPTIONAL_MEASURES
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
@@ -256,10 +258,17 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"profile CSV {path} does not exist")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ProfileError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB (dnnpart.limits.MAX_FILE_BYTES)")
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not a readable CSV ({exc})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header are refused
+            df = pd.read_csv(path, index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise ProfileError(f"{path}: rows do not match the header ({' '.join(str(exc).split())[:200]})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())  # pandas' messages span lines; the CLI shows one
+        raise ProfileError(f"{path}: not a readable CSV ({reason[:200]})") from None
     required = [c for c in CSV_COLUMNS if c not in OPTIONAL_MEASURES]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -374,7 +383,7 @@ class LayerModel:
                 **({"info": self.info} if self.info else {})}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LayerModel":
+    def from_dict(cls, d: dict) -> LayerModel:
         return cls(d["formula"], {k: float(v) for k, v in d["params"].items()}, bool(d["log_response"]),
                    float(d.get("scale", 1.0)), d.get("info", {}), float(d.get("floor_ms", 0.0)), d.get("weights", ""))
 

@@ -637,7 +637,7 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, passes: int, 
         "reference_layer": {"layer_type": REFERENCE_LAYER.layer_type, **dict(zip(FACTORS, REFERENCE_LAYER.key(role)[2:]))},
         "reference_ms": reference_ms,
         "started_utc": started,
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "load_average": list(os.getloadavg()),
         "configs_per_type": counts,
         "command": command,
@@ -735,7 +735,7 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
         shuffled = [configs[i] for i in np.random.default_rng([seed, p]).permutation(len(configs))]
         todo.append([c for c in shuffled if (*c.key(role), p) not in done])
 
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")  # also identifies the run
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")  # also identifies the run
     rng, reference = np.random.default_rng(seed), reference_session(threads)
     from tqdm.auto import tqdm
 

@@ -4,11 +4,42 @@
 `to_onnx` writes a runnable model of any table; `from_onnx` reads one back; `block_table` is the optimiser's
 view of a network (its blocks between cut points) and `extract_blocks` cuts an ONNX model into them.
 """
-from dnnpart.networks.blocks import (BLOCK_COLUMNS, block_bounds, block_in_bytes, block_names, block_sums,
-                                     block_table, cut_points, is_dag, layer_blocks)
-from dnnpart.networks.layers import (BYTES_PER_ELEMENT, COLUMNS, DAG_COLUMNS, NETWORK_INPUT, NUMERIC_COLUMNS, Layer,
-                                     add, batchnorm, build_table, clip, concat, conv, dropout, dwconv, fc, gap,
-                                     layers_from_table, lrn, pool, pooled_side, relu, softmax, summary)
+from dnnpart.networks.blocks import (
+                                     BLOCK_COLUMNS,
+                                     block_bounds,
+                                     block_in_bytes,
+                                     block_names,
+                                     block_sums,
+                                     block_table,
+                                     cut_points,
+                                     is_dag,
+                                     layer_blocks,
+)
+from dnnpart.networks.layers import (
+                                     BYTES_PER_ELEMENT,
+                                     COLUMNS,
+                                     DAG_COLUMNS,
+                                     NETWORK_INPUT,
+                                     NUMERIC_COLUMNS,
+                                     Layer,
+                                     add,
+                                     batchnorm,
+                                     build_table,
+                                     clip,
+                                     concat,
+                                     conv,
+                                     dropout,
+                                     dwconv,
+                                     fc,
+                                     gap,
+                                     layers_from_table,
+                                     lrn,
+                                     pool,
+                                     pooled_side,
+                                     relu,
+                                     softmax,
+                                     summary,
+)
 from dnnpart.networks.onnx_export import block_tensors, extract_blocks, to_onnx
 from dnnpart.networks.onnx_import import from_onnx
 from dnnpart.networks.zoo import DAG_NETWORKS, PAPER_NETWORKS, get, load, names, zoo_summary

@@ -12,7 +12,7 @@ layers and everything here returns the layer table's own values. DAG layer table
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

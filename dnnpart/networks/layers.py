@@ -20,8 +20,8 @@ layer of its own (not folded into the convolution before it), so MACs are those 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -166,7 +166,7 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
     rows, sources = [], []
     previous = NETWORK_INPUT
     for layer in layers:
-        def fail(problem: str) -> DnnpartError:
+        def fail(problem: str, layer: Layer = layer) -> DnnpartError:
             err = DnnpartError(f"{network}: layer '{layer.name}' ({layer.type}): {problem}")
             err.layer = layer.name  # lets from_onnx name the ONNX node behind the layer
             return err

@@ -2,11 +2,17 @@
 
 One ONNX node per table row (plus a Flatten before a fully connected layer that reads a map), random He-uniform
 float32 weights from a seeded generator, and, by default, every layer's output as a graph output so onnxruntime
-can show each layer's shape. Node and tensor names are the layer names, so the tensor crossing a cut point is
-named by the block's last layer; `extract_blocks` cuts out the sub-model of blocks i..j for split execution.
+can show each layer's shape. `layer_steps` is the one walk over the layers behind both the whole model (`to_onnx`)
+and split execution (dnnpart.runtime), so a split model has exactly the weights of the whole one.
+
+Node and tensor names are the layer names, so the tensor crossing a cut point is named by the block's last
+layer. A DAG network splits only at its cut points: `block_steps` gives one step per block (for a chain, exactly
+`layer_steps`), and `extract_blocks` cuts blocks i..j out of any ONNX file, ours or imported.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +21,96 @@ import pandas as pd
 from dnnpart.errors import DnnpartError
 from dnnpart.files import atomic_write_bytes
 from dnnpart.networks.blocks import block_bounds
-from dnnpart.networks.layers import NETWORK_INPUT, layers_from_table
+from dnnpart.networks.layers import NETWORK_INPUT, Layer, layers_from_table
 from dnnpart.networks.onnx_nodes import IR_VERSION, OPSET, layer_nodes
 from dnnpart.networks.zoo import get
 
 INPUT_NAME = NETWORK_INPUT  # Caffe's name for the network input
+
+
+@dataclass
+class LayerStep:
+    """One layer of the exported graph: its nodes (a Flatten first where the layer flattens a 4-D input),
+    their weights, and the tensors it reads and writes with their shapes."""
+
+    index: int                      # 1-based layer number, as in the optimiser
+    layer: Layer
+    nodes: list
+    weights: dict[str, np.ndarray]
+    input_name: str                 # the (first) tensor it reads (or INPUT_NAME), before any Flatten
+    input_shape: list[int]
+    output_name: str                # the layer's name
+    output_shape: list[int]
+    inputs: tuple[str, ...] = ()    # every tensor it reads (a join reads two or more)
+
+
+def layer_steps(table: pd.DataFrame, seed: int = 0, stop: int | None = None) -> Iterator[LayerStep]:
+    """The layers of `table` as graph pieces, in order, weights drawn from numpy default_rng(seed).
+
+    With `stop`, only layers 1..stop are built (their weights are the same as in the full walk, since the
+    generator is drawn in layer order). Raises DnnpartError for clashing layer names.
+    """
+    from onnx import helper
+
+    layers = layers_from_table(table)
+    network = table.attrs.get("network", "table")
+    names = [layer.name for layer in layers]
+    clashes = sorted({n for n in names if names.count(n) > 1 or n == INPUT_NAME})
+    if clashes:
+        raise DnnpartError(f"{network}: layer names must be unique and not {INPUT_NAME!r}: {clashes}")
+    rng = np.random.default_rng(seed)
+    shapes = {INPUT_NAME: [int(v) for v in table.attrs["input_shape"]]}  # tensor -> shape
+    current = INPUT_NAME
+    for index, (layer, row) in enumerate(zip(layers, table.itertuples(index=False)), start=1):
+        if stop is not None and index > stop:
+            return
+        sources = list(layer.inputs) or [current]
+        shape = shapes[sources[0]]
+        nodes, xs = [], sources
+        if len(shape) == 4 and (layer.type == "fc" or layer.flatten):
+            xs = [f"{layer.name}_flat"]
+            nodes.append(helper.make_node("Flatten", sources, xs, name=f"{layer.name}_flatten", axis=1))
+        layer_n, weights = layer_nodes(layer, int(row.in_channels), xs if len(xs) > 1 else xs[0], layer.name, rng)
+        flat = len(shape) == 2 or xs != sources
+        out_shape = [1, int(row.out_channels)] + ([] if flat else [int(row.out_side)] * 2)
+        yield LayerStep(index, layer, nodes + layer_n, weights, sources[0], shape, layer.name, out_shape,
+                        tuple(sources))
+        current, shapes[layer.name] = layer.name, out_shape
+
+
+def block_steps(table: pd.DataFrame, seed: int = 0) -> Iterator[LayerStep]:
+    """One step per block (dnnpart.networks.blocks): its layers' nodes and weights, reading the one tensor that
+    crosses into it. For a chain these are exactly `layer_steps`; for a DAG they are the pieces split execution
+    can run one after another (`graph_model([step])` is a runnable model of one block)."""
+    steps = list(layer_steps(table, seed))
+    for b, (start, stop) in enumerate(block_bounds(table), start=1):
+        part, before = steps[start:stop], steps[start - 1] if start else None
+        name, shape = (before.output_name, before.output_shape) if before else (INPUT_NAME, steps[0].input_shape)
+        yield LayerStep(b, part[-1].layer, [n for s in part for n in s.nodes],
+                        {k: v for s in part for k, v in s.weights.items()}, name, shape, part[-1].output_name,
+                        part[-1].output_shape, (name,))
+
+
+def graph_model(steps: list[LayerStep], name: str, outputs: list[tuple[str, list[int]]] | None = None):
+    """An onnx ModelProto running `steps` in order: input = the first step's input, output = the last step's
+    output (or the given (name, shape) outputs). Weights are copied into initializers in place."""
+    from onnx import TensorProto, helper
+
+    first, last = steps[0], steps[-1]
+    outputs = [(last.output_name, last.output_shape)] if outputs is None else outputs
+    graph = helper.make_graph(
+        [n for s in steps for n in s.nodes], name,
+        [helper.make_tensor_value_info(first.input_name, TensorProto.FLOAT, first.input_shape)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnpart",
+                              ir_version=IR_VERSION)
+    for step in steps:  # filled in place: make_graph/make_model would copy 100s of MB twice
+        for wname, array in step.weights.items():
+            tensor = model.graph.initializer.add()
+            tensor.name, tensor.data_type = wname, TensorProto.FLOAT
+            tensor.dims.extend(array.shape)
+            tensor.raw_data = array.tobytes()  # little-endian float32, as ONNX stores raw data
+    return model
 
 
 def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, layer_outputs: bool = True) -> Path:
@@ -30,45 +121,10 @@ def to_onnx(name_or_table: str | pd.DataFrame, path: str | Path, seed: int = 0, 
     output (in table order), otherwise only the last. Raises DnnpartError for an unknown name or a table
     whose rows do not follow from their hyper-parameters.
     """
-    from onnx import TensorProto, helper
-
     table = get(name_or_table) if isinstance(name_or_table, str) else name_or_table
-    layers = layers_from_table(table)
-    network = table.attrs.get("network", "table")
-    names = [layer.name for layer in layers]
-    clashes = sorted({n for n in names if names.count(n) > 1 or n == INPUT_NAME})
-    if clashes:
-        raise DnnpartError(f"{network}: layer names must be unique and not {INPUT_NAME!r}: {clashes}")
-
-    rng = np.random.default_rng(seed)
-    input_shape = [int(v) for v in table.attrs["input_shape"]]
-    nodes, weights, outputs = [], {}, []
-    rank = {INPUT_NAME: 4}  # tensor -> rank (4: a map, 2: a feature vector)
-    current = INPUT_NAME
-    for layer, row in zip(layers, table.itertuples(index=False)):
-        sources = list(layer.inputs) or [current]
-        if rank[sources[0]] == 4 and (layer.type == "fc" or layer.flatten):
-            flat = f"{layer.name}_flat"
-            nodes.append(helper.make_node("Flatten", sources, [flat], name=f"{layer.name}_flatten", axis=1))
-            sources, rank[flat] = [flat], 2
-        layer_n, layer_w = layer_nodes(layer, int(row.in_channels), sources if len(sources) > 1 else sources[0],
-                                       layer.name, rng)
-        nodes += layer_n
-        weights.update(layer_w)
-        rank[layer.name] = rank[sources[0]]
-        shape = [1, int(row.out_channels)] + ([int(row.out_side)] * 2 if rank[layer.name] == 4 else [])
-        outputs.append(helper.make_tensor_value_info(layer.name, TensorProto.FLOAT, shape))
-        current = layer.name
-    graph = helper.make_graph(
-        nodes, network, [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, input_shape)],
-        outputs if layer_outputs else outputs[-1:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnpart",
-                              ir_version=IR_VERSION)
-    for name, array in weights.items():  # filled in place: make_graph/make_model would copy 100s of MB twice
-        tensor = model.graph.initializer.add()
-        tensor.name, tensor.data_type = name, TensorProto.FLOAT
-        tensor.dims.extend(array.shape)
-        tensor.raw_data = array.tobytes()  # little-endian float32, as ONNX stores raw data
+    steps = list(layer_steps(table, seed))
+    outputs = [(s.output_name, s.output_shape) for s in steps]
+    model = graph_model(steps, table.attrs.get("network", "table"), outputs if layer_outputs else outputs[-1:])
     path = Path(path)
     atomic_write_bytes(path, model.SerializeToString())
     return path

@@ -17,7 +17,6 @@ import pandas as pd
 from dnnpart.errors import DnnpartError, OnnxImportError
 from dnnpart.networks.layers import FLATTENABLE, NETWORK_INPUT, Layer, build_table, pooled_side
 
-
 # ONNX operator -> what it becomes in the table ("fold": absorbed, no row).
 SUPPORTED_OPS = {
     "Conv": "conv", "Relu": "relu", "LRN": "lrn", "MaxPool": "pool", "AveragePool": "pool",

@@ -1,15 +1,30 @@
 """The network zoo: the paper's networks as compact `Layer` specs, built into layer tables on demand."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 from dnnpart.errors import UnknownNetworkError
-from dnnpart.networks.layers import (NETWORK_INPUT, Layer, add, batchnorm, build_table, clip, conv, dropout, dwconv, fc,
-                                     gap, lrn, pool, relu, softmax, summary)
+from dnnpart.networks.layers import (
+    Layer,
+    add,
+    batchnorm,
+    build_table,
+    clip,
+    conv,
+    dropout,
+    dwconv,
+    fc,
+    gap,
+    lrn,
+    pool,
+    relu,
+    softmax,
+    summary,
+)
 
 # --- the zoo -------------------------------------------------------------------------------------------
 

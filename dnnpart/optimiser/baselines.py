@@ -10,8 +10,8 @@ optimiser share the timing, the checker and the objective.
 """
 from __future__ import annotations
 
-from dnnpart.optimiser.instance import Instance
 from dnnpart.optimiser.cuts import independent_cuts
+from dnnpart.optimiser.instance import Instance
 from dnnpart.optimiser.solve import Solution, solve
 
 

@@ -2,13 +2,17 @@
 each promising cut vector's server order by branch and bound. No MILP."""
 from __future__ import annotations
 
-import sys
-
 from dnnpart.errors import DnnpartError
 from dnnpart.optimiser.heuristic import suffix_sums
 from dnnpart.optimiser.instance import Instance
-from dnnpart.optimiser.relaxation import (BOUND_NODES, EXACT_GROUP, BudgetExhausted, PreemptiveRelaxation,
-                                          nested_groups, srpt_total_ms)
+from dnnpart.optimiser.relaxation import (
+    BOUND_NODES,
+    EXACT_GROUP,
+    BudgetExhausted,
+    PreemptiveRelaxation,
+    nested_groups,
+    srpt_total_ms,
+)
 from dnnpart.optimiser.schedule import Schedule
 
 
@@ -33,37 +37,59 @@ def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list,
     best = [cutoff_ms, None]
     order, seen = [], {}
 
-    def dfs(t, done, left):
+    def enter(t, done, left):
+        """Count a node and bound it; its children (device, layer index, ready time before, finish, sum of
+        finished completions) in visiting order, or None for a leaf or a pruned node."""
         counter[0] += 1
         if counter[0] > max_nodes:
             raise BudgetExhausted
         if left == 0:
             if done < best[0]:
                 best[0], best[1] = done, list(order)
-            return
+            return None
         live = [i for i in active if nxt[i] < devs[i].n_layers]
         rest = srpt_total_ms([(max(t, ready[i]), tail[i][nxt[i]]) for i in live])
         if done + rest + sum(devs[i].download_ms for i in live) >= best[0]:
-            return
+            return None
         front = seen.setdefault(tuple(nxt[i] for i in active), [])
         if any(t2 <= t and d2 <= done for t2, d2 in front):
-            return
+            return None
         front.append((t, done))
         first_end = min(max(t, ready[i]) + devs[i].server_ms[nxt[i]] for i in live)
         branch = [i for i in live if max(t, ready[i]) < first_end
                   or max(t, ready[i]) + devs[i].server_ms[nxt[i]] == first_end]
         branch.sort(key=lambda i: (ready[i] > t, tail[i][nxt[i]], i))  # dispatch's choice first
+        children = []
         for i in branch:
-            j, saved = nxt[i], ready[i]
-            finish = max(t, saved) + devs[i].server_ms[j]
-            nxt[i], ready[i] = j + 1, finish
-            order.append((i, j + 1))
+            j = nxt[i]
+            finish = max(t, ready[i]) + devs[i].server_ms[j]
             last = j + 1 == devs[i].n_layers
-            dfs(finish, done + (finish + devs[i].download_ms if last else 0.0), left - 1)
+            children.append((i, j, ready[i], finish, done + (finish + devs[i].download_ms if last else 0.0)))
+        return children
+
+    # Depth-first with an explicit stack (one server layer per level: deep chains would overflow Python's
+    # recursion limit); each frame is [children, next child, layers left]; the child in progress is applied
+    # to nxt/ready/order and undone when the stack returns to its frame.
+    layers = sum(devs[i].n_layers - cuts[i] for i in active)
+    root = enter(0.0, done0, layers)
+    stack = [] if root is None else [[root, 0, layers]]
+    while stack:
+        frame = stack[-1]
+        children, k, left = frame
+        if k > 0:  # undo the previous child
+            i, j, saved = children[k - 1][:3]
             order.pop()
             nxt[i], ready[i] = j, saved
-
-    dfs(0.0, done0, sum(devs[i].n_layers - cuts[i] for i in active))
+        if k == len(children):
+            stack.pop()
+            continue
+        frame[1] = k + 1
+        i, j, _, finish, done = children[k]
+        nxt[i], ready[i] = j + 1, finish
+        order.append((i, j + 1))
+        grandchildren = enter(finish, done, left - 1)
+        if grandchildren is not None:
+            stack.append([grandchildren, 0, left - 1])
     return None if best[1] is None else (best[0], best[1])
 
 
@@ -100,12 +126,7 @@ def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int 
         orders[found[0]] = (cuts, found[1])
         return found[0]
 
-    depth = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(depth, 1000 + 2 * sum(d.n_layers for d in instance.devices)))
-    try:
-        total, _ = relax._search(groups, 0, (cutoff_ms * n, []), leaf=leaf)
-    finally:
-        sys.setrecursionlimit(depth)
+    total, _ = relax._search(groups, 0, (cutoff_ms * n, []), leaf=leaf)
     if total not in orders:
         return None
     cuts, order = orders[total]

@@ -15,7 +15,7 @@ def dispatch(instance: Instance, cuts) -> Schedule:
     release = [d.release_ms(c) for d, c in zip(devs, cuts)]
     nxt = {i: c for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers}
     tail = {i: suffix_sums(devs[i].server_ms) for i in nxt}  # remaining server work from each layer on
-    ready = dict((i, release[i]) for i in nxt)
+    ready = {i: release[i] for i in nxt}
     t, order = 0.0, []
     while nxt:
         avail = [i for i in nxt if ready[i] <= t + TOL_MS]

@@ -14,21 +14,13 @@ from pathlib import Path
 
 from dnnpart.errors import InstanceError
 from dnnpart.files import atomic_write_text
-
-LIST_FIELDS = ("local_ms", "server_ms", "upload_ms")
-DEVICE_FIELDS = ("name", *LIST_FIELDS, "download_ms")
-
-
-def _time(value, where: str) -> float:
-    """One time in ms: a finite, non-negative real number (bools are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise InstanceError(f"{where} must be a number of ms, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise InstanceError(f"{where} must be finite, got {value}")
-    if value < 0:
-        raise InstanceError(f"{where} must be non-negative, got {value}")
-    return value
+from dnnpart.input_files import read_capped_text, shorten, show
+from dnnpart.optimiser.instance_schema import (
+    LIST_FIELDS,
+    DeviceSpec,
+    validate_device,
+    validate_instance,
+)
 
 
 @dataclass(frozen=True)
@@ -42,21 +34,11 @@ class Device:
     download_ms: float = 0.0
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise InstanceError(f"device name must be a non-empty string, got {self.name!r}")
+        # The instance file's schema checks devices built in code too: one set of rules, one message format.
+        spec = validate_device(self.name, self.local_ms, self.server_ms, self.upload_ms, self.download_ms)
         for field in LIST_FIELDS:
-            values = getattr(self, field)
-            if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-                raise InstanceError(f"device {self.name!r}: {field} must be a list of ms, got {values!r}")
-            values = tuple(_time(v, f"device {self.name!r}: {field}[{j}]") for j, v in enumerate(values))
-            object.__setattr__(self, field, values)
-        lengths = {field: len(getattr(self, field)) for field in LIST_FIELDS}
-        if len(set(lengths.values())) != 1:
-            raise InstanceError(f"device {self.name!r}: local_ms, server_ms and upload_ms must have one entry "
-                                f"per layer, got lengths {lengths}")
-        if lengths["local_ms"] == 0:
-            raise InstanceError(f"device {self.name!r}: needs at least one layer")
-        object.__setattr__(self, "download_ms", _time(self.download_ms, f"device {self.name!r}: download_ms"))
+            object.__setattr__(self, field, tuple(getattr(spec, field)))
+        object.__setattr__(self, "download_ms", spec.download_ms)
 
     @property
     def n_layers(self) -> int:
@@ -82,7 +64,7 @@ class Device:
             return self.local_prefix_ms(cut)
         return self.release_ms(cut) + self.server_work_ms(cut) + self.download_ms
 
-    def same_task(self, other: "Device") -> bool:
+    def same_task(self, other: Device) -> bool:
         """Identical times (names may differ): such devices are interchangeable."""
         return (self.local_ms, self.server_ms, self.upload_ms, self.download_ms) == (
             other.local_ms, other.server_ms, other.upload_ms, other.download_ms)
@@ -92,21 +74,9 @@ class Device:
                 "upload_ms": list(self.upload_ms), "download_ms": self.download_ms}
 
     @classmethod
-    def from_dict(cls, data, index: int = 0) -> "Device":
-        where = f"device {index}"
-        if not isinstance(data, dict):
-            raise InstanceError(f"{where} must be an object with keys {list(DEVICE_FIELDS)}, got {data!r}")
-        if isinstance(data.get("name"), str):
-            where = f"device {data['name']!r}"
-        unknown = sorted(k for k in data if k not in DEVICE_FIELDS and not str(k).startswith("_"))
-        if unknown:
-            raise InstanceError(f"{where}: unknown keys {unknown}; valid keys are {list(DEVICE_FIELDS)} "
-                                f"(comments may use keys starting with '_')")
-        missing = [k for k in ("name", *LIST_FIELDS) if k not in data]
-        if missing:
-            raise InstanceError(f"{where}: missing key(s) {missing}")
-        return cls(name=data["name"], local_ms=data["local_ms"], server_ms=data["server_ms"],
-                   upload_ms=data["upload_ms"], download_ms=data.get("download_ms", 0.0))
+    def from_spec(cls, spec: DeviceSpec) -> Device:
+        return cls(name=spec.name, local_ms=spec.local_ms, server_ms=spec.server_ms, upload_ms=spec.upload_ms,
+                   download_ms=spec.download_ms)
 
 
 @dataclass(frozen=True)
@@ -125,7 +95,7 @@ class Instance:
         names = [d.name for d in devices]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
-            raise InstanceError(f"device names must be unique, repeated: {duplicated}")
+            raise InstanceError(f"device names must be unique, repeated: {show(duplicated)}")
         object.__setattr__(self, "devices", devices)
 
     def __len__(self) -> int:
@@ -142,32 +112,31 @@ class Instance:
         return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def from_dict(cls, data) -> "Instance":
-        if not isinstance(data, dict) or "devices" not in data:
-            raise InstanceError('an instance must be an object {"devices": [...]}')
-        # Other top-level keys are annotations (e.g. a known optimum); device objects are checked strictly.
-        devices = data["devices"]
-        if not isinstance(devices, list):
-            raise InstanceError(f"instance: devices must be a list, got {type(devices).__name__}")
-        return cls(tuple(Device.from_dict(d, i) for i, d in enumerate(devices)))
+    def from_dict(cls, data) -> Instance:
+        """An instance from parsed JSON, checked against the declared schema (optimiser.instance_schema)."""
+        return cls(tuple(Device.from_spec(d) for d in validate_instance(data).devices))
 
 
 def read_instance_json(path) -> tuple[Instance, dict]:
     """Read and validate an instance JSON file; also return the raw data (its '_' annotations name groups,
-    networks and layers for reports)."""
+    networks and layers for reports). Every problem is one InstanceError line naming the file."""
     path = Path(path)
+
+    def fail(problem: str) -> InstanceError:
+        return InstanceError(f"instance file {path}: {problem}")
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped_text(path, fail)
     except OSError as exc:
         raise InstanceError(f"cannot read instance file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InstanceError(f"instance file {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InstanceError(f"instance file {path} is not valid JSON: {exc}") from None
-    except (RecursionError, ValueError) as exc:  # 100k-deep nesting; integers longer than Python converts
-        raise InstanceError(f"instance file {path} cannot be read: {str(exc)[:200]}") from None
+        raise fail(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise fail("not readable: nested too deeply") from None
+    except ValueError as exc:  # an integer longer than Python converts (4300 digits)
+        raise fail(f"not readable: {shorten(exc)}") from None
     try:
         return Instance.from_dict(data), data
     except InstanceError as exc:

@@ -77,7 +77,7 @@ def time_indexed_bound(instance: Instance, cut_sets, slots: int = SLOTS) -> floa
                 continue
             work = new_row(0.0, 0.0)
             new_col(p / 2 + d.download_ms, 1.0, [choose, work], [1.0, -p])
-            first, last = int(r // delta), min(slots, int(math.ceil(end / delta)))
+            first, last = int(r // delta), min(slots, math.ceil(end / delta))
             for t in range(first, last):
                 a = starts[t]
                 room = min(a + delta, end) - max(a, r)

@@ -82,7 +82,7 @@ def brute_force(instance: Instance, max_orders: int = MAX_ORDERS) -> Schedule:
     total = count_orders(instance)
     if total > max_orders:
         raise OracleTooLargeError(f"brute force would enumerate {total} cut vectors x merge orders "
-                                  f"(limit {max_orders}); use dnnpart.milp.solve for instances this large")
+                                  f"(limit {max_orders}); use dnnpart.optimiser.solve for instances this large")
     best_sched = None
     best_sum = float("inf")
     for cuts in itertools.product(*[range(d.n_layers + 1) for d in instance.devices]):

@@ -1,5 +1,12 @@
-"""The two Pyomo MILPs of the partitioning and offloading problem (docs/optimiser.md): "exact" and "paper"."""
+"""The two Pyomo MILPs of the partitioning and offloading problem (docs/optimiser.md): "exact" and "paper".
+
+Each model is written in Pyomo's own idiom: upper-case Sets name what is indexed, lower-case Vars, and one
+named, indexed Constraint per family of rows (skipped where a row does not apply), so `model.pprint()` and an
+LP dump with symbolic labels read like the formulations in docs/optimiser.md.
+"""
 from __future__ import annotations
+
+import itertools
 
 import pyomo.environ as pyo
 
@@ -15,17 +22,30 @@ def classes_root(twin: dict, i: int) -> int:
 
 
 def build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callable]:
+    """The "exact" formulation: one-hot cuts z, server start times s, completions, laminar pair patterns v.
+
+    Sets: DEVICES; CUTS (device, candidate cut); SERVER_LAYERS (device, layer that may run on the server);
+    TWINS (lowest-index identical device, device); CLASS_NEIGHBOURS (consecutive identical devices);
+    CLASS_RELEASES (device, q-th distinct release of its class); PAIRS of offloading-capable devices;
+    PATTERNS (a, b, k): b's server part runs between a's layers k and k+1 (k = first cut: b entirely before
+    a; k = M_a: a entirely before b).
+    """
     devs = instance.devices
     n = len(devs)
     m = pyo.ConcreteModel("dnnpart_exact")
     horizon = [d.local_prefix_ms(d.n_layers) for d in devs]  # no optimal completion is later (docs)
-    m.z = pyo.Var([(i, c) for i in range(n) for c in cut_sets[i]], domain=pyo.Binary)
-    m.C = pyo.Var(range(n), bounds=lambda _, i: (min(devs[i].alone_ms(c) for c in cut_sets[i]), horizon[i]))
-    m.one_cut = pyo.Constraint(range(n), rule=lambda _, i: sum(m.z[i, c] for c in cut_sets[i]) == 1)
     first = [min(cs) for cs in cut_sets]  # layers first[i]+1..M_i may run on the server
-    serv = [(i, j) for i in range(n) for j in range(first[i] + 1, devs[i].n_layers + 1)]
-    m.s = pyo.Var(serv, bounds=lambda _, i, j: (0.0, horizon[i]))
-    local_all = {i: (m.z[i, devs[i].n_layers] if devs[i].n_layers in cut_sets[i] else 0) for i in range(n)}
+    last = [d.n_layers for d in devs]
+
+    m.DEVICES = pyo.Set(initialize=range(n))
+    m.CUTS = pyo.Set(dimen=2, initialize=[(i, c) for i in range(n) for c in cut_sets[i]])
+    m.SERVER_LAYERS = pyo.Set(dimen=2, initialize=[(i, j) for i in range(n) for j in range(first[i] + 1, last[i] + 1)])
+
+    m.z = pyo.Var(m.CUTS, domain=pyo.Binary)  # z[i, c] = 1: device i cuts after layer c
+    m.completion_ms = pyo.Var(m.DEVICES, bounds=lambda _, i: (min(devs[i].alone_ms(c) for c in cut_sets[i]),
+                                                              horizon[i]))
+    m.s = pyo.Var(m.SERVER_LAYERS, bounds=lambda _, i, j: (0.0, horizon[i]))  # start of server layer j
+    local_all = {i: (m.z[i, last[i]] if last[i] in cut_sets[i] else 0) for i in range(n)}
 
     def on_server(i, j):  # 1 if layer j of device i runs on the server
         return sum(m.z[i, c] for c in cut_sets[i] if c < j)
@@ -33,44 +53,74 @@ def build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callab
     def finish(i, j):  # finish of server layer j (equals its start when j runs locally)
         return m.s[i, j] + devs[i].server_ms[j - 1] * on_server(i, j)
 
-    m.cons = pyo.ConstraintList()
-    for i, d in enumerate(devs):
-        m.cons.add(m.C[i] >= sum(m.z[i, c] * d.alone_ms(c) for c in cut_sets[i]))
-        if first[i] == d.n_layers:
-            continue
-        for j in range(first[i] + 1, d.n_layers + 1):
-            # earliest start of layer j given the cut: release plus the server work before it
-            m.cons.add(m.s[i, j] >= sum(m.z[i, c] * (d.release_ms(c) + sum(d.server_ms[c:j - 1]))
-                                        for c in cut_sets[i] if c < j))
-            if j < d.n_layers:
-                m.cons.add(m.s[i, j + 1] >= finish(i, j))
-        m.cons.add(m.C[i] >= finish(i, d.n_layers) + d.download_ms * (1 - local_all[i]))
-    # identical devices are interchangeable: order their completions (then only "i first" patterns remain)
+    @m.Constraint(m.DEVICES)
+    def one_cut(m, i):
+        return sum(m.z[i, c] for c in cut_sets[i]) == 1
+
+    @m.Constraint(m.DEVICES)
+    def completion_alone(m, i):  # no device finishes before it would with the server to itself
+        return m.completion_ms[i] >= sum(m.z[i, c] * devs[i].alone_ms(c) for c in cut_sets[i])
+
+    @m.Constraint(m.SERVER_LAYERS)
+    def release(m, i, j):  # earliest start of layer j given the cut: release plus the server work before it
+        d = devs[i]
+        return m.s[i, j] >= sum(m.z[i, c] * (d.release_ms(c) + sum(d.server_ms[c:j - 1]))
+                                for c in cut_sets[i] if c < j)
+
+    @m.Constraint(m.SERVER_LAYERS)
+    def precedence(m, i, j):
+        if j == last[i]:
+            return pyo.Constraint.Skip
+        return m.s[i, j + 1] >= finish(i, j)
+
+    @m.Constraint(m.DEVICES)
+    def completion(m, i):
+        if first[i] == last[i]:  # all-local is the only candidate
+            return pyo.Constraint.Skip
+        return m.completion_ms[i] >= finish(i, last[i]) + devs[i].download_ms * (1 - local_all[i])
+
+    # Identical devices are interchangeable: twin[i] is the lowest-index device identical to i (same task,
+    # same candidates); completions are ordered within such a class (then only "i first" patterns remain).
     twin = {}
     for i in range(n):
         for p in range(i):
             if devs[p].same_task(devs[i]) and cut_sets[p] == cut_sets[i]:
                 twin[i] = p
                 break
-    for i, p in twin.items():
-        m.cons.add(m.C[p] <= m.C[i])
-    # Energy cuts for each class of identical devices (ordered by completion): every device of the class up
-    # to the k-th that is released at or after t0 is served within [t0, C_k].
     classes = {}
     for i in range(n):
         classes.setdefault(i if i not in twin else classes_root(twin, i), []).append(i)
+    # Energy cuts per class (members ordered by completion): every member up to the k-th that is released at
+    # or after t0 is served within [t0, C_k]. Row (i, q): i is the k-th member, t0 the class's q-th release.
+    energy = {}
     for members in classes.values():
         d = devs[members[0]]
         offl = [c for c in cut_sets[members[0]] if c < d.n_layers]
-        for t0 in sorted({d.release_ms(c) for c in offl}):
+        for q, t0 in enumerate(sorted({d.release_ms(c) for c in offl})):
             late = [c for c in offl if d.release_ms(c) >= t0 - TOL_MS]
             for k, i in enumerate(members):
-                work = sum(m.z[g, c] * d.server_work_ms(c) for g in members[:k + 1] for c in late)
-                m.cons.add(m.C[i] >= work + (t0 + d.download_ms) * sum(m.z[i, c] for c in late))
-        for prev, i in zip(members, members[1:]):
-            # both offload: the later-finishing one's last server layer runs after the other's completion
-            m.cons.add(m.C[i] >= m.C[prev] + (d.server_ms[-1]) * (on_server(i, d.n_layers)
-                                                                    + on_server(prev, d.n_layers) - 1))
+                energy[i, q] = (members[:k + 1], late, t0)
+    m.TWINS = pyo.Set(dimen=2, initialize=[(p, i) for i, p in twin.items()])
+    m.CLASS_NEIGHBOURS = pyo.Set(dimen=2, initialize=[(prev, i) for members in classes.values()
+                                                      for prev, i in itertools.pairwise(members)])
+    m.CLASS_RELEASES = pyo.Set(dimen=2, initialize=list(energy))
+
+    @m.Constraint(m.TWINS)
+    def twin_order(m, p, i):
+        return m.completion_ms[p] <= m.completion_ms[i]
+
+    @m.Constraint(m.CLASS_RELEASES)
+    def energy_cut(m, i, q):
+        members, late, t0 = energy[i, q]
+        d = devs[members[0]]
+        work = sum(m.z[g, c] * d.server_work_ms(c) for g in members for c in late)
+        return m.completion_ms[i] >= work + (t0 + d.download_ms) * sum(m.z[i, c] for c in late)
+
+    @m.Constraint(m.CLASS_NEIGHBOURS)
+    def twin_last_layer(m, prev, i):  # both offload: i's last server layer runs after prev's completion
+        d = devs[classes_root(twin, i)]
+        return m.completion_ms[i] >= m.completion_ms[prev] + d.server_ms[-1] * (on_server(i, d.n_layers)
+                                                                               + on_server(prev, d.n_layers) - 1)
 
     def nest_fits(a, b, k):
         """Can b's whole server part run between a's layers k and k+1 with both done by their all-local
@@ -83,79 +133,121 @@ def build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callab
         latest_start_b = max(horizon[b] - db.download_ms - db.server_work_ms(c) for c in offload_b)
         return earliest_end_b <= latest_resume_a + TOL_MS and earliest_k_a <= latest_start_b + TOL_MS
 
-    m.v = pyo.Var(pyo.Any, dense=False, domain=pyo.Binary)
+    pairs, patterns = [], {}  # patterns[i, p]: the (a, b, k) left for the pair
     for i in range(n):
-        if first[i] == devs[i].n_layers:
+        if first[i] == last[i]:
             continue
         for p in range(i + 1, n):
-            if first[p] == devs[p].n_layers:
+            if first[p] == last[p]:
                 continue
-            symmetric = classes_root(twin, p) == classes_root(twin, i)
-            # (a, b, k): b runs inside a's chain after a's layer k; k = first[a] means b entirely before a,
-            # k = M_a means a entirely before b. Mirror patterns (a = p) need only interior k.
-            options = [(i, p, k) for k in range(first[i], devs[i].n_layers + 1)]
-            options += [(p, i, k) for k in range(first[p] + 1, devs[p].n_layers)]
-            if symmetric:  # with C_i <= C_p only "i before p" and "i inside p" remain
-                options = [(a, b, k) for a, b, k in options if a == p or k == devs[i].n_layers]
-            options = [(a, b, k) for a, b, k in options if k in (first[a], devs[a].n_layers) or nest_fits(a, b, k)]
-            relax = local_all[i] + local_all[p]
-            chosen = []
-            for a, b, k in options:
-                var = m.v[a, b, k]
-                chosen.append(var)
-                big_a, big_b = horizon[a], horizon[b]  # bound every (phantom) start/finish of the device
-                if k < devs[a].n_layers:  # a's layer k+1 waits for b's last server layer
-                    m.cons.add(m.s[a, k + 1] >= finish(b, devs[b].n_layers) - big_b * (1 - var + relax))
-                if k > first[a]:  # b's first server layer waits for a's layer k
-                    m.cons.add(m.s[b, first[b] + 1] >= finish(a, k) - big_a * (1 - var + relax))
-            m.cons.add(sum(chosen) == 1)
-    m.obj = pyo.Objective(expr=sum(m.C[i] for i in range(n)) / n, sense=pyo.minimize)
+            # Mirror patterns (a = p) need only interior k.
+            options = [(i, p, k) for k in range(first[i], last[i] + 1)]
+            options += [(p, i, k) for k in range(first[p] + 1, last[p])]
+            if classes_root(twin, p) == classes_root(twin, i):  # C_i <= C_p: "i before p" and "i inside p"
+                options = [(a, b, k) for a, b, k in options if a == p or k == last[i]]
+            options = [(a, b, k) for a, b, k in options if k in (first[a], last[a]) or nest_fits(a, b, k)]
+            pairs.append((i, p))
+            patterns[i, p] = options
+    m.PAIRS = pyo.Set(dimen=2, initialize=pairs)
+    m.PATTERNS = pyo.Set(dimen=3, initialize=[abk for pair in pairs for abk in patterns[pair]])
+    m.v = pyo.Var(m.PATTERNS, domain=pyo.Binary)  # v[a, b, k] = 1: the pair follows this pattern
+
+    def relax(a, b):  # the pair's pattern rows are void when either device runs all-local
+        return local_all[a] + local_all[b]
+
+    @m.Constraint(m.PAIRS)
+    def pattern_choice(m, i, p):
+        return sum(m.v[a, b, k] for a, b, k in patterns[i, p]) == 1
+
+    # Big-M values: every (phantom) start or finish of a device lies within its all-local time.
+    @m.Constraint(m.PATTERNS)
+    def pattern_before(m, a, b, k):  # b runs before a's layer k+1: that layer waits for b's last server layer
+        if k == last[a]:
+            return pyo.Constraint.Skip
+        return m.s[a, k + 1] >= finish(b, last[b]) - horizon[b] * (1 - m.v[a, b, k] + relax(a, b))
+
+    @m.Constraint(m.PATTERNS)
+    def pattern_after(m, a, b, k):  # b runs after a's layer k: b's first server layer waits for it
+        if k == first[a]:
+            return pyo.Constraint.Skip
+        return m.s[b, first[b] + 1] >= finish(a, k) - horizon[a] * (1 - m.v[a, b, k] + relax(a, b))
+
+    m.mean_completion = pyo.Objective(expr=sum(m.completion_ms[i] for i in m.DEVICES) / n, sense=pyo.minimize)
 
     def extract():
         cuts = [max(cut_sets[i], key=lambda c: pyo.value(m.z[i, c])) for i in range(n)]
-        starts = {(i, j): pyo.value(m.s[i, j]) for i, j in serv if j > cuts[i]}
+        starts = {(i, j): pyo.value(m.s[i, j]) for i, j in m.SERVER_LAYERS if j > cuts[i]}
         return cuts, starts
 
     return m, extract
 
 
 def build_paper(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callable]:
+    """The "paper" formulation: eq. 10-16 of Gao et al. as written, one constraint family per equation.
+
+    Sets: DEVICES; JOBS (device, layer), every layer of every device; LAYER_PAIRS (i, j, p, q), layers of
+    different devices, each pair once; ORDERS, the two sides of eq. 16's disjunction ("ij_first": o = 1,
+    layer (i, j) ends before (p, q) starts; "pq_first": o = 0).
+    """
     devs = instance.devices
     n = len(devs)
     m = pyo.ConcreteModel("dnnpart_paper")
-    jobs = [(i, j) for i in range(n) for j in range(1, devs[i].n_layers + 1)]
+    last = [d.n_layers for d in devs]
+    jobs = [(i, j) for i in range(n) for j in range(1, last[i] + 1)]
+    # eq. 16's big-M: no optimal schedule needs a start or finish later than this (docs/optimiser.md)
     big = max(d.local_prefix_ms(d.n_layers) for d in devs) + max(max(d.server_ms) for d in devs)
-    m.x = pyo.Var(jobs, domain=pyo.Binary)
-    m.s = pyo.Var(jobs, domain=pyo.NonNegativeReals)  # eq. 5
-    m.f = pyo.Var(jobs, domain=pyo.NonNegativeReals)
-    m.cons = pyo.ConstraintList()
-    for i, d in enumerate(devs):
-        cs = cut_sets[i]
-        for j in range(1, d.n_layers + 1):
-            if len(cs) == 1:  # fixed cuts
-                m.x[i, j].fix(1 if cs[0] < j else 0)
-            if j < d.n_layers:
-                m.cons.add(m.x[i, j] <= m.x[i, j + 1])  # a partition pattern is a cut
-                m.cons.add(m.s[i, j + 1] >= m.s[i, j])  # eq. 11 (non-strict)
-                m.cons.add(m.f[i, j + 1] >= m.f[i, j])  # eq. 12
-                m.cons.add(m.s[i, j + 1] >= m.f[i, j])  # eq. 13
-            m.cons.add(m.f[i, j] >= m.s[i, j] + (1 - m.x[i, j]) * d.local_ms[j - 1]
-                       + m.x[i, j] * d.server_ms[j - 1])  # eq. 14
-            # eq. 15 with the condition linearised: x_{i,j} - x_{i,j-1} is 1 exactly at the cut
-            prev_x = m.x[i, j - 1] if j > 1 else 0
-            prev_f = m.f[i, j - 1] if j > 1 else 0
-            m.cons.add(m.s[i, j] >= prev_f + d.upload_ms[j - 1] * (m.x[i, j] - prev_x))
-    m.o = pyo.Var(pyo.Any, dense=False, domain=pyo.Binary)
-    for a, (i, j) in enumerate(jobs):  # eq. 16 as a big-M disjunction for every pair of server layers
-        for (p, q) in jobs[a + 1:]:
-            if p == i:
-                continue
-            both_off = 2 - m.x[i, j] - m.x[p, q]
-            o = m.o[i, j, p, q]
-            m.cons.add(m.f[i, j] <= m.s[p, q] + big * (1 - o) + big * both_off)
-            m.cons.add(m.f[p, q] <= m.s[i, j] + big * o + big * both_off)
-    completion = [m.f[i, d.n_layers] + d.download_ms * m.x[i, d.n_layers] for i, d in enumerate(devs)]
-    m.obj = pyo.Objective(expr=sum(completion) / n, sense=pyo.minimize)  # eq. 4 / 10
+
+    m.DEVICES = pyo.Set(initialize=range(n))
+    m.JOBS = pyo.Set(dimen=2, initialize=jobs)
+    m.LAYER_PAIRS = pyo.Set(dimen=4, initialize=[(i, j, p, q) for a, (i, j) in enumerate(jobs)
+                                                 for p, q in jobs[a + 1:] if p != i])
+    m.ORDERS = pyo.Set(initialize=["ij_first", "pq_first"])
+
+    m.x = pyo.Var(m.JOBS, domain=pyo.Binary)  # x[i, j] = 1: layer j of device i runs on the server
+    m.s = pyo.Var(m.JOBS, domain=pyo.NonNegativeReals)  # eq. 5
+    m.f = pyo.Var(m.JOBS, domain=pyo.NonNegativeReals)
+    for i, j in jobs:
+        if len(cut_sets[i]) == 1:  # fixed cuts
+            m.x[i, j].fix(1 if cut_sets[i][0] < j else 0)
+
+    @m.Constraint(m.JOBS)
+    def cut_pattern(m, i, j):  # a partition pattern is a cut: once on the server, the rest follows
+        return pyo.Constraint.Skip if j == last[i] else m.x[i, j] <= m.x[i, j + 1]
+
+    @m.Constraint(m.JOBS)
+    def eq11_start_order(m, i, j):  # non-strict
+        return pyo.Constraint.Skip if j == last[i] else m.s[i, j + 1] >= m.s[i, j]
+
+    @m.Constraint(m.JOBS)
+    def eq12_finish_order(m, i, j):
+        return pyo.Constraint.Skip if j == last[i] else m.f[i, j + 1] >= m.f[i, j]
+
+    @m.Constraint(m.JOBS)
+    def eq13_precedence(m, i, j):
+        return pyo.Constraint.Skip if j == last[i] else m.s[i, j + 1] >= m.f[i, j]
+
+    @m.Constraint(m.JOBS)
+    def eq14_finish(m, i, j):
+        d = devs[i]
+        return m.f[i, j] >= m.s[i, j] + (1 - m.x[i, j]) * d.local_ms[j - 1] + m.x[i, j] * d.server_ms[j - 1]
+
+    @m.Constraint(m.JOBS)
+    def eq15_upload(m, i, j):  # the condition linearised: x[i, j] - x[i, j-1] is 1 exactly at the cut
+        prev_x = m.x[i, j - 1] if j > 1 else 0
+        prev_f = m.f[i, j - 1] if j > 1 else 0
+        return m.s[i, j] >= prev_f + devs[i].upload_ms[j - 1] * (m.x[i, j] - prev_x)
+
+    m.o = pyo.Var(m.LAYER_PAIRS, domain=pyo.Binary)  # o = 1: layer (i, j) runs before layer (p, q)
+
+    @m.Constraint(m.LAYER_PAIRS, m.ORDERS)
+    def eq16_no_overlap(m, i, j, p, q, order):  # void unless both layers run on the server
+        both_off = 2 - m.x[i, j] - m.x[p, q]
+        if order == "ij_first":
+            return m.f[i, j] <= m.s[p, q] + big * (1 - m.o[i, j, p, q]) + big * both_off
+        return m.f[p, q] <= m.s[i, j] + big * m.o[i, j, p, q] + big * both_off
+
+    completion = [m.f[i, last[i]] + d.download_ms * m.x[i, last[i]] for i, d in enumerate(devs)]
+    m.mean_completion = pyo.Objective(expr=sum(completion) / n, sense=pyo.minimize)  # eq. 4 / 10
 
     def extract():
         cuts = [sum(1 for j in range(1, d.n_layers + 1) if pyo.value(m.x[i, j]) < 0.5) for i, d in enumerate(devs)]

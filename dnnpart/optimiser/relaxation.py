@@ -57,6 +57,19 @@ def srpt_value(state) -> float:
     return done
 
 
+class _Frame:
+    """A node of PreemptiveRelaxation._search whose children are being visited: device slot `depth`, fixed part
+    `fixed`, class k; plain search: candidates from `next` on, from SRPT `state`; nested search: `children`
+    (value, candidate, state) sorted, `next` the index of the next one, `stop` the bound of what follows the
+    last device of a group (None otherwise). `applied`: the child in progress is in chosen/jobs."""
+
+    __slots__ = ("applied", "children", "depth", "fixed", "k", "next", "state", "stop")
+
+    def __init__(self, depth, fixed, k, pos, state):
+        self.depth, self.fixed, self.k, self.next, self.state = depth, fixed, k, pos, state
+        self.applied, self.children, self.stop = False, None, None
+
+
 class PreemptiveRelaxation:
     """Branch and bound over cut choices for the preemptive relaxation (see preemptive_bound).
 
@@ -130,7 +143,17 @@ class PreemptiveRelaxation:
         best = list(incumbent)
         chosen, jobs = [], []
 
-        def dfs(depth: int, fixed: float, pos: int, state):
+        def child_state(state, release, work):
+            """The SRPT state after adding a job to the current choice (jobs, not yet holding it)."""
+            if release >= state[0]:  # arrivals in release order: continue the parent's SRPT run
+                return srpt_push(state, release, work)
+            child = SRPT_START  # a later class released earlier: rerun SRPT from the start
+            for job in sorted(jobs + [(release, work)]):
+                child = srpt_push(child, *job)
+            return child
+
+        def enter(depth: int, fixed: float, pos: int, state):
+            """Count a node, settle a complete choice, bound a partial one: the frame of its children, or None."""
             self.nodes += 1
             if self.nodes > self.max_nodes:
                 raise BudgetExhausted
@@ -140,7 +163,7 @@ class PreemptiveRelaxation:
                     value = leaf(list(chosen), best[0])
                 if value is not None and value < best[0]:
                     best[0], best[1] = value, [p for _, p in chosen]
-                return
+                return None
             g, k = slots[depth]
             left = groups[0][1]  # devices of group g still to choose
             if depth > 0:
@@ -151,58 +174,64 @@ class PreemptiveRelaxation:
                 if left == groups[g][1] and pos == 0:  # group g untouched: all later groups together
                     rest = max(rest, later[g])
                 if value + rest >= best[0]:
-                    return
+                    return None
+            frame = _Frame(depth, fixed, k, pos, state)
             if self.nested:
-                visit_sorted(depth, fixed, pos, state, g, k, left)
-                return
-            for p in range(pos, len(self.classes[k])):
-                release, work, fixed_p, offloads = self.classes[k][p]
-                chosen.append((k, p))
-                child = state
-                if offloads:
-                    jobs.append((release, work))
-                    if release >= state[0]:  # arrivals in release order: continue the parent's SRPT run
-                        child = srpt_push(state, release, work)
-                    else:  # a later class released earlier: rerun SRPT from the start
-                        child = SRPT_START
-                        for job in sorted(jobs):
-                            child = srpt_push(child, *job)
-                dfs(depth + 1, fixed + fixed_p, p, child)
-                if offloads:
-                    jobs.pop()
-                chosen.pop()
+                # The nested search's children: all evaluated first (counted as nodes), visited most
+                # promising first. When the child is the last device of group g, the bound of what follows is
+                # later[g + 1] for every child, so the first child that fails it ends the loop.
+                children = []
+                for p in range(pos, len(self.classes[k])):
+                    release, work, fixed_p, offloads = self.classes[k][p]
+                    child = child_state(state, release, work) if offloads else state
+                    children.append((srpt_value(child) + fixed + fixed_p, p, child))
+                self.nodes += len(children)
+                children.sort(key=lambda c: c[:2])
+                frame.children, frame.next, frame.stop = children, 0, later[g + 1] if left == 1 else None
+            return frame
 
-        def visit_sorted(depth, fixed, pos, state, g, k, left):
-            """The nested search's children: all evaluated first (counted as nodes), visited most promising
-            first. When the child is the last device of group g, the bound of what follows is later[g + 1]
-            for every child, so the first child that fails it ends the loop."""
-            children = []
-            for p in range(pos, len(self.classes[k])):
-                release, work, fixed_p, offloads = self.classes[k][p]
-                child = state
-                if offloads:
-                    if release >= state[0]:
-                        child = srpt_push(state, release, work)
-                    else:
-                        child = SRPT_START
-                        for job in sorted(jobs + [(release, work)]):
-                            child = srpt_push(child, *job)
-                children.append((srpt_value(child) + fixed + fixed_p, p, child))
-            self.nodes += len(children)
-            children.sort(key=lambda c: c[:2])
-            for value, p, child in children:
-                if left == 1 and value + later[g + 1] >= best[0]:
-                    break
-                release, work, fixed_p, offloads = self.classes[k][p]
-                chosen.append((k, p))
-                if offloads:
-                    jobs.append((release, work))
-                dfs(depth + 1, fixed + fixed_p, p, child)
-                if offloads:
-                    jobs.pop()
-                chosen.pop()
+        def next_child(frame: _Frame):
+            """The frame's next child to visit as (candidate, its SRPT state), or None when there is none."""
+            if frame.children is None:  # plain search: every candidate from pos on, in order
+                p = frame.next
+                if p == len(self.classes[frame.k]):
+                    return None
+                frame.next = p + 1
+                release, work, _, offloads = self.classes[frame.k][p]
+                return p, (child_state(frame.state, release, work) if offloads else frame.state)
+            if frame.next == len(frame.children):
+                return None
+            value, p, child = frame.children[frame.next]
+            if frame.stop is not None and value + frame.stop >= best[0]:
+                return None
+            frame.next += 1
+            return p, child
 
-        dfs(0, 0.0, first_pos, SRPT_START)
+        # Depth-first with an explicit stack, one level per device (no recursion limit to hit): the candidate
+        # in progress is applied to chosen/jobs and undone when the stack returns to its frame; nodes are
+        # visited and counted in the order of the recursive formulation.
+        root = enter(0, 0.0, first_pos, SRPT_START)
+        stack = [] if root is None else [root]
+        while stack:
+            frame = stack[-1]
+            if frame.applied:  # undo the child just searched
+                _, p = chosen.pop()
+                if self.classes[frame.k][p][3]:
+                    jobs.pop()
+                frame.applied = False
+            step = next_child(frame)
+            if step is None:
+                stack.pop()
+                continue
+            p, child = step
+            release, work, fixed_p, offloads = self.classes[frame.k][p]
+            chosen.append((frame.k, p))
+            if offloads:
+                jobs.append((release, work))
+            frame.applied = True
+            sub = enter(frame.depth + 1, frame.fixed + fixed_p, p, child)
+            if sub is not None:
+                stack.append(sub)
         return best[0], best[1]
 
     def suffix_best(self, groups: tuple) -> tuple[float, list]:
@@ -246,7 +275,7 @@ def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None 
 
 
 
-def nested_groups(relax: "PreemptiveRelaxation"):
+def nested_groups(relax: PreemptiveRelaxation):
     """The group list of the nested search, or None if it does not apply: at least two classes, none larger
     than EXACT_GROUP. Turns nested mode on. Groups are ordered so that those that finish latest alone come
     first: the nested suffixes then hold the small ones (cheap to solve) and the bound of a partial choice

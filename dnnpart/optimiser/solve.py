@@ -13,7 +13,7 @@ Two formulations of the same model (docs/optimiser.md):
 
 For mostly different devices `solve` first tries exact_search (branch and bound over cuts and server orders,
 no MILP); for more than LARGE_N devices with a time limit it reports the heuristic with the time-indexed LP
-bound (dnnpart.bounds). Every result is re-timed by Schedule (as early as possible in the solver's server
+bound (dnnpart.optimiser.lp_bound). Every result is re-timed by Schedule (as early as possible in the solver's server
 order) and validated.
 """
 from __future__ import annotations
@@ -31,9 +31,16 @@ from dnnpart.optimiser.heuristic import heuristic
 from dnnpart.optimiser.instance import Instance
 from dnnpart.optimiser.lp_bound import time_indexed_bound
 from dnnpart.optimiser.pyomo_models import build_exact, build_paper
-from dnnpart.optimiser.relaxation import (BOUND_NODES, BOUND_NODES_PER_S, EXACT_GROUP, EXACT_NODES,
-                                          EXACT_NODES_PER_S, BudgetExhausted, PreemptiveRelaxation,
-                                          preemptive_bound)
+from dnnpart.optimiser.relaxation import (
+    BOUND_NODES,
+    BOUND_NODES_PER_S,
+    EXACT_GROUP,
+    EXACT_NODES,
+    EXACT_NODES_PER_S,
+    BudgetExhausted,
+    PreemptiveRelaxation,
+    preemptive_bound,
+)
 from dnnpart.optimiser.schedule import Schedule, ScheduleError
 
 FORMULATIONS = ("exact", "paper")
@@ -74,8 +81,7 @@ def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]
 
 
 def solve(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
-          fixed_cuts=None, threads: int | None = None, warm_start: bool = True,
-          node_limit: int | None = None) -> Solution:
+          fixed_cuts=None, warm_start: bool = True, node_limit: int | None = None) -> Solution:
     """Minimise the average completion time; see the module docstring and docs/optimiser.md.
 
     `node_limit` caps HiGHS's branch-and-bound nodes: unlike a time limit it stops at the same point on
@@ -129,7 +135,8 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
     build = build_exact if formulation == "exact" else build_paper
     model, extract = build(instance, cut_sets)
     if relaxed is not None and formulation == "exact":
-        model.relaxation_cut = pyo.Constraint(expr=sum(model.C[i] for i in model.C) >= len(instance) * relaxed)
+        model.relaxation_cut = pyo.Constraint(
+            expr=sum(model.completion_ms[i] for i in model.DEVICES) >= len(instance) * relaxed)
     options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
     if node_limit is not None:
         options["mip_max_nodes"] = int(node_limit)
@@ -141,7 +148,7 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
     else:
         res = SolverFactory("highs").solve(model, time_limit=None if remaining is None else max(0.05, remaining),
                                            load_solutions=False, raise_exception_on_nonoptimal_result=False,
-                                           solver_options=options, threads=threads)
+                                           solver_options=options)
     return _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, bound=relaxed)
 
 

@@ -6,23 +6,22 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 
 import pandas as pd
 
 from dnnpart import networks, paths
 from dnnpart.errors import DnnpartError, ScenarioError
+from dnnpart.input_files import read_capped_text, shorten, show
+from dnnpart.optimiser.instance_schema import MAX_DEVICES
+from dnnpart.planning.scenario_schema import (
+    DEFAULT_FAMILY,
+    ScenarioFile,
+    ScenarioLoader,
+    validate_scenario,
+)
 from dnnpart.vocabulary import LAYER_TYPES
-
-
-TOP_KEYS = {"server": True, "devices": True, "family": False}           # key -> required
-SERVER_KEYS = {"profile": True, "load": False}
-GROUP_KEYS = {"name": False, "count": True, "network": True, "profile": True, "uplink_mbps": True,
-              "downlink_mbps": False}
-DEFAULT_FAMILY = "dnnpart"
 
 
 @dataclass(frozen=True)
@@ -73,34 +72,6 @@ def checker(label: str):
     return fail
 
 
-def _check_keys(data, spec: dict, place: str, fail) -> None:
-    if not isinstance(data, dict):
-        raise fail(place, f"must be a mapping with keys {sorted(spec)}, got {type(data).__name__} {data!r}")
-    for key in data:
-        if key not in spec:
-            raise fail(place, f"unknown key {key!r} (valid keys: {', '.join(spec)})")
-    for key, required in spec.items():
-        if required and key not in data:
-            raise fail(place, f"missing key {key!r} (valid keys: {', '.join(spec)})")
-
-
-def _number(value, place: str, fail, *, lower: float, lower_inclusive: bool, upper: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
-        raise fail(place, f"must be a finite number, got {value!r}")
-    value = float(value)
-    if (value < lower) if lower_inclusive else (value <= lower):
-        raise fail(place, f"must be {'>=' if lower_inclusive else '>'} {lower:g}, got {value:g}")
-    if upper is not None and value >= upper:
-        raise fail(place, f"must be in [{lower:g}, {upper:g}), got {value:g}")
-    return value
-
-
-def _string(value, place: str, fail) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise fail(place, f"must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
 def has_role(folder: Path, role: str) -> bool:
     """A profile folder serves a role with measurements (<role>.csv) or fixed models (<role>.json "models")."""
     if (folder / f"{role}.csv").is_file():
@@ -112,11 +83,10 @@ def has_role(folder: Path, role: str) -> bool:
         return False
 
 
-def _profile_ref(value, role: str, base: Path, place: str, fail) -> ProfileRef:
+def _profile_ref(label: str, role: str, base: Path, place: str, fail) -> ProfileRef:
     """A bare name is looked up under data/profiles/ first; anything else is a folder relative to the file."""
     from dnnpart.delay import available_profiles
 
-    label = _string(value, place, fail)
     candidates = []
     if "/" not in label and "\\" not in label:
         candidates.append((label, paths.PROFILES_DIR / label))
@@ -157,8 +127,7 @@ def _check_coverage(layers: pd.DataFrame, profile: ProfileRef, role: str, place:
                               f"covered types: {', '.join(covered) or 'none'}")
 
 
-def _network(value, base: Path, place: str, fail) -> pd.DataFrame:
-    spec = _string(value, place, fail)
+def _network(spec: str, base: Path, place: str, fail) -> pd.DataFrame:
     if spec.lower().endswith(".onnx"):
         path = Path(spec).expanduser()
         path = path if path.is_absolute() else base / path
@@ -171,79 +140,69 @@ def _network(value, base: Path, place: str, fail) -> pd.DataFrame:
     try:
         return networks.get(spec)
     except DnnpartError:
-        raise fail(place, f"unknown network {spec!r}; valid zoo names: {', '.join(networks.names(include_dag=True))} "
+        zoo = ", ".join(networks.names(include_dag=True))
+        raise fail(place, f"unknown network {spec!r}; valid zoo names: {zoo} "
                           f"(or a path to a .onnx file)") from None
 
 
 def _read(path: Path, label: str):
+    """The file parsed as YAML 1.2 (JSON is YAML): bounded in size, no anchors or aliases, one-line errors."""
     import yaml
 
     fail = checker(label)
     if not path.is_file():
         raise fail("", f"scenario file not found ({path.resolve()})")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail("", f"cannot read the file: {exc}") from None
+        text = read_capped_text(path, lambda problem: fail("", problem))
+    except OSError as exc:
+        raise fail("", f"cannot read the file: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=ScenarioLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise fail(where, f"not valid YAML/JSON: {problem}") from None
+    except RecursionError:
+        raise fail("", "not readable: nested too deeply") from None
+    except ValueError as exc:  # an integer longer than Python converts (4300 digits)
+        raise fail("", f"not readable: {shorten(exc)}") from None
 
 
 def load_scenario(path) -> Scenario:
     """Read and validate a scenario file (YAML or JSON); relative paths resolve against its folder.
 
     Raises ScenarioError naming the file and the place in it (e.g. 'devices[1].uplink_mbps') for any
-    problem: unknown or missing keys, counts and rates out of range, unknown networks, missing profile
+    problem: what the declared schema (scenario_schema.ScenarioFile) refuses — unknown or missing keys,
+    counts and rates out of range — then what needs the file system: unknown networks, missing profile
     folders or role files, layer types a profile did not measure, ONNX operators the table cannot describe.
     """
     path = Path(path)
     label = str(path)
     fail = checker(label)
-    data = _read(path, label)
+    spec: ScenarioFile = validate_scenario(_read(path, label), label)
     base = path.resolve().parent
 
-    _check_keys(data, TOP_KEYS, "", fail)
-    family = _string(data.get("family", DEFAULT_FAMILY), "family", fail)
-    from dnnpart.delay import FAMILIES
-
-    if family not in FAMILIES:
-        raise fail("family", f"unknown delay-model family {family!r} (valid: {', '.join(FAMILIES)})")
-
-    server = data["server"]
-    _check_keys(server, SERVER_KEYS, "server", fail)
-    server_profile = _profile_ref(server["profile"], "server", base, "server.profile", fail)
-    load = _number(server.get("load", 0.0), "server.load", fail, lower=0.0, lower_inclusive=True, upper=1.0)
-
-    devices = data["devices"]
-    if not isinstance(devices, list) or not devices:
-        raise fail("devices", f"must be a non-empty list of device groups, got {devices!r}")
-    groups, names = [], {}
-    for i, group in enumerate(devices):
-        at = f"devices[{i}]"
-        _check_keys(group, GROUP_KEYS, at, fail)
-        name = _string(group.get("name", f"group{i}"), f"{at}.name", fail)
+    total = sum(g.count for g in spec.devices)
+    if total > MAX_DEVICES:
+        raise fail("devices", f"{total} devices in all groups, more than the limit of {MAX_DEVICES}")
+    names = {}
+    for i, group in enumerate(spec.devices):
+        name = group.name if group.name is not None else f"group{i}"
         if name in names:
-            raise fail(f"{at}.name", f"{name!r} is already the name of devices[{names[name]}]; names must be unique")
+            raise fail(f"devices[{i}].name",
+                       f"{show(name)} is already the name of devices[{names[name]}]; names must be unique")
         names[name] = i
-        count = group["count"]
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise fail(f"{at}.count", f"must be a positive integer, got {count!r}")
-        if count <= 0:
-            raise fail(f"{at}.count", f"must be > 0, got {count}")
-        uplink = _number(group["uplink_mbps"], f"{at}.uplink_mbps", fail, lower=0.0, lower_inclusive=False)
-        downlink = group.get("downlink_mbps")
-        if downlink is not None:
-            downlink = _number(downlink, f"{at}.downlink_mbps", fail, lower=0.0, lower_inclusive=False)
-        profile = _profile_ref(group["profile"], "device", base, f"{at}.profile", fail)
-        layers = _network(group["network"], base, f"{at}.network", fail)
+
+    server_profile = _profile_ref(spec.server.profile, "server", base, "server.profile", fail)
+    groups = []
+    for (name, i), group in zip(names.items(), spec.devices):
+        at = f"devices[{i}]"
+        profile = _profile_ref(group.profile, "device", base, f"{at}.profile", fail)
+        layers = _network(group.network, base, f"{at}.network", fail)
         _check_coverage(layers, profile, "device", f"{at}.profile", fail)
         _check_coverage(layers, server_profile, "server", "server.profile", fail)
-        groups.append(DeviceGroup(name=name, count=count, network=str(group["network"]).strip(), layers=layers,
-                                  profile=profile, uplink_mbps=uplink, downlink_mbps=downlink))
-    return Scenario(path=path.resolve(), server_profile=server_profile, load=load, groups=tuple(groups),
-                    family=family)
+        groups.append(DeviceGroup(name=name, count=group.count, network=group.network, layers=layers,
+                                  profile=profile, uplink_mbps=group.uplink_mbps, downlink_mbps=group.downlink_mbps))
+    return Scenario(path=path.resolve(), server_profile=server_profile, load=spec.server.load, groups=tuple(groups),
+                    family=spec.family)

@@ -136,7 +136,7 @@ def _draw_factors(ratios: dict[str, np.ndarray], types, n_draws: int, rng, what:
 
 
 def simulate(instance: Instance, cuts, server_order, local: list[np.ndarray], server: list[np.ndarray]) -> np.ndarray:
-    """Average completion of a fixed plan under many timings at once (the rule of dnnpart.schedule.Schedule).
+    """Average completion of a fixed plan under many timings at once (the rule of dnnpart.optimiser.schedule.Schedule).
 
     local[i], server[i]: (n_draws, M_i) layer times of device i. Devices run their local layers back to back
     from 0, upload, and the server runs `server_order` ((device, 1-based layer) pairs) as early as possible.

@@ -1,0 +1,5 @@
+import sys
+
+from dnnpart.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""Small file helpers shared by the library: atomic writes, so no crash leaves a half-written file, and a check
+that an output path can be written before any long work starts."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pandas as pd
+
+from dnnpart.errors import DnnpartError
+
+
+class OutputPathError(DnnpartError):
+    """An output path that must not be written: a directory, a device or other non-regular file, a read-only
+    file, or a folder that cannot be written to."""
+
+
+def output_target(path, what: str = "output") -> Path:
+    """The regular file an output path names, checked before anything is written.
+
+    A symlink is followed (the file it points to is written, the link stays a link); the target must be a
+    regular file or not exist yet, must not be read-only (no write bit set: refused even for root), and its
+    nearest existing folder must be writable. Raises OutputPathError with one line otherwise."""
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() or target.is_symlink():
+        try:
+            st = target.stat()
+        except OSError as exc:
+            raise OutputPathError(f"{what} {path}: cannot be inspected ({exc.strerror or exc})") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputPathError(f"{what} {path} is a directory; give a file path")
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputPathError(f"{what} {path} is not a regular file (a device, pipe or socket); give a file path")
+        if not st.st_mode & 0o222:
+            raise OutputPathError(f"{what} {path} is read-only; make it writable or choose another path")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{what} {path}: folder {folder} is not writable")
+    return target
+
+
+def check_writable(path, what: str = "output") -> Path:
+    """Fail early, with one line, when `path` cannot take an atomic write (see output_target): call it before
+    long work, so a bad --report or -o is refused before the solve, not after it."""
+    return output_target(path, what)
+
+
+def atomic_write_bytes(path: Path, data: bytes, what: str = "output") -> Path:
+    """Write data via a temporary sibling and an atomic rename, so no crash leaves a half-written file.
+
+    Only regular files are written (output_target); a symlink's target is written and the link kept; an
+    existing file keeps its permission bits (and, for root, its owner). The temporary file is created
+    exclusively (never through a planted link) and removed on any failure, including KeyboardInterrupt and
+    the SystemExit the CLI raises on SIGTERM. Returns the path as given."""
+    path = Path(path)
+    target = output_target(path, what)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.stat() if target.exists() else None
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    if tmp.is_file() and not tmp.is_symlink():  # left by a killed run of a process with our pid
+        tmp.unlink()
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+        if old is not None:
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+            if os.geteuid() == 0:
+                os.chown(tmp, old.st_uid, old.st_gid)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write UTF-8 text atomically (see atomic_write_bytes)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """A deterministic CSV (no index, 10 significant digits) written atomically."""
+    return atomic_write_text(path, df.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+

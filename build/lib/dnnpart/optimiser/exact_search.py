@@ -1,0 +1,133 @@
+"""An exact combinatorial search for mostly different devices: cut choices by the nested preemptive search,
+each promising cut vector's server order by branch and bound. No MILP."""
+from __future__ import annotations
+
+from dnnpart.errors import DnnpartError
+from dnnpart.optimiser.heuristic import suffix_sums
+from dnnpart.optimiser.instance import Instance
+from dnnpart.optimiser.relaxation import (
+    BOUND_NODES,
+    EXACT_GROUP,
+    BudgetExhausted,
+    PreemptiveRelaxation,
+    nested_groups,
+    srpt_total_ms,
+)
+from dnnpart.optimiser.schedule import Schedule
+
+
+def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list, max_nodes: int):
+    """The best server order for fixed cuts if its sum of completions is below cutoff_ms (else None), as
+    (sum of completions, order). Raises BudgetExhausted when counter[0] (shared node count) passes max_nodes.
+
+    Branch and bound over the next layer to run, in as-early-as-possible timing. Only layers that can start
+    before any other next layer could finish are branched on (active schedules hold an optimum for a regular
+    objective); a node is bounded by the finished completions plus SRPT on what remains (each device's rest
+    as one preemptive job, released when the server is free or the device is ready); and a node is dropped
+    when a node with the same layers done reached the same point with the server free no later and a sum of
+    finished completions no larger (the rest of the schedule depends only on those: every started device is
+    ready by the time the server is free).
+    """
+    devs = instance.devices
+    active = [i for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers]
+    done0 = sum(d.local_prefix_ms(c) for d, c in zip(devs, cuts) if c == d.n_layers)
+    tail = {i: suffix_sums(devs[i].server_ms) for i in active}
+    nxt = {i: cuts[i] for i in active}
+    ready = {i: devs[i].release_ms(cuts[i]) for i in active}
+    best = [cutoff_ms, None]
+    order, seen = [], {}
+
+    def enter(t, done, left):
+        """Count a node and bound it; its children (device, layer index, ready time before, finish, sum of
+        finished completions) in visiting order, or None for a leaf or a pruned node."""
+        counter[0] += 1
+        if counter[0] > max_nodes:
+            raise BudgetExhausted
+        if left == 0:
+            if done < best[0]:
+                best[0], best[1] = done, list(order)
+            return None
+        live = [i for i in active if nxt[i] < devs[i].n_layers]
+        rest = srpt_total_ms([(max(t, ready[i]), tail[i][nxt[i]]) for i in live])
+        if done + rest + sum(devs[i].download_ms for i in live) >= best[0]:
+            return None
+        front = seen.setdefault(tuple(nxt[i] for i in active), [])
+        if any(t2 <= t and d2 <= done for t2, d2 in front):
+            return None
+        front.append((t, done))
+        first_end = min(max(t, ready[i]) + devs[i].server_ms[nxt[i]] for i in live)
+        branch = [i for i in live if max(t, ready[i]) < first_end
+                  or max(t, ready[i]) + devs[i].server_ms[nxt[i]] == first_end]
+        branch.sort(key=lambda i: (ready[i] > t, tail[i][nxt[i]], i))  # dispatch's choice first
+        children = []
+        for i in branch:
+            j = nxt[i]
+            finish = max(t, ready[i]) + devs[i].server_ms[j]
+            last = j + 1 == devs[i].n_layers
+            children.append((i, j, ready[i], finish, done + (finish + devs[i].download_ms if last else 0.0)))
+        return children
+
+    # Depth-first with an explicit stack (one server layer per level: deep chains would overflow Python's
+    # recursion limit); each frame is [children, next child, layers left]; the child in progress is applied
+    # to nxt/ready/order and undone when the stack returns to its frame.
+    layers = sum(devs[i].n_layers - cuts[i] for i in active)
+    root = enter(0.0, done0, layers)
+    stack = [] if root is None else [[root, 0, layers]]
+    while stack:
+        frame = stack[-1]
+        children, k, left = frame
+        if k > 0:  # undo the previous child
+            i, j, saved = children[k - 1][:3]
+            order.pop()
+            nxt[i], ready[i] = j, saved
+        if k == len(children):
+            stack.pop()
+            continue
+        frame[1] = k + 1
+        i, j, _, finish, done = children[k]
+        nxt[i], ready[i] = j + 1, finish
+        order.append((i, j + 1))
+        grandchildren = enter(finish, done, left - 1)
+        if grandchildren is not None:
+            stack.append([grandchildren, 0, left - 1])
+    return None if best[1] is None else (best[0], best[1])
+
+
+def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int = BOUND_NODES):
+    """An optimal schedule by combinatorial branch and bound, for instances the nested preemptive search
+    handles (no class of identical devices larger than EXACT_GROUP, at least two classes).
+
+    The nested search over cut choices (preemptive_bound) prunes with the relaxation's bounds; at each
+    complete choice whose relaxation value is below the best so far, best_server_order finds the exact best
+    server order. Returns the optimal Schedule, or None if no schedule beats cutoff_ms (an average: then the
+    schedule that gave the cutoff is optimal). Raises BudgetExhausted past max_nodes (counted, deterministic).
+    """
+    n = len(instance)
+    relax = PreemptiveRelaxation(instance, cut_sets, max_nodes)
+    groups = nested_groups(relax)
+    if groups is None:
+        raise DnnpartError("exact_search needs at least two classes of at most "
+                           f"{EXACT_GROUP} identical devices each")
+    counter = [0]
+    orders = {}
+
+    def leaf(chosen, cutoff):
+        cuts = [0] * n
+        filled = {}
+        for k, p in chosen:  # identical devices are interchangeable: members take the class's cuts in turn
+            i = relax.members[k][filled.get(k, 0)]
+            filled[k] = filled.get(k, 0) + 1
+            cuts[i] = cut_sets[i][p]
+        counter[0] = relax.nodes
+        found = best_server_order(instance, cuts, cutoff, counter, relax.max_nodes)
+        relax.nodes = counter[0]
+        if found is None:
+            return None
+        orders[found[0]] = (cuts, found[1])
+        return found[0]
+
+    total, _ = relax._search(groups, 0, (cutoff_ms * n, []), leaf=leaf)
+    if total not in orders:
+        return None
+    cuts, order = orders[total]
+    return Schedule(instance, cuts, order)

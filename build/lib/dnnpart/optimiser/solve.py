@@ -1,0 +1,208 @@
+"""Choose every device's cut and the server schedule: a Pyomo MILP solved by HiGHS.
+
+Two formulations of the same model (docs/optimiser.md):
+
+- "exact" (default): one-hot cut variables over dominance-pruned cut candidates, one start time per
+  server layer, and per pair of devices a choice among "A entirely before B", "B entirely before A",
+  "B runs inside A's chain between A's layers k and k+1" and the mirror. That laminar pattern is
+  enough: two devices never need to interrupt each other both ways (docs/optimiser.md gives the
+  exchange argument; the brute-force oracle checks it). Big-M values come from each device's all-local
+  time, which no optimal completion exceeds; identical devices are ordered by completion.
+- "paper": eq. 10-16 as written: x_ij binaries, s/f per layer, eq. 15 linearised with x_{i,k+1}-x_{ik},
+  and a big-M disjunction for every pair of layers of different devices.
+
+For mostly different devices `solve` first tries exact_search (branch and bound over cuts and server orders,
+no MILP); for more than LARGE_N devices with a time limit it reports the heuristic with the time-indexed LP
+bound (dnnpart.optimiser.lp_bound). Every result is re-timed by Schedule (as early as possible in the solver's server
+order) and validated.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import pyomo.environ as pyo
+
+from dnnpart.errors import DnnpartError
+from dnnpart.optimiser.cuts import cut_sets_for
+from dnnpart.optimiser.exact_search import exact_search
+from dnnpart.optimiser.heuristic import heuristic
+from dnnpart.optimiser.instance import Instance
+from dnnpart.optimiser.lp_bound import time_indexed_bound
+from dnnpart.optimiser.pyomo_models import build_exact, build_paper
+from dnnpart.optimiser.relaxation import (
+    BOUND_NODES,
+    BOUND_NODES_PER_S,
+    EXACT_GROUP,
+    EXACT_NODES,
+    EXACT_NODES_PER_S,
+    BudgetExhausted,
+    PreemptiveRelaxation,
+    preemptive_bound,
+)
+from dnnpart.optimiser.schedule import Schedule, ScheduleError
+
+FORMULATIONS = ("exact", "paper")
+LARGE_N = 40  # with a time limit, larger instances get the heuristic and the no-contention bound only
+PROOF_GAP = 1e-9  # relative gap at which a schedule counts as proven optimal (as HiGHS's mip_rel_gap)
+
+
+@dataclass
+class Solution:
+    """A solved instance: the schedule (validated), its objective, and what the solver proved."""
+
+    avg_delay_ms: float
+    cuts: list[int]
+    status: str
+    proven_optimal: bool
+    gap: float | None
+    bound_ms: float | None
+    solve_time_s: float
+    formulation: str
+    schedule: Schedule = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {"avg_delay_ms": self.avg_delay_ms, "cuts": list(self.cuts), "status": self.status,
+                "proven_optimal": self.proven_optimal, "gap": self.gap, "bound_ms": self.bound_ms,
+                "solve_time_s": self.solve_time_s, "formulation": self.formulation,
+                "completion_ms": list(self.schedule.completion_ms),
+                "schedule": self.schedule.to_frame().to_dict(orient="records")}
+
+
+
+def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]]:
+    """The server order the solver's start times imply (zero-length layers before longer ones that start
+    at the same time, so re-timing never pushes them behind)."""
+    def key(ij):
+        start = round(starts[ij], 6)
+        return start, start + instance.devices[ij[0]].server_ms[ij[1] - 1], ij[0], ij[1]
+    return sorted(starts, key=key)
+
+
+def solve(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
+          fixed_cuts=None, warm_start: bool = True, node_limit: int | None = None) -> Solution:
+    """Minimise the average completion time; see the module docstring and docs/optimiser.md.
+
+    `node_limit` caps HiGHS's branch-and-bound nodes: unlike a time limit it stops at the same point on
+    every run and machine, so sweeps that must write identical CSVs use it (status "node_limit").
+    """
+    if formulation not in FORMULATIONS:
+        raise DnnpartError(f"unknown formulation {formulation!r}; choose one of {list(FORMULATIONS)}")
+    if time_limit is not None and not time_limit > 0:
+        raise DnnpartError(f"time limit must be a positive number of seconds, got {time_limit}")
+    from pyomo.contrib.solver.common.factory import SolverFactory
+
+    t0 = time.perf_counter()
+    cut_sets = cut_sets_for(instance, fixed_cuts)
+    if formulation == "paper" and fixed_cuts is None:
+        cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
+    # The heuristic's schedule is the fallback incumbent for both formulations (a time limit always returns
+    # a schedule); only the exact formulation also hands its value to HiGHS as a cutoff.
+    budget = 5.0 if time_limit is None else 0.2 * time_limit  # local search stops earlier once converged
+    if formulation == "exact" and time_limit is not None and len(instance) > LARGE_N:
+        # Beyond LARGE_N devices the pairwise model takes longer to build than a typical limit and its LP
+        # bound is no better than the no-contention bound: bound with the time-indexed LP instead and spend
+        # the rest of the time on the heuristic.
+        bound = time_indexed_bound(instance, cut_sets) if fixed_cuts is None else None
+        budget = max(0.1, 0.8 * time_limit - (time.perf_counter() - t0))
+        best = heuristic(instance, cut_sets, time_budget_s=budget)
+        return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="heuristic",
+                       bound=bound)
+    fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
+    warm = fallback if formulation == "exact" else None
+    relaxed = None
+    if warm is not None:
+        # The preemptive relaxation often proves the heuristic's schedule optimal outright (identical
+        # devices); otherwise its bound still tightens the MILP. Skipped without a warm start, so that
+        # warm_start=False tests the MILP alone.
+        nodes = BOUND_NODES if time_limit is None else min(BOUND_NODES, int(BOUND_NODES_PER_S * time_limit))
+        sizes = PreemptiveRelaxation(instance, cut_sets, nodes).sizes
+        if len(sizes) > 1 and max(sizes) <= EXACT_GROUP:  # mostly different devices: try the exact search
+            budget = EXACT_NODES if time_limit is None else min(EXACT_NODES, int(EXACT_NODES_PER_S * time_limit))
+            try:
+                better = exact_search(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget)
+            except BudgetExhausted:
+                pass
+            else:
+                best = warm if better is None or better.avg_delay_ms >= warm.avg_delay_ms else better
+                return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="optimal",
+                               bound=best.avg_delay_ms)
+        relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes)
+        if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
+            return _finish(instance, formulation, None, None, warm, None, cut_sets, t0, status="optimal",
+                           bound=relaxed)
+    build = build_exact if formulation == "exact" else build_paper
+    model, extract = build(instance, cut_sets)
+    if relaxed is not None and formulation == "exact":
+        model.relaxation_cut = pyo.Constraint(
+            expr=sum(model.completion_ms[i] for i in model.DEVICES) >= len(instance) * relaxed)
+    options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
+    if node_limit is not None:
+        options["mip_max_nodes"] = int(node_limit)
+    if warm is not None:  # prune with the heuristic's value; its schedule stays the fallback incumbent
+        options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
+    remaining = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+    if remaining is not None and remaining < 0.5 and fallback is not None:
+        res = None  # building the model used up the time limit: report the heuristic schedule
+    else:
+        res = SolverFactory("highs").solve(model, time_limit=None if remaining is None else max(0.05, remaining),
+                                           load_solutions=False, raise_exception_on_nonoptimal_result=False,
+                                           solver_options=options)
+    return _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, bound=relaxed)
+
+
+def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, status="time_limit",
+            bound=None) -> Solution:
+    """Pick the best of the solver's and the heuristic's schedules, validate it, and report the bound
+    (`bound`: a proven lower bound from elsewhere, e.g. preemptive_bound; status "optimal" without a solver
+    run means that bound meets the fallback schedule's value)."""
+    from pyomo.contrib.solver.common.results import TerminationCondition
+
+    # every device finishes no earlier than alone on the server with its best cut: always a valid bound
+    trivial = sum(min(d.alone_ms(c) for c in cs) for d, cs in zip(instance.devices, cut_sets)) / len(instance)
+    if bound is not None:
+        trivial = max(trivial, bound)
+    if res is None:
+        best, bound = fallback, min(trivial, fallback.avg_delay_ms)
+        best.validate()
+        proven = status == "optimal"
+        return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status,
+                        proven_optimal=proven,
+                        gap=0.0 if proven else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12),
+                        bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
+                        schedule=best)
+    term = res.termination_condition
+    best = fallback
+    if res.incumbent_objective is not None:
+        res.solution_loader.load_vars()
+        cuts, starts = extract()
+        sched = Schedule(instance, cuts, _order_from_starts(instance, starts))
+        if sched.avg_delay_ms > res.incumbent_objective + 1e-4 * max(1.0, res.incumbent_objective):
+            raise ScheduleError(f"re-timing the solver's order gives {sched.avg_delay_ms} ms, worse than the "
+                                f"solver's {res.incumbent_objective} ms")
+        if best is None or sched.avg_delay_ms < best.avg_delay_ms:
+            best = sched
+    proven = term == TerminationCondition.convergenceCriteriaSatisfied
+    if proven and best.avg_delay_ms < res.incumbent_objective - 1e-4 * max(1.0, best.avg_delay_ms):
+        raise ScheduleError(f"HiGHS claims {res.incumbent_objective} ms optimal but the heuristic found "
+                            f"{best.avg_delay_ms} ms: the {formulation} formulation is wrong")
+    bound = res.objective_bound
+    bound = trivial if bound is None or not math.isfinite(bound) else max(bound, trivial)
+    if term == TerminationCondition.objectiveLimit or (
+            warm is not None and term == TerminationCondition.provenInfeasible):
+        # nothing beats the heuristic's value: the heuristic schedule is optimal
+        proven, bound = True, warm.avg_delay_ms
+    if best is None:
+        raise DnnpartError(f"HiGHS found no schedule within the time limit ({term.name}); raise --time-limit")
+    best.validate()
+    if bound is not None:
+        bound = min(bound, best.avg_delay_ms)
+    gap = 0.0 if proven else (None if bound is None else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12))
+    if proven:
+        bound = best.avg_delay_ms if bound is None else bound
+    status = "optimal" if proven else {TerminationCondition.maxTimeLimit: "time_limit",
+                                       TerminationCondition.iterationLimit: "node_limit"}.get(term, term.name)
+    return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status, proven_optimal=proven,
+                    gap=gap, bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
+                    schedule=best)

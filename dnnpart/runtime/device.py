@@ -1,0 +1,184 @@
+"""The device client (`dnnpart device` and `DeviceClient`): register, get the plan and its layers, run rounds.
+
+It needs only numpy, onnxruntime, grpcio and protobuf (`pip install dnnpart[device]`): the server builds the
+per-layer models and the predictions; the device receives its layers 1..cut (checked against their sha256),
+runs them with onnxruntime, uploads the cut tensor and receives the result. Every layer and transfer is
+time-stamped on the device's clock and converted to the server's with an offset estimated on this connection
+(the ServerLive exchange with the smallest round trip), so the server can draw one timeline for all devices.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dnnpart.errors import RuntimeConfigError
+from dnnpart.runtime import protocol
+from dnnpart.runtime.layers import LayerRunner, random_input
+from dnnpart.runtime.proto import runtime_pb2 as pb
+from dnnpart.runtime.proto import runtime_pb2_grpc as pb_grpc
+
+CLOCK_SAMPLES = 9
+
+
+class DeviceError(RuntimeConfigError):
+    """The server refused a request, or the connection failed: one line with the gRPC status and reason."""
+
+
+@dataclass
+class RoundResult:
+    round: int
+    cut: int
+    cut_name: str
+    predicted_ms: float
+    measured_ms: float
+    output: np.ndarray = field(repr=False)
+    rows: list[tuple] = field(repr=False)  # (layer, where, start_ms, finish_ms), ms from the round start
+
+
+class DeviceClient:
+    """One device of the MEC loop. `run(repeats)` does register -> plan -> fetch layers -> rounds."""
+
+    def __init__(self, server: str, name: str, network: str, uplink_mbps: float, profile: str | None = None,
+                 local_ms=None, cut: int | None = None, seed: int = 0, token: str | None = None,
+                 tls_ca: str | None = None, threads: int = 1, timeout_s: float = 300.0, emulate_uplink: bool = False):
+        protocol.check_device_name(name)
+        if not (np.isfinite(uplink_mbps) and uplink_mbps > 0):
+            raise RuntimeConfigError(f"--uplink-mbps must be a positive number of Mbps, got {uplink_mbps}")
+        if not (np.isfinite(timeout_s) and timeout_s > 0):
+            raise RuntimeConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
+        self.server, self.name, self.network = server, name, network
+        self.uplink_mbps, self.profile, self.local_ms, self.cut_wanted = float(uplink_mbps), profile, local_ms, cut
+        self.seed, self.token, self.threads, self.timeout_s = int(seed), token, threads, float(timeout_s)
+        self.emulate_uplink = emulate_uplink
+        self.channel = protocol.channel(server, tls_ca)
+        self.stub = pb_grpc.EdgeInferenceStub(self.channel)
+        self.metadata = protocol.call_metadata(token)
+        self.offset_ns, self.uncertainty_ms = 0, float("nan")
+        self.plan_reply = None
+        self.runner = None
+        self.input_shape = None
+
+    def _call(self, method, request, timeout: float | None = None):
+        import grpc
+
+        try:
+            return method(request, metadata=self.metadata, timeout=timeout or self.timeout_s)
+        except grpc.RpcError as exc:
+            raise DeviceError(f"{self.name}: server {self.server}: {exc.code().name}: {exc.details()}") from None
+
+    def close(self):
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- the loop ----------------------------------------------------------------------------------------
+    def sync_clock(self, samples: int = CLOCK_SAMPLES) -> float:
+        """Estimate server_clock - device_clock from ServerLive round trips; returns the uncertainty (ms)."""
+        best = None
+        for _ in range(samples):
+            t0 = time.perf_counter_ns()
+            reply = self._call(self.stub.ServerLive, pb.ServerLiveRequest(), timeout=min(self.timeout_s, 30))
+            t3 = time.perf_counter_ns()
+            if best is None or t3 - t0 < best[0]:
+                best = (t3 - t0, reply.server_time_ns - (t0 + t3) // 2)
+        self.offset_ns, self.uncertainty_ms = best[1], best[0] / 2e6
+        return self.uncertainty_ms
+
+    def register(self):
+        request = pb.RegisterRequest(device=self.name, network=self.network, seed=self.seed,
+                                     uplink_mbps=self.uplink_mbps, profile=self.profile or "")
+        if self.local_ms is not None:
+            request.local_ms.extend(float(t) for t in self.local_ms)
+        if self.cut_wanted is not None:
+            request.cut = int(self.cut_wanted)
+        return self._call(self.stub.Register, request)
+
+    def plan(self):
+        self.plan_reply = self._call(self.stub.Plan, pb.PlanRequest(device=self.name))
+        meta = self._call(self.stub.ModelMetadata, pb.ModelMetadataRequest(name=self.network))
+        self.input_shape = [int(s) for s in meta.inputs[0].shape]
+        return self.plan_reply
+
+    def fetch_layers(self):
+        """Receive layers 1..cut, check each against its sha256, and open their onnxruntime sessions."""
+        models, parts = [], []
+        for chunk in self._call(self.stub.FetchLayers, pb.FetchLayersRequest(device=self.name)):
+            parts.append(chunk.data)
+            if chunk.last:
+                data = b"".join(parts)
+                if hashlib.sha256(data).hexdigest() != chunk.sha256 or chunk.layer != len(models) + 1:
+                    raise DeviceError(f"{self.name}: layer {chunk.layer} arrived corrupted")
+                models.append(data)
+                parts = []
+        if len(models) != self.plan_reply.cut:
+            raise DeviceError(f"{self.name}: received {len(models)} layers, the plan's cut is {self.plan_reply.cut}")
+        self.runner = LayerRunner(models, threads=self.threads).warm_up() if models else None
+
+    def _ms(self, local_ns: int, start_server_ns: int) -> float:
+        """A device-clock time as ms from the round start on the server's clock."""
+        return (local_ns + self.offset_ns - start_server_ns) / 1e6
+
+    def start_round(self, rnd: int) -> int:
+        """Wait at the server's barrier for round rnd, then until its start; returns the start (server clock)."""
+        start = self._call(self.stub.Start, pb.StartRequest(device=self.name, round=rnd))
+        wait_s = (start.start_server_ns - self.offset_ns - time.perf_counter_ns()) / 1e9
+        if wait_s > 0:
+            time.sleep(wait_s)
+        return start.start_server_ns
+
+    def run_round(self, rnd: int, x: np.ndarray) -> RoundResult:
+        return self.finish_round(rnd, x, self.start_round(rnd))
+
+    def finish_round(self, rnd: int, x: np.ndarray, s0: int) -> RoundResult:
+        """Run the head, upload, receive the result and report the device's rows, once round rnd has started."""
+        plan = self.plan_reply
+        rows = []
+        y = x
+        if plan.cut:
+            y, stamps = self.runner.run_range(x, 1, plan.cut)
+            rows += [(j, "local", self._ms(a, s0), self._ms(b, s0)) for j, a, b in stamps]
+        if plan.cut < plan.n_layers:
+            tensor, raw = protocol.tensor_message(y, "input" if plan.cut == 0 else plan.cut_name)
+            request = pb.ModelInferRequest(model_name=self.network, model_version=str(self.seed),
+                                           id=f"{self.name}/{rnd}", inputs=[tensor], raw_input_contents=[raw])
+            for key, value in (("device", self.name), ("round", rnd), ("first_layer", plan.cut + 1)):
+                request.parameters[key].CopyFrom(protocol.param(value))
+            up_start = time.perf_counter_ns()
+            if self.emulate_uplink:  # loopback is far faster than a radio link: hold the upload for its planned time
+                time.sleep(len(raw) * 8 / (self.uplink_mbps * 1e6))
+            reply = self._call(self.stub.ModelInfer, request)
+            done = time.perf_counter_ns()
+            received = protocol.param_value(reply.parameters, "received_ns")
+            rows.append((plan.cut + 1, "upload", self._ms(up_start, s0), (received - s0) / 1e6))
+            server_rows = [(r.layer, "server", r.start_ms, r.finish_ms) for r in reply.server_rows]
+            rows += server_rows
+            rows.append((plan.n_layers, "download", server_rows[-1][3], self._ms(done, s0)))
+            out = reply.outputs[0]
+            y = protocol.tensor_from(out.datatype, out.shape, reply.raw_output_contents[0])
+        report = pb.ReportRequest(device=self.name, round=rnd, offset_uncertainty_ms=self.uncertainty_ms,
+                                  rows=[pb.TimelineRow(layer=j, where=w, start_ms=a, finish_ms=b)
+                                        for j, w, a, b in rows if w != "server"])
+        self._call(self.stub.Report, report)
+        measured = max(b for _, _, _, b in rows) if rows else 0.0
+        return RoundResult(rnd, plan.cut, plan.cut_name, plan.predicted_completion_ms, measured, y, rows)
+
+    def run(self, repeats: int = 1, input_seed: int = 0) -> list[RoundResult]:
+        """The whole loop; round k's input is random_input(shape, input_seed + k)."""
+        if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
+            raise RuntimeConfigError(f"--repeats must be a positive integer, got {repeats}")
+        self.sync_clock()
+        self.register()
+        self.plan()
+        self.fetch_layers()
+        results = []
+        for k in range(int(repeats)):
+            self.sync_clock()  # re-estimated every round: clocks drift
+            results.append(self.run_round(k, random_input(self.input_shape, input_seed + k)))
+        return results

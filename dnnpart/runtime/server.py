@@ -1,0 +1,747 @@
+"""The edge server (`dnnpart serve`): the MEC loop of the paper over gRPC.
+
+register -> plan -> rounds of (start, run, report). Devices register their network, local times and uplink;
+once the expected number has registered (or the plan deadline passes) the server solves the joint problem with
+dnnpart's optimiser and answers every device with its cut. Each round starts at one server time for all devices
+(the optimiser's time 0); devices run their head, upload the cut tensor, and one scheduler thread runs the
+offloaded layers one at a time, in the plan's order (`plan`), by arrival (`fifo`) or shortest predicted
+remaining work first (`srpt`). The server time-stamps every layer and keeps the devices' own reports, and writes
+everything as tidy rows into its output folder (timeline.csv, plan.csv, completions.csv, server.log).
+
+Every refusal is a gRPC status with a one-line reason and a line in server.log; nothing is written outside the
+output folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+
+from dnnpart.errors import DnnpartError, RuntimeConfigError
+from dnnpart.files import atomic_write_text, write_csv
+from dnnpart.runtime import protocol
+from dnnpart.runtime.layers import LayerRunner
+from dnnpart.runtime.proto import runtime_pb2 as pb
+from dnnpart.runtime.proto import runtime_pb2_grpc as pb_grpc
+from dnnpart.runtime.split import DATATYPE, SplitNetwork, split_network
+from dnnpart.vocabulary import cut_name
+
+POLICIES = ("plan", "fifo", "srpt")
+TIMELINE_COLUMNS = ["round", "device", "layer", "where", "start_ms", "finish_ms", "clock"]
+INFER_TIMEOUT_S = 600  # a run waits at most this long for its layers (bounds every handler)
+
+
+class Refused(Exception):
+    """A request the server turns down: a gRPC status code and a one-line reason."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+@dataclass
+class ServeConfig:
+    out: Path
+    expected: int = 1                   # plan once this many devices have registered
+    host: str = "127.0.0.1"
+    port: int = 0                       # 0: any free port (printed and written to server.json)
+    policy: str = "plan"
+    threads: int | None = None          # onnxruntime intra-op threads of the server's sessions
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_message_bytes: int = 16 << 20   # larger tensors are refused (VGG's largest layer input is 12.8 MB)
+    plan_deadline_s: float | None = None  # plan with whoever registered this long after the first one
+    barrier_timeout_s: float = 60.0     # a round starts without devices that are this late
+    stall_s: float = 30.0               # plan policy: a device whose turn came but whose upload has not, is skipped
+    server_profile: str = "measured"
+    load: float = 0.0
+    time_limit_s: float = 10.0          # the optimiser's time limit
+    start_lead_ms: float = 50.0         # a round starts this long after its barrier releases
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.policy not in POLICIES:
+            raise RuntimeConfigError(f"unknown policy {self.policy!r}; valid policies: {', '.join(POLICIES)}")
+        if isinstance(self.expected, bool) or int(self.expected) != self.expected or self.expected < 1:
+            raise RuntimeConfigError(f"--devices must be a positive integer, got {self.expected}")
+        if not 0 <= int(self.port) < 65536:
+            raise RuntimeConfigError(f"--port must be in 0..65535, got {self.port}")
+        if self.threads is not None and self.threads < 1:
+            raise RuntimeConfigError(f"--threads must be >= 1, got {self.threads}")
+        if not (self.max_message_bytes >= 1024):
+            raise RuntimeConfigError(f"the message size limit must be at least 1 KB, got {self.max_message_bytes} bytes")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise RuntimeConfigError("TLS needs both --tls-cert and --tls-key")
+        for what, value in (("--plan-deadline", self.plan_deadline_s), ("--stall", self.stall_s),
+                            ("--barrier-timeout", self.barrier_timeout_s), ("--time-limit", self.time_limit_s)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise RuntimeConfigError(f"{what} must be a positive number of seconds, got {value}")
+
+
+@dataclass
+class Registered:
+    name: str
+    network: str
+    seed: int
+    uplink_mbps: float
+    local_ms: list[float]
+    cut: int | None
+    peer: str
+
+
+@dataclass
+class Job:
+    """One device's offloaded layers in one round."""
+
+    device: str
+    round: int
+    next_layer: int
+    last_layer: int
+    x: np.ndarray
+    arrival_ns: int
+    remaining_ms: list[float]           # predicted server ms of layers next_layer..last_layer
+    done: threading.Event = field(default_factory=threading.Event)
+    stamps: list = field(default_factory=list)  # (layer, start_ns, finish_ns)
+    error: str | None = None
+
+
+class Scheduler:
+    """One thread runs every offloaded layer, one at a time, chosen by the policy at each layer boundary."""
+
+    def __init__(self, server: EdgeServer):
+        self.server = server
+        self.cond = threading.Condition()
+        self.jobs: dict[str, Job] = {}
+        self.order: list[tuple[str, int]] = []
+        self.pos = 0
+        self.waiting_since: float | None = None
+        self.skipped: set[str] = set()
+        self.ran: set[tuple[str, int]] = set()  # (device, layer) run this round
+        self.stopping = False
+        self.busy_ns = 0                 # time spent inside onnxruntime
+        self.thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self.thread.start()
+
+    def new_round(self, order: list[tuple[str, int]]):
+        with self.cond:
+            self.order, self.pos, self.waiting_since, self.skipped = list(order), 0, None, set()
+            self.ran = set()
+            self.jobs = {d: j for d, j in self.jobs.items() if not j.done.is_set()}
+
+    def submit(self, job: Job):
+        with self.cond:
+            self.jobs[job.device] = job
+            self.cond.notify_all()
+
+    def cancel(self, device: str, reason: str):
+        with self.cond:
+            job = self.jobs.pop(device, None)
+            if job is not None and not job.done.is_set():
+                job.error = reason
+                job.done.set()
+            self.skipped.add(device)
+            self.cond.notify_all()
+
+    def stop(self):
+        with self.cond:
+            self.stopping = True
+            for job in self.jobs.values():
+                if not job.done.is_set():
+                    job.error = "the server is shutting down"
+                    job.done.set()
+            self.cond.notify_all()
+        self.thread.join(timeout=10)
+
+    def _pick(self) -> Job | None:
+        ready = [j for j in self.jobs.values() if not j.done.is_set()]
+        if not ready:
+            return None
+        policy = self.server.config.policy
+        if policy == "fifo":
+            return min(ready, key=lambda j: (j.arrival_ns, j.device))
+        if policy == "srpt":
+            return min(ready, key=lambda j: (sum(j.remaining_ms), j.arrival_ns, j.device))
+        while self.pos < len(self.order):  # policy plan: the next subtask in the plan's order, or wait for it
+            device, layer = self.order[self.pos]
+            job = self.jobs.get(device)
+            if device in self.skipped or (device, layer) in self.ran:
+                self.pos += 1
+                self.waiting_since = None
+                continue
+            if job is not None and job.next_layer == layer:
+                self.waiting_since = None
+                return job
+            now = time.monotonic()
+            if self.waiting_since is None:
+                self.waiting_since = now
+            if now - self.waiting_since > self.server.config.stall_s:
+                self.server.event(f"stall: {device} had not uploaded {self.server.config.stall_s:g} s after its "
+                                  f"turn (layer {layer}); its layers leave the plan's order this round")
+                self.skipped.add(device)
+                continue
+            return None
+        # devices outside the order (skipped after a stall, or late): first come first served
+        return min(ready, key=lambda j: (j.arrival_ns, j.device))
+
+    def _loop(self):
+        while True:
+            with self.cond:
+                job = None
+                while not self.stopping:
+                    job = self._pick()
+                    if job is not None:
+                        break
+                    self.cond.wait(timeout=0.05 if self.waiting_since is not None else 0.5)
+                if self.stopping:
+                    return
+            layer = job.next_layer
+            runner = self.server.runner(job)
+            try:
+                start = time.perf_counter_ns()
+                y = runner.run(layer, job.x)
+                finish = time.perf_counter_ns()
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; the job must end
+                with self.cond:
+                    job.error = f"layer {layer} failed: {str(exc).splitlines()[0][:200]}"
+                    job.done.set()
+                continue
+            with self.cond:
+                self.busy_ns += finish - start
+                job.stamps.append((layer, start, finish))
+                self.ran.add((job.device, layer))
+                job.x = y
+                job.next_layer += 1
+                job.remaining_ms.pop(0)
+                if job.next_layer > job.last_layer:
+                    job.done.set()
+                    self.jobs.pop(job.device, None)
+                self.cond.notify_all()
+
+
+class EdgeServer(pb_grpc.EdgeInferenceServicer):
+    """The service's state and handlers; `serve()` wraps it in a gRPC server."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        config.out.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Condition()
+        self.devices: dict[str, Registered] = {}
+        self.splits: dict[tuple[str, int], SplitNetwork] = {}
+        self.runners: dict[tuple[str, int], LayerRunner] = {}
+        self.build_lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.plan = None                   # dict once solved
+        self.plan_error: str | None = None
+        self.first_registration: float | None = None
+        self.round = -1                    # the last round started
+        self.round_start_ns: dict[int, int] = {}
+        self.participants: dict[int, list[str]] = {}
+        self.arrivals: dict[int, set[str]] = {}
+        self.ran: set[tuple[int, str]] = set()
+        self.gone: set[str] = set()
+        self.timeline: list[tuple] = []
+        self.events: list[str] = []
+        self.t0 = time.perf_counter_ns()
+        self.log_file = open(config.out / "server.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
+        self.scheduler = Scheduler(self)
+        self.planner = threading.Thread(target=self._plan_when_ready, name="planner", daemon=True)
+        self.stopping = False
+        self.planner.start()
+
+    # --- bookkeeping -------------------------------------------------------------------------------------
+    def event(self, line: str):
+        stamp = (time.perf_counter_ns() - self.t0) / 1e9
+        text = f"{stamp:10.3f} {line}"
+        with self.lock:
+            self.events.append(text)
+        self.log_file.write(text + "\n")
+
+    def refuse(self, context, method: str, refusal: Refused):
+        self.event(f"refused {method} from {context.peer()}: {refusal.code.name}: {refusal.reason}")
+        context.abort(refusal.code, refusal.reason)
+
+    def split(self, network: str, seed: int) -> SplitNetwork:
+        key = (network, seed)
+        with self.build_lock:  # one build per network: AlexNet's layers take seconds to draw
+            if key not in self.splits:
+                self.splits[key] = split_network(network, seed)
+                self.runners[key] = LayerRunner(self.splits[key].models, threads=self.config.threads).warm_up()
+            return self.splits[key]
+
+    def runner(self, job: Job) -> LayerRunner:
+        d = self.devices[job.device]
+        return self.runners[(d.network, d.seed)]
+
+    # --- planning ----------------------------------------------------------------------------------------
+    def _plan_when_ready(self):
+        deadline = self.config.plan_deadline_s
+        with self.lock:
+            while not self.stopping:
+                n = len(self.devices)
+                due = (deadline is not None and self.first_registration is not None
+                       and time.monotonic() - self.first_registration >= deadline)
+                if n >= self.config.expected or (due and n > 0):
+                    break
+                self.lock.wait(timeout=0.1)
+            if self.stopping:
+                return
+            devices = list(self.devices.values())
+        try:
+            plan = self._solve(devices)
+        except DnnpartError as exc:
+            with self.lock:
+                self.plan_error = str(exc)
+                self.lock.notify_all()
+            self.event(f"plan failed: {exc}")
+            return
+        with self.lock:
+            self.plan = plan
+            self.lock.notify_all()
+        self.event(f"plan: {len(devices)} devices, cuts {plan['cuts']}, predicted average "
+                   f"{plan['avg_delay_ms']:.3f} ms ({plan['status']}, policy {self.config.policy})")
+        write_csv(plan["frame"], self.config.out / "plan.csv")
+
+    def _solve(self, devices: list[Registered]) -> dict:
+        from dnnpart.delay import load_delay_model
+        from dnnpart.networks.zoo import get
+        from dnnpart.optimiser.instance import Instance
+        from dnnpart.optimiser.solve import solve
+        from dnnpart.planning.compile import device_from_times
+
+        model = load_delay_model(self.config.server_profile)
+        tables, server_ms = {}, {}
+        for d in devices:
+            if d.network not in tables:
+                tables[d.network] = get(d.network)
+                server_ms[d.network] = model.predict(tables[d.network], "server").to_numpy(dtype=float)
+        instance = Instance(tuple(device_from_times(d.name, tables[d.network], d.local_ms, server_ms[d.network],
+                                                    d.uplink_mbps, self.config.load) for d in devices))
+        given = [d.cut for d in devices]
+        if all(c is None for c in given):
+            solution = solve(instance, time_limit=self.config.time_limit_s)
+            schedule, status = solution.schedule, solution.status
+        elif all(c is not None for c in given):
+            solution = solve(instance, time_limit=self.config.time_limit_s, fixed_cuts=given)
+            schedule, status = solution.schedule, solution.status
+        else:  # some cuts fixed, the others free: solve() takes all or none, the heuristic takes cut sets
+            from dnnpart.optimiser.cuts import candidate_cuts
+            from dnnpart.optimiser.heuristic import heuristic
+
+            sets = [[c] if c is not None else candidate_cuts(dev) for c, dev in zip(given, instance.devices)]
+            schedule, status = heuristic(instance, sets, time_budget_s=self.config.time_limit_s), "heuristic"
+        schedule.validate()
+        names = instance.names
+        return {"instance": instance, "cuts": list(schedule.cuts), "avg_delay_ms": schedule.avg_delay_ms,
+                "status": status, "order": [(names[i], j) for i, j in schedule.server_order],
+                "completion_ms": dict(zip(names, schedule.completion_ms)), "frame": schedule.to_frame(),
+                "devices": names}
+
+    # --- the Open Inference Protocol ---------------------------------------------------------------------
+    def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True, server_time_ns=time.perf_counter_ns())
+
+    def ServerReady(self, request, context):
+        with self.lock:
+            return pb.ServerReadyResponse(ready=self.plan is not None)
+
+    def ModelMetadata(self, request, context):
+        try:
+            with self.lock:
+                known = {s.network: s for s in self.splits.values()}
+            if request.name not in known:
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"no model {request.name!r}; registered networks: "
+                                                         f"{', '.join(sorted(known)) or '(none)'}")
+            s = known[request.name]
+            tensor = pb.ModelMetadataResponse.TensorMetadata
+            return pb.ModelMetadataResponse(
+                name=s.network, versions=[str(s.seed)], platform="onnxruntime",
+                inputs=[tensor(name="data", datatype=DATATYPE, shape=list(s.shapes[0]))],
+                outputs=[tensor(name=s.layer_names[-1], datatype=DATATYPE, shape=list(s.shapes[-1]))],
+                layers=list(s.layer_names), sha256=s.sha256)
+        except Refused as refusal:
+            self.refuse(context, "ModelMetadata", refusal)
+
+    def ModelInfer(self, request, context):
+        received_ns = time.perf_counter_ns()
+        try:
+            job, split = self._accept_infer(request, received_ns)
+        except Refused as refusal:
+            self.refuse(context, "ModelInfer", refusal)
+            return None
+
+        def on_end():  # called when the RPC ends for any reason; only a job still waiting was abandoned
+            if not job.done.is_set():
+                self.scheduler.cancel(job.device, "the device disconnected")
+                self.event(f"disconnected: {job.device} left round {job.round} before its result")
+        context.add_callback(on_end)
+        self.scheduler.submit(job)
+        if not job.done.wait(timeout=INFER_TIMEOUT_S) or job.error:
+            reason = job.error or f"layers not run within {INFER_TIMEOUT_S} s"
+            self.refuse(context, "ModelInfer", Refused(grpc.StatusCode.ABORTED, f"{job.device}: {reason}"))
+            return None
+        start_ns = self.round_start_ns[job.round]
+        rows = [pb.TimelineRow(layer=j, where="server", start_ms=(a - start_ns) / 1e6, finish_ms=(b - start_ns) / 1e6)
+                for j, a, b in job.stamps]
+        with self.lock:
+            self.timeline += [(job.round, job.device, r.layer, "server", r.start_ms, r.finish_ms, "server")
+                              for r in rows]
+        out, raw = protocol.tensor_message(job.x, split.layer_names[-1])
+        response = pb.ModelInferResponse(model_name=split.network, model_version=str(split.seed), id=request.id,
+                                         outputs=[pb.ModelInferResponse.InferOutputTensor(
+                                             name=out.name, datatype=out.datatype, shape=out.shape)],
+                                         raw_output_contents=[raw], server_rows=rows)
+        response.parameters["received_ns"].CopyFrom(protocol.param(received_ns))
+        response.parameters["sent_ns"].CopyFrom(protocol.param(time.perf_counter_ns()))
+        return response
+
+    def _accept_infer(self, request, received_ns: int) -> tuple[Job, SplitNetwork]:
+        size = sum(len(r) for r in request.raw_input_contents)
+        if size > self.config.max_message_bytes:
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"tensor of {size} bytes is over the server's limit of {self.config.max_message_bytes} bytes")
+        device = protocol.param_value(request.parameters, "device", "")
+        rnd = protocol.param_value(request.parameters, "round", -1)
+        first = protocol.param_value(request.parameters, "first_layer", -1)
+        with self.lock:
+            d = self.devices.get(device)
+            if d is None:
+                raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"device {device!r} has not registered")
+            if self.plan is None:
+                raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{device} runs before the plan is made")
+            if device not in self.plan["devices"]:
+                raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{device} is not in the plan")
+            if rnd != self.round or device not in self.participants.get(rnd, ()):
+                raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"{device} runs round {rnd} but round {self.round} is the one started with it")
+            if (rnd, device) in self.ran:
+                raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"{device} already ran round {rnd}")
+            cut = self.plan["cuts"][self.plan["devices"].index(device)]
+            split = self.splits[(d.network, d.seed)]
+            if cut == split.n_layers:
+                raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{device} runs all local: nothing to offload")
+            if request.model_name != split.network:
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"model {request.model_name!r} is not {device}'s network {split.network!r}")
+            if first != cut + 1:
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"{device} has cut {cut}: its first server layer is {cut + 1}, got first_layer {first}")
+            want = list(split.shapes[cut])
+            if len(request.inputs) != 1 or len(request.raw_input_contents) != 1:
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"need exactly one input tensor with raw contents, "
+                                                                 f"got {len(request.inputs)} inputs")
+            tensor = request.inputs[0]
+            if tensor.datatype != DATATYPE or list(tensor.shape) != want:
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"tensor {tensor.datatype} {list(tensor.shape)} does not match cut {cut} of "
+                              f"{split.network}: expected {DATATYPE} {want}")
+            try:
+                x = protocol.tensor_from(tensor.datatype, tensor.shape, request.raw_input_contents[0])
+            except ValueError as exc:
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            self.ran.add((rnd, device))
+            server_ms = list(self.plan["instance"].devices[self.plan["devices"].index(device)].server_ms[cut:])
+        return Job(device, rnd, cut + 1, split.n_layers, x, received_ns, server_ms), split
+
+    # --- the MEC loop ------------------------------------------------------------------------------------
+    def Register(self, request, context):
+        try:
+            d, split = self._register(request, context.peer())
+        except Refused as refusal:
+            self.refuse(context, "Register", refusal)
+            return None
+        with self.lock:
+            n = len(self.devices)
+            self.lock.notify_all()
+        self.event(f"registered {d.name}: {d.network} (seed {d.seed}), uplink {d.uplink_mbps:g} Mbps, "
+                   f"cut {'free' if d.cut is None else d.cut}, from {d.peer} ({n}/{self.config.expected})")
+        return pb.RegisterResponse(registered=n, expected=self.config.expected, model_sha256=split.sha256,
+                                   n_layers=split.n_layers)
+
+    def _register(self, request, peer: str) -> tuple[Registered, SplitNetwork]:
+        from dnnpart.networks.zoo import names
+
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        try:
+            protocol.check_device_name(request.device)
+        except RuntimeConfigError as exc:
+            raise Refused(invalid, str(exc)) from None
+        with self.lock:
+            if request.device in self.devices:
+                raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"device {request.device!r} is already registered")
+            if self.plan is not None or self.plan_error is not None:
+                raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "registration is closed: the plan is made")
+        if request.network not in names():
+            raise Refused(invalid, f"unknown network {request.network!r}; valid choices: {', '.join(names())}")
+        if not (math.isfinite(request.uplink_mbps) and request.uplink_mbps > 0):
+            raise Refused(invalid, f"uplink_mbps must be a positive number of Mbps, got {request.uplink_mbps}")
+        split = self.split(request.network, int(request.seed))
+        if request.model_sha256 and request.model_sha256 != split.sha256:
+            raise Refused(invalid, f"{request.network} seed {request.seed}: the device expects weights "
+                                   f"{request.model_sha256[:12]}..., the server has {split.sha256[:12]}...")
+        m = split.n_layers
+        cut = request.cut if request.HasField("cut") else None
+        if cut is not None and not 0 <= cut <= m:
+            raise Refused(invalid, f"cut must be in 0..{m} for {request.network}, got {cut}")
+        if request.local_ms:
+            local = list(request.local_ms)
+            if len(local) != m or not all(math.isfinite(t) and t >= 0 for t in local):
+                raise Refused(invalid, f"local_ms needs {m} finite non-negative times (one per layer of "
+                                       f"{request.network}), got {len(local)}")
+        else:
+            local = self._predict_local(request.profile or "measured", request.network)
+        d = Registered(request.device, request.network, int(request.seed), float(request.uplink_mbps), local, cut, peer)
+        with self.lock:  # checked again: the build above ran without the lock
+            if request.device in self.devices:
+                raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"device {request.device!r} is already registered")
+            if self.plan is not None or self.plan_error is not None:
+                raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "registration is closed: the plan is made")
+            self.devices[d.name] = d
+            if self.first_registration is None:
+                self.first_registration = time.monotonic()
+        return d, split
+
+    def _predict_local(self, profile: str, network: str) -> list[float]:
+        from dnnpart.delay import load_delay_model
+        from dnnpart.networks.zoo import get
+
+        try:
+            model = load_delay_model(profile)
+            return model.predict(get(network), "device").astype(float).tolist()
+        except DnnpartError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"profile {profile!r}: {exc}") from None
+
+    def _planned(self, device: str, context, method: str):
+        """(device's index in the plan, the plan), waiting for the plan; refuses unknown devices."""
+        with self.lock:
+            if device not in self.devices:
+                self.refuse(context, method, Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                                                     f"device {device!r} has not registered"))
+            while self.plan is None and self.plan_error is None and not self.stopping and context.is_active():
+                self.lock.wait(timeout=0.5)
+            if self.plan is None:
+                self.refuse(context, method, Refused(grpc.StatusCode.UNAVAILABLE,
+                                                     f"no plan: {self.plan_error or 'the server is stopping'}"))
+            if device not in self.plan["devices"]:
+                self.refuse(context, method, Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                                                     f"{device} registered after the plan was made"))
+            return self.plan["devices"].index(device), self.plan
+
+    def Plan(self, request, context):
+        i, plan = self._planned(request.device, context, "Plan")
+        d = self.devices[request.device]
+        split = self.splits[(d.network, d.seed)]
+        cut = plan["cuts"][i]
+        frame = plan["frame"]
+        mine = frame[frame["device"] == request.device]
+        return pb.PlanResponse(
+            cut=cut, cut_name=cut_name(split.layer_names, cut), n_layers=split.n_layers,
+            cut_shape=list(split.shapes[cut]), predicted_completion_ms=plan["completion_ms"][request.device],
+            predicted_avg_ms=plan["avg_delay_ms"], policy=self.config.policy, status=plan["status"],
+            model_sha256=split.sha256, devices=plan["devices"],
+            planned=[pb.TimelineRow(layer=int(r.layer), where=r.where, start_ms=r.start_ms, finish_ms=r.finish_ms)
+                     for r in mine.itertuples()])
+
+    def FetchLayers(self, request, context):
+        i, plan = self._planned(request.device, context, "FetchLayers")
+        d = self.devices[request.device]
+        split = self.splits[(d.network, d.seed)]
+        for j in range(1, plan["cuts"][i] + 1):
+            data = split.models[j - 1]
+            digest = hashlib.sha256(data).hexdigest()
+            for k in range(0, len(data), protocol.CHUNK_BYTES):
+                last = k + protocol.CHUNK_BYTES >= len(data)
+                yield pb.LayerChunk(layer=j, data=data[k:k + protocol.CHUNK_BYTES], last=last,
+                                    sha256=digest if last else "")
+
+    def Start(self, request, context):
+        self._planned(request.device, context, "Start")
+        rnd = request.round
+        with self.lock:
+            if rnd != self.round + 1:
+                self.refuse(context, "Start", Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                                                      f"{request.device} asks to start round {rnd}; the next round "
+                                                      f"is {self.round + 1}"))
+            arrived = self.arrivals.setdefault(rnd, set())
+            if request.device in arrived:
+                self.refuse(context, "Start", Refused(grpc.StatusCode.ALREADY_EXISTS,
+                                                      f"{request.device} already waits for round {rnd}"))
+            arrived.add(request.device)
+            self.lock.notify_all()
+            deadline = time.monotonic() + self.config.barrier_timeout_s
+            while self.round < rnd and not self.stopping:
+                active = [d for d in self.plan["devices"] if d not in self.gone]
+                if set(active) <= arrived or time.monotonic() >= deadline:
+                    self._release(rnd, arrived)
+                    break
+                if not context.is_active():
+                    arrived.discard(request.device)
+                    return None
+                self.lock.wait(timeout=0.05)
+            if self.stopping:
+                self.refuse(context, "Start", Refused(grpc.StatusCode.UNAVAILABLE, "the server is stopping"))
+            if request.device not in self.participants[rnd]:
+                self.refuse(context, "Start", Refused(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                      f"{request.device} came after round {rnd} started"))
+            return pb.StartResponse(start_server_ns=self.round_start_ns[rnd], round=rnd,
+                                    devices=self.participants[rnd])
+
+    def _release(self, rnd: int, arrived: set[str]):
+        """Start round rnd (called with the lock held): its devices, start time and server order."""
+        members = [d for d in self.plan["devices"] if d in arrived]
+        late = [d for d in self.plan["devices"] if d not in arrived]
+        self.participants[rnd] = members
+        self.round_start_ns[rnd] = time.perf_counter_ns() + int(self.config.start_lead_ms * 1e6)
+        self.round = rnd
+        self.gone.update(late)
+        self.scheduler.new_round([(d, j) for d, j in self.plan["order"] if d in members])
+        self.lock.notify_all()
+        self.event(f"round {rnd}: {len(members)} devices" + (f", without late {late}" if late else ""))
+
+    def Report(self, request, context):
+        with self.lock:
+            if request.device not in self.participants.get(request.round, ()):
+                self.refuse(context, "Report", Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                                                       f"{request.device} did not take part in round {request.round}"))
+            allowed = {"local", "upload", "download"}
+            bad = sorted({r.where for r in request.rows} - allowed)
+            if bad or len(request.rows) > 10_000:
+                self.refuse(context, "Report", Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                                                       f"report rows must be {sorted(allowed)}, got {bad}"))
+            self.timeline += [(request.round, request.device, r.layer, r.where, r.start_ms, r.finish_ms, "device")
+                              for r in request.rows]
+        self.write_log()
+        return pb.ReportResponse(accepted=True)
+
+    # --- output ------------------------------------------------------------------------------------------
+    def timeline_frame(self) -> pd.DataFrame:
+        """The measured rows (Schedule.to_frame() columns plus round and the clock that took them), sorted."""
+        with self.lock:
+            rows = list(self.timeline)
+            order = {d: k for k, d in enumerate(self.plan["devices"])} if self.plan else {}
+        df = pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
+        where = {"local": 0, "upload": 1, "server": 2, "download": 3}
+        df["_d"], df["_w"] = df["device"].map(order), df["where"].map(where)
+        df = df.sort_values(["round", "_d", "start_ms", "_w", "layer"], kind="stable")
+        return df.drop(columns=["_d", "_w"]).reset_index(drop=True)
+
+    def completions_frame(self) -> pd.DataFrame:
+        df = self.timeline_frame()
+        with self.lock:
+            predicted = dict(self.plan["completion_ms"]) if self.plan else {}
+            cuts = dict(zip(self.plan["devices"], self.plan["cuts"])) if self.plan else {}
+        out = df.groupby(["round", "device"], sort=False)["finish_ms"].max().rename("measured_ms").reset_index()
+        out["cut"] = out["device"].map(cuts)
+        out["predicted_ms"] = out["device"].map(predicted)
+        return out[["round", "device", "cut", "predicted_ms", "measured_ms"]]
+
+    def write_log(self):
+        with self.write_lock:  # one writer at a time: the atomic writes share a temporary name per process
+            self._write_log()
+
+    def _write_log(self):
+        out = self.config.out
+        write_csv(self.timeline_frame(), out / "timeline.csv")
+        write_csv(self.completions_frame(), out / "completions.csv")
+        busy = self.scheduler.busy_ns / 1e6
+        atomic_write_text(out / "stats.json", json.dumps({"onnxruntime_busy_ms": busy}, indent=1) + "\n")
+
+    def close(self):
+        with self.lock:
+            self.stopping = True
+            self.lock.notify_all()
+        self.scheduler.stop()
+        self.write_log()
+        self.event("stopped")
+        self.log_file.close()
+
+
+class _TokenInterceptor(grpc.ServerInterceptor):
+    """Refuses every call without the shared secret (constant-time comparison), before any handler runs."""
+
+    def __init__(self, server: EdgeServer, token: str):
+        self.server, self.token = server, token
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or protocol.token_matches(self.token, details.invocation_metadata):
+            return handler
+        reason = "missing or wrong token"
+        method = details.method.rsplit("/", 1)[-1]
+        self.server.event(f"refused {method}: UNAUTHENTICATED: {reason}")
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(deny)
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+def start_server(config: ServeConfig) -> tuple[grpc.Server, EdgeServer, int]:
+    """Build and start the gRPC server; returns (grpc server, service, bound port)."""
+    tls = None
+    if config.tls_cert is not None:
+        try:
+            tls = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
+        except OSError as exc:
+            raise RuntimeConfigError(f"cannot read TLS key or certificate: {exc.strerror or exc}") from None
+    service = EdgeServer(config)
+    # gRPC itself drops anything over twice the limit; between the two the handler refuses and logs it
+    hard_limit = 2 * config.max_message_bytes + (64 << 10)
+    options = [("grpc.max_receive_message_length", hard_limit), ("grpc.max_send_message_length", 1 << 30),
+               ("grpc.so_reuseport", 0)]
+    interceptors = [_TokenInterceptor(service, config.token)] if config.token else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(16, 4 * config.expected + 8)),
+                         interceptors=interceptors, options=options)
+    pb_grpc.add_EdgeInferenceServicer_to_server(service, server)
+    address = f"{config.host}:{config.port}"
+    try:
+        port = server.add_secure_port(address, tls) if tls else server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if not port:
+        service.close()
+        raise RuntimeConfigError(f"cannot listen on {address} (in use, or not an address of this host)")
+    server.start()
+    info = {"host": config.host, "port": port, "policy": config.policy, "expected": config.expected,
+            "tls": tls is not None, "token": config.token is not None}
+    atomic_write_text(config.out / "server.json", json.dumps(info, indent=1) + "\n")
+    service.event(f"listening on {config.host}:{port} (policy {config.policy}, expecting {config.expected} devices"
+                  f"{', TLS' if tls else ''}{', token' if config.token else ''})")
+    return server, service, port
+
+
+def serve(config: ServeConfig, ready=print, stop_event: threading.Event | None = None, started=None) -> int:
+    """Run until SIGINT/SIGTERM (or stop_event); then stop, write the log and return 0.
+
+    `ready` gets the "listening on" line; `started(service, port)`, if given, the running service (tests)."""
+    import signal
+
+    stop_event = stop_event or threading.Event()
+    server, service, port = start_server(config)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop_event.set())
+    try:
+        if started is not None:
+            started(service, port)
+        ready(f"dnnpart serve: listening on {config.host}:{port}, output in {config.out}")
+        while not stop_event.wait(timeout=0.2):
+            pass
+    finally:
+        server.stop(grace=1.0).wait(timeout=5)
+        service.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
