@@ -170,3 +170,24 @@ def test_extract_blocks_refuses_a_range_outside_the_network(exported):
     for first, last in ((0, 1), (3, 2), (1, 23)):
         with pytest.raises(DnnpartError, match=r"resnet18: blocks .* out of range; valid: 1 <= first <= last <= 22"):
             networks.extract_blocks(exported["resnet18"], table, first, last)
+
+
+def test_block_steps_are_the_layer_steps_of_a_chain_and_runnable_blocks_of_a_dag():
+    from dnnpart.networks.onnx_export import block_steps, graph_model, layer_steps
+
+    lenet = networks.get("lenet")
+    for a, b in zip(block_steps(lenet), layer_steps(lenet)):
+        assert (a.input_name, a.output_name, a.input_shape, a.output_shape) == (
+            b.input_name, b.output_name, b.input_shape, b.output_shape)
+        assert [n.SerializeToString() for n in a.nodes] == [n.SerializeToString() for n in b.nodes]
+    table = networks.get("mobilenet_v2")
+    steps = list(block_steps(table, seed=3))
+    assert [s.output_name for s in steps] == networks.block_names(table)
+    whole = graph_model(list(layer_steps(table, seed=3)), "whole")
+    x = np.random.default_rng(3).standard_normal(table.attrs["input_shape"], dtype=np.float32)
+    want = run(whole, x)["classifier.1"]
+    y = x
+    for step in steps:
+        y = run(graph_model([step], step.output_name), y)[step.output_name]
+        assert list(y.shape) == step.output_shape
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)

@@ -67,10 +67,9 @@ def block_in_bytes(table: pd.DataFrame) -> np.ndarray:
     """Bytes of the one tensor that enters each block: the network input, then the previous block's output."""
     if not is_dag(table):
         return table["in_bytes"].to_numpy(dtype=float)
-    from dnnpart.networks.layers import BYTES_PER_ELEMENT
-
     bounds = block_bounds(table)
-    first = float(np.prod(table.attrs["input_shape"]) * BYTES_PER_ELEMENT)
+    # the first layer can read only the network input (a join: several times)
+    first = float(table["in_bytes"].iloc[0]) / len(str(table["inputs"].iloc[0]).split(","))
     out_bytes = table["out_bytes"].to_numpy(dtype=float)
     return np.array([first] + [out_bytes[stop - 1] for _, stop in bounds[:-1]])
 
