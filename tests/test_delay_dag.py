@@ -218,3 +218,15 @@ def test_additivity_runs_on_a_dag_network(full_profile):
     model = D.load_delay_model(full_profile)
     assert df["predicted_ms"].iloc[0] == pytest.approx(model.predict(networks.get("mobilenet_v2"), "device").sum())
     assert df["measured_ms"].iloc[0] > 0 and df["ratio"].iloc[0] > 0
+
+
+def test_the_deployment_guide_documents_the_import_schema():
+    from dnnpart.delay.import_profile import IMPORT_REQUIRED
+    from dnnpart.paths import PROJ_ROOT
+
+    guide = (PROJ_ROOT / "docs" / "deployment.md").read_text()
+    section = guide[guide.index("## Residual networks and profiles from other tools"):]
+    assert all(f"| `{col}` | yes |" in section for col in IMPORT_REQUIRED)
+    assert f"more than {D.OUTLIER_FACTOR:g}x above or below" in section
+    assert f"at least {D.MIN_ROWS_PER_TYPE} distinct configurations" in section
+    assert all(f"`{t}`" in section for t in networks.LAYER_TYPES)
