@@ -322,7 +322,8 @@ def aggregate_repeats(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (role, layer type, factors): repeated measurements of a configuration become one row (median
     latency, their 10th and 90th percentiles, repeats summed), so that no test row has its twin in training.
 
-    A frame without repeats is returned as it is (the profiler already writes one row per configuration)."""
+    `dnnpart import-profile` applies it to the timings it maps; the profiler writes one row per configuration
+    already. A frame without repeats is returned as it is."""
     keys = ["role", "layer_type", *FACTORS]
     if not df.duplicated(keys).any():
         return df
@@ -553,7 +554,7 @@ def fitted_role_models(folder: Path, role: str, family: str, seed: int = 0):
     if models is not None:
         return models
     df = read_profile_csv(csv_path)
-    df = aggregate_repeats(df[df["role"] == role])
+    df = df[df["role"] == role]
     if df.empty:
         raise ProfileError(f"{csv_path}: no rows with role {role!r}")
     models = fit_profile_role(df, family, seed)
@@ -643,7 +644,7 @@ def heldout_predictions(profile: str | Path, seed: int = 0, roles=ROLES, familie
     frames = []
     for role in [r for r in roles if (folder / f"{r}.csv").is_file()]:
         df = read_profile_csv(folder / f"{role}.csv")
-        df = aggregate_repeats(df[df["role"] == role])
+        df = df[df["role"] == role]
         for family in families:
             models = fitted_role_models(folder, role, family, seed)
             for t, model in models.items():
