@@ -31,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show a traceback instead of a one-line error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("networks", help="list the network zoo, or print one network's layer table")
-    p.add_argument("name", nargs="?", help="a zoo network name or a path to a chain-structured .onnx file")
-    p.add_argument("--json", action="store_true", help="print a JSON array, one object per layer")
+    p = sub.add_parser("networks", help="list the network zoo, or print one network's layers and blocks")
+    p.add_argument("name", nargs="?", help="a zoo network name or a path to an .onnx file (a chain or a DAG)")
+    p.add_argument("--json", action="store_true", help="print a JSON array, one object per layer (or block)")
+    p.add_argument("--blocks", action="store_true",
+                   help="only the blocks between cut points, the subtasks the optimiser sees")
     p.set_defaults(handler=cmd_networks)
 
     p = sub.add_parser("profile", help="measure single-layer delays with onnxruntime into a profile folder")
@@ -47,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default=None, help="free text stored in the metadata JSON (e.g. machine conditions)")
     p.set_defaults(handler=cmd_profile)
+
+    p = sub.add_parser("import-profile", help="map layer timings measured by another tool into a profile folder")
+    p.add_argument("file", help="the timings: one row per layer (schema: docs/deployment.md)")
+    p.add_argument("--from", dest="fmt", required=True, choices=["csv"], help="the file's format")
+    p.add_argument("--role", required=True, choices=["device", "server"])
+    p.add_argument("--out", required=True, help="profile folder to create, e.g. data/profiles/NAME")
+    p.set_defaults(handler=cmd_import_profile)
 
     p = sub.add_parser("fit", help="fit delay models on a profile and print held-out metrics")
     p.add_argument("--profile", required=True, help="a name under data/profiles/ or a path to a profile folder")
@@ -124,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 # --- handlers ------------------------------------------------------------------------------------------------
 
 def cmd_networks(args) -> int:
-    """`dnnpart networks [NAME|FILE.onnx] [--json]`: the zoo's totals, or one network's layer table."""
+    """`dnnpart networks [NAME|FILE.onnx] [--json] [--blocks]`: the zoo's totals, or one network's layer table
+    (with each layer's inputs and block, for a DAG) and its blocks, the subtasks the optimiser sees."""
     from dnnpart import networks
 
     if args.name is None:
@@ -132,15 +142,47 @@ def cmd_networks(args) -> int:
         print(json.dumps(zoo.to_dict(orient="records"), indent=1) if args.json else zoo.to_string(index=False))
         return 0
     table = networks.load(args.name)
+    columns = networks.COLUMNS + (networks.DAG_COLUMNS if networks.is_dag(table) else [])
+    shown = networks.block_table(table) if args.blocks else table[columns]
     if args.json:
         records = [{k: v if isinstance(v, str) else int(v) for k, v in row.items()}
-                   for row in table[networks.COLUMNS].to_dict(orient="records")]
+                   for row in shown.to_dict(orient="records")]
         print(json.dumps(records, indent=1))
         return 0
     s = networks.summary(table)
+    blocks = networks.block_table(table)
     print(f"{s['network']}: input {s['input_shape']}, {s['layers']} layers, {s['gmacs']} GMACs, "
           f"{s['mparams']} M params, output {s['output_shape']}")
-    print(table.to_string(index=False))
+    if not args.blocks:
+        print(shown.to_string(index=False))
+    if not networks.is_dag(table):
+        if args.blocks:
+            print(blocks.to_string(index=False))
+        return 0
+    print(f"\n{len(blocks)} blocks: the layers between cut points (where one tensor crosses), the subtasks the "
+          "optimiser sees")
+    print(blocks.to_string(index=False))
+    return 0
+
+
+def cmd_import_profile(args) -> int:
+    """`dnnpart import-profile FILE --from csv --role ROLE --out FOLDER`: timings from another tool as a profile."""
+    from dnnpart.delay import fit_report
+    from dnnpart.delay.import_profile import import_profile
+
+    path = import_profile(args.file, args.role, args.out, args.fmt)
+    meta = json.loads((Path(args.out) / f"{args.role}.json").read_text(encoding="utf-8"))
+    print(f"wrote {path}: {meta['configurations']} configurations from {meta['rows_read']} rows")
+    if meta.get("fit_error"):
+        print(f"not fitted yet: {meta['fit_error']}")
+        return 0
+    report = fit_report(args.out)
+    print(report[report["role"] == args.role].to_string(index=False))
+    flagged = meta["flagged"]
+    print(f"{len(flagged)} rows flagged (latency over 3x from their type's fit; listed in {args.role}.json)")
+    for r in flagged[:10]:
+        print(f"  {r['layer_type']} in {r['in_channels']:g}x{r['in_side']:g}: measured {r['measured_ms']:.4g} ms, "
+              f"fit {r['predicted_ms']:.4g} ms")
     return 0
 
 

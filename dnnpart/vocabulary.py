@@ -16,8 +16,12 @@ METHOD_LABELS = {
 }
 BASELINE_METHODS = METHODS[1:]
 
-# Layer types the layer tables, the profiler and the delay models know, in the profiler's sweep order.
-LAYER_TYPES = ("conv", "fc", "pool", "relu", "lrn", "softmax", "dropout")
+# Layer types the layer tables, the profiler and the delay models know, in the profiler's sweep order. New types
+# go at the end: the profiler seeds each type's designed sweep with its index here, so measured designs stay put.
+# dwconv: depthwise convolution (groups == input channels); gap: global average pooling; add and concat join
+# branches of a DAG network (ResNet, MobileNetV2).
+LAYER_TYPES = ("conv", "fc", "pool", "relu", "lrn", "softmax", "dropout",
+               "dwconv", "batchnorm", "add", "clip", "gap", "concat")
 ROLES = ("device", "server")
 
 INPUT_CUT = "input"  # cut 0: the raw input is uploaded

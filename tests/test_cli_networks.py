@@ -18,11 +18,12 @@ def test_lists_the_zoo(tmp_path):
     done = run(cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == ""
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["network", "layers", "input_shape", "gmacs", "mparams", "output_shape"]
+    assert lines[0].split() == ["network", "layers", "input_shape", "gmacs", "mparams", "output_shape", "blocks"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert list(rows) == networks.names()
+    assert list(rows) == networks.names(include_dag=True)
     assert rows["alexnet"][1:4] == ["23", "1x3x227x227", "0.724407"]
-    assert rows["vgg16"][4:] == ["138.3575", "1x1000"]
+    assert rows["vgg16"][4:] == ["138.3575", "1x1000", "39"]
+    assert rows["resnet50"][1:] == ["174", "1x3x224x224", "4.089184", "25.5570", "1x1000", "38"]
 
 
 def test_prints_one_networks_table(tmp_path):
@@ -50,7 +51,28 @@ def test_json_has_one_object_per_layer_with_plain_values(capsys):
 def test_zoo_listing_as_json(capsys):
     assert cli.main(["networks", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["network"] for r in rows] == networks.names() and rows[0]["layers"] == 8
+    assert [r["network"] for r in rows] == networks.names(include_dag=True) and rows[0]["layers"] == 8
+
+
+def test_a_dag_shows_its_layers_with_their_blocks_and_the_blocks(tmp_path, capsys):
+    done = run("resnet18", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("resnet18: input 1x3x224x224, 68 layers, 1.814073 GMACs, 11.6895 M params")
+    assert lines[1].split() == networks.COLUMNS + ["inputs", "block"]
+    add = next(line.split() for line in lines if line.split()[:1] == ["layer1.0.add"])
+    assert add[-2:] == ["layer1.0.bn2,maxpool", "5"]
+    at = lines.index(next(line for line in lines if line.startswith("22 blocks")))
+    assert lines[at + 1].split() == networks.BLOCK_COLUMNS
+    assert lines[at + 2 + 4].split()[:4] == ["5", "layer1.0.add", "layer1.0.conv1", "6"]
+    assert len(lines) == at + 2 + 22
+    assert cli.main(["networks", "resnet18", "--blocks", "--json"]) == 0
+    blocks = json.loads(capsys.readouterr().out)
+    assert [b["name"] for b in blocks[:5]] == ["conv1", "bn1", "relu", "maxpool", "layer1.0.add"]
+    assert sum(b["params"] for b in blocks) == 11_689_512 and blocks[4]["in_bytes"] == 64 * 56 * 56 * 4
+    assert cli.main(["networks", "mobilenet_v2", "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)
+    assert len(layers) == 152 and layers[-1]["block"] == 72 and layers[0]["inputs"] == "data"
 
 
 def test_reads_an_onnx_file(tmp_path, capsys):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dnnpart import networks
 from dnnpart.delay import additivity, paper_profile
 from dnnpart.delay import models as D
-from dnnpart import networks
 from dnnpart.delay import profiler as P
 from dnnpart.errors import MissingModelError, ProfileError
 from dnnpart.paths import PROFILES_DIR

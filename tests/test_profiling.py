@@ -25,6 +25,39 @@ def test_design_is_deterministic_large_enough_and_within_caps():
     assert P.design("conv", seed=1) != conv
 
 
+def test_new_types_were_appended_so_measured_designs_stay_put():
+    """The measured profile's sweeps were drawn before the DAG types existed: their seeds (type indices) and
+    their first configurations must not move; conv's 1x1 and grouped configurations come after its old ones."""
+    assert P.LAYER_TYPES[:7] == ("conv", "fc", "pool", "relu", "lrn", "softmax", "dropout")
+    conv = P.design("conv")
+    old = conv[:1100]  # DESIGN_SIZES["conv"] before the modern convs were appended (none was a duplicate)
+    assert sum(1 for c in old if c.groups > 2) == 0 and len(conv) > 1400
+    modern = conv[1100:]
+    assert any(c.kernel == 1 and c.in_channels == 2048 for c in modern) and any(c.groups == 32 for c in modern)
+    measured = pd.read_csv(P.Path(__file__).resolve().parents[1] / "data" / "profiles" / "measured" / "device.csv")
+    measured_conv = measured[measured["layer_type"] == "conv"]
+    keys = {tuple(int(getattr(c, f)) for f in P.FACTORS) for c in old}
+    assert all(tuple(int(v) for v in r) in keys for r in measured_conv[list(P.FACTORS)].itertuples(index=False))
+
+
+def test_designs_of_the_dag_types_cover_the_zoos_layers():
+    from dnnpart import networks
+
+    for name in networks.DAG_NETWORKS:
+        table = networks.get(name)
+        for t in ("dwconv", "batchnorm", "add", "clip", "gap"):
+            rows, design = table[table["type"] == t], P.design(t)
+            if rows.empty:
+                continue
+            # every zoo layer's input lies inside the design's range of channels and sides
+            assert rows["in_channels"].max() <= max(c.in_channels for c in design), (name, t)
+            assert rows["in_side"].max() <= max(c.in_side for c in design), (name, t)
+    dw = P.design("dwconv")
+    assert all(c.groups == c.in_channels == c.out_channels for c in dw) and len(dw) >= 500
+    assert all(c.in_channels == 2 * c.out_channels for c in P.design("add"))
+    assert all(c.out_side == 1 and c.kernel == c.in_side for c in P.design("gap"))
+
+
 def test_design_variable_controlling_sweep_varies_one_factor():
     """The first conv configurations hold everything but the kernel fixed (the paper's variable control)."""
     first = P.design("conv")[:6]
@@ -34,7 +67,7 @@ def test_design_variable_controlling_sweep_varies_one_factor():
 
 def test_unknown_layer_type_and_role_are_refused(tmp_path):
     with pytest.raises(ProfileError, match="valid types: conv"):
-        P.design("batchnorm")
+        P.design("layernorm")
     with pytest.raises(ProfileError, match="valid roles: device, server"):
         P.run_profile(tmp_path, "phone")
     with pytest.raises(ProfileError, match="'gelu'"):
@@ -45,6 +78,8 @@ def test_unknown_layer_type_and_role_are_refused(tmp_path):
     P.conv(11, 4, 0, 1, 3, 96, 227), P.conv(5, 1, 2, 2, 96, 256, 27), P.fc(800, 500),
     P.pool(3, 2, 0, 96, 55), P.elementwise("relu", 4096, 1), P.elementwise("lrn", 96, 55, kernel=5),
     P.elementwise("softmax", 1000, 1), P.elementwise("dropout", 64, 28),
+    P.dwconv(3, 2, 1, 96, 112), P.elementwise("batchnorm", 64, 14), P.join("add", 32, 28), P.join("concat", 16, 7),
+    P.elementwise("clip", 1280, 1), P.elementwise("clip", 96, 56), P.gap(512, 7), P.conv(1, 1, 0, 32, 256, 256, 14),
 ])
 def test_one_node_graph_output_matches_the_factors(config):
     import onnxruntime as ort

@@ -13,6 +13,7 @@ from dnnpart.delay.profiler import PASSES, default_threads, session_options, tim
 from dnnpart.errors import ProfileError
 from dnnpart.vocabulary import ROLES
 
+
 def profile_threads(profile: str | Path, role: str) -> int:
     """Threads a profile's role was measured with (its metadata), else the role's default."""
     meta_path = resolve_profile(profile) / f"{role}.json"

@@ -20,20 +20,20 @@ nothing is written into a profile folder. A profile folder holds either measured
 from __future__ import annotations
 
 import contextlib
-import warnings
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS, OPTIONAL_MEASURES
 from dnnpart.errors import MissingModelError, ProfileError
 from dnnpart.files import atomic_write_text
 from dnnpart.limits import MAX_FILE_BYTES
 from dnnpart.paths import CACHE_DIR, PROFILES_DIR
-from dnnpart.delay.profiler import CSV_COLUMNS, FACTORS
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
@@ -60,6 +60,13 @@ PAPER_FORMULAS = {
     "relu": "latency_ms ~ I(L**2 * Cin)",
     "dropout": "latency_ms ~ I(L**2 * Cin)",
     "softmax": "latency_ms ~ Cin",
+    # the new types: work counts in elements, with an intercept (the per-call overhead)
+    "dwconv": "latency_ms ~ I(G**2 * K**2 * O) + I(L**2 * O)",  # MACs (one input channel per filter) + input
+    "batchnorm": "latency_ms ~ I(L**2 * Cin)",
+    "add": "latency_ms ~ I(L**2 * O)",  # O output elements per side^2, each two reads and a write
+    "clip": "latency_ms ~ I(L**2 * Cin)",
+    "gap": "latency_ms ~ I(L**2 * Cin)",
+    "concat": "latency_ms ~ I(L**2 * O)",
 }
 
 # dnnpart family: log latency on polynomials of these log factors (see `features`).
@@ -71,6 +78,12 @@ LOG_VARIABLES = {
     "relu": ["ll", "lcin"],
     "dropout": ["ll", "lcin"],
     "softmax": ["lcin"],
+    "dwconv": ["lg", "lk", "lo", "ls"],
+    "batchnorm": ["ll", "lcin"],
+    "add": ["ll", "lo"],
+    "clip": ["ll", "lcin"],
+    "gap": ["ll", "lcin"],
+    "concat": ["ll", "lo"],
 }
 
 
@@ -189,10 +202,17 @@ def hinge_terms(variable: str, knots) -> list[str]:
     return [f"I(({variable} - {k}) * ({variable} > {k}))" for k in knots]
 
 
+# Element-wise DAG types whose time is a call overhead plus a cost per element streamed: their dnnpart
+# candidates include that linear form (the paper family's formula, fitted with RELATIVE_WEIGHTS), which a
+# polynomial in the logs bends around. Kept to the new types so that the measured profile's fits stay as they are.
+LINEAR_COST_TYPES = ("dwconv", "batchnorm", "add", "clip", "gap", "concat")
+
+
 def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, str]]:
     """dnnpart candidates as (formula, weights): polynomials of degree 1..3 in the log factors that vary in the
     training rows; for fc and conv also degree-2/3 polynomials plus a piecewise-linear function of log2(bytes
-    streamed); for conv also the cost models (`cost_formula`), fitted with RELATIVE_WEIGHTS."""
+    streamed); for conv also the cost models (`cost_formula`), and for LINEAR_COST_TYPES their overhead + work
+    form, fitted with RELATIVE_WEIGHTS."""
     levels = {v: train[v].nunique() for v in LOG_VARIABLES[layer_type]}
     variables = [v for v, n in levels.items() if n > 1]
     if not variables:
@@ -205,6 +225,8 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
             cands.append(polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) + " + "
                          + " + ".join(hinge_terms(hv, knots)))
     weighted = [(cost_formula(v), RELATIVE_WEIGHTS) for v in COST_TERMS] if layer_type == "conv" else []
+    if layer_type in LINEAR_COST_TYPES:  # a per-call overhead plus a cost per element, weighted as for conv
+        weighted.append((PAPER_FORMULAS[layer_type], RELATIVE_WEIGHTS))
     return [(c, "") for c in cands] + weighted
 
 
@@ -247,10 +269,11 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split())  # pandas' messages span lines; the CLI shows one
         raise ProfileError(f"{path}: not a readable CSV ({reason[:200]})") from None
-    missing = [c for c in CSV_COLUMNS if c not in df.columns]
+    required = [c for c in CSV_COLUMNS if c not in OPTIONAL_MEASURES]
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise ProfileError(f"{path}: missing column(s) {', '.join(missing)}; a profile CSV needs "
-                           f"{', '.join(CSV_COLUMNS)}")
+                           f"{', '.join(required)} (and optionally {', '.join(OPTIONAL_MEASURES)})")
     if df.empty:
         raise ProfileError(f"{path}: no rows")
 
@@ -267,11 +290,13 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
         i = df.index[bad_role][0]
         raise ProfileError(f"{path}: line {row_no(i)} has unknown role {df.at[i, 'role']!r}; "
                            f"valid roles: {', '.join(ROLES)}")
-    for col in (*FACTORS, "latency_ms", "p10_ms", "p90_ms", "repeats"):
+    for col in (*FACTORS, "latency_ms", *OPTIONAL_MEASURES):
+        if col not in df.columns:
+            df[col] = np.nan
         values = pd.to_numeric(df[col], errors="coerce")
-        bad = ~np.isfinite(values) | (values <= 0 if col in ("latency_ms", "p10_ms", "p90_ms", "repeats", "kernel",
-                                                              "stride", "groups", "in_channels", "out_channels",
-                                                              "in_side", "out_side") else values < 0)
+        blank = df[col].isna() if col in OPTIONAL_MEASURES else pd.Series(False, index=df.index)
+        positive = col not in ("pad",)
+        bad = ~blank & (~np.isfinite(values) | (values <= 0 if positive else values < 0))
         if bad.any():
             i = df.index[bad][0]
             raise ProfileError(f"{path}: line {row_no(i)}: column {col} = {df.at[i, col]!r} must be a "
@@ -291,6 +316,26 @@ def _pinned_formula_engine():
         yield
     finally:
         statsmodels.formula.options.formula_engine = old
+
+
+def aggregate_repeats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (role, layer type, factors): repeated measurements of a configuration become one row (median
+    latency, their 10th and 90th percentiles, repeats summed), so that no test row has its twin in training.
+
+    `dnnpart import-profile` applies it to the timings it maps; the profiler writes one row per configuration
+    already. A frame without repeats is returned as it is."""
+    keys = ["role", "layer_type", *FACTORS]
+    if not df.duplicated(keys).any():
+        return df
+    groups = df.groupby(keys, sort=False)
+    out = groups["latency_ms"].median().rename("latency_ms").reset_index()
+    many = groups["latency_ms"].count().to_numpy() > 1
+    for col, q in (("p10_ms", 0.1), ("p90_ms", 0.9)):
+        own = groups[col].first().to_numpy() if col in df else np.full(len(out), np.nan)
+        out[col] = np.where(many, groups["latency_ms"].quantile(q).to_numpy(), own)
+    counts = df["repeats"].fillna(1) if "repeats" in df else pd.Series(1, index=df.index)
+    out["repeats"] = counts.groupby([df[k] for k in keys], sort=False).sum().to_numpy()
+    return out
 
 
 def split_train_test(df: pd.DataFrame, seed: int = 0, test_share: float = TEST_SHARE):
@@ -339,7 +384,7 @@ class LayerModel:
                 **({"info": self.info} if self.info else {})}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LayerModel":
+    def from_dict(cls, d: dict) -> LayerModel:
         return cls(d["formula"], {k: float(v) for k, v in d["params"].items()}, bool(d["log_response"]),
                    float(d.get("scale", 1.0)), d.get("info", {}), float(d.get("floor_ms", 0.0)), d.get("weights", ""))
 
@@ -561,6 +606,19 @@ def fit_report(profile: str | Path, seed: int = 0) -> pd.DataFrame:
                              **{k: m.info.get(k, float("nan")) for k in METRIC_COLUMNS[3:]}})
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     return df.astype({"n_train": int, "n_test": int})
+
+
+OUTLIER_FACTOR = 3.0  # a row whose latency is this far (either way) from its type's fit is flagged
+
+
+def flagged_rows(profile: str | Path, seed: int = 0, factor: float = OUTLIER_FACTOR) -> pd.DataFrame:
+    """Rows whose latency is far outside what their work implies: measured more than `factor` times above or
+    below the dnnpart fit of their role and layer type (held-out and training rows alike). Typos in imported
+    timings (us for ms, a missing zero) and disturbed measurements show up here; they are reported, not
+    removed. Columns as `heldout_predictions`."""
+    pred = heldout_predictions(profile, seed, families=("dnnpart",))
+    ratio = pred["measured_ms"] / pred["predicted_ms"]
+    return pred[(ratio > factor) | (ratio < 1 / factor)].reset_index(drop=True)
 
 
 def conv_coefficients(profile: str | Path, seed: int = 0) -> pd.DataFrame:

@@ -6,8 +6,16 @@ from pathlib import Path
 import pandas as pd
 
 from dnnpart import networks
-from dnnpart.delay.models import (PAPER_CONV_COEFFICIENTS, PAPER_CONV_FORMULA, LayerModel, features,
-                                  load_delay_model, resolve_profile, sha256_file, write_json)
+from dnnpart.delay.models import (
+    PAPER_CONV_COEFFICIENTS,
+    PAPER_CONV_FORMULA,
+    LayerModel,
+    features,
+    load_delay_model,
+    resolve_profile,
+    sha256_file,
+    write_json,
+)
 from dnnpart.paths import PROFILES_DIR
 from dnnpart.vocabulary import ROLES
 

@@ -41,7 +41,8 @@ from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FACTORS = ("kernel", "stride", "pad", "groups", "in_channels", "out_channels", "in_side", "out_side")
 MEASURES = ("latency_ms", "p10_ms", "p90_ms", "repeats")
-CSV_COLUMNS = ("role", "layer_type", *FACTORS, *MEASURES)  # what a profile CSV must hold (delay.read_profile_csv)
+CSV_COLUMNS = ("role", "layer_type", *FACTORS, *MEASURES)  # what a profile CSV holds (delay.read_profile_csv)
+OPTIONAL_MEASURES = ("p10_ms", "p90_ms", "repeats")  # may be missing or blank, e.g. in imported profiles
 PROFILE_COLUMNS = (*CSV_COLUMNS, "raw_ms")  # what the profiler writes: also the median over passes
 # <role>.runs.csv: one row per configuration and pass, written as measured
 RUN_COLUMNS = ("role", "layer_type", *FACTORS, "pass", "raw_ms", "p10_ms", "p90_ms", "repeats", "reference_ms")
@@ -94,6 +95,22 @@ def pool(k, s, p, c, side) -> Config:
 
 def elementwise(layer_type, c, side, kernel=1) -> Config:
     return Config(layer_type, kernel, 1, 0, 1, c, c, side, side)
+
+
+def dwconv(k, s, p, c, side) -> Config:
+    """Depthwise conv: c channels, one k x k filter each (groups = c)."""
+    return Config("dwconv", k, s, p, c, c, c, side, _out_side(side, k, s, p))
+
+
+def join(layer_type, c, side) -> Config:
+    """add: two c-channel maps into one (in_channels 2c, as the layer table counts a join's inputs);
+    concat: two c-channel maps into 2c channels."""
+    return Config(layer_type, 1, 1, 0, 1, 2 * c, c if layer_type == "add" else 2 * c, side, side)
+
+
+def gap(c, side) -> Config:
+    """Global average pooling of a c x side x side map (kernel = side, as in the layer table)."""
+    return Config("gap", side, 1, 0, 1, c, c, side, 1)
 
 
 # The reference layer: small (36 KB of weights, 25 KB in, 25 KB out), compute-bound, the same for every layer
@@ -230,8 +247,67 @@ def _softmax_designs(rng, n) -> list[Config]:
     return out
 
 
+def _conv_modern(rng) -> list[Config]:
+    """Convs of residual and mobile networks, appended after the random ones (so every earlier configuration,
+    and profiles measured with them, stay as they were): 1x1 convs (ResNet's bottlenecks, MobileNet's expansions
+    and projections, strided shortcuts) over the channel counts they use, then grouped convs (ResNeXt-style,
+    4 to 64 groups)."""
+    out = [conv(1, 1, 0, 1, cin, cout, side) for side in (7, 14, 28, 56, 112)
+           for cin, cout in ((16, 96), (24, 144), (32, 192), (64, 384), (96, 576), (160, 960), (320, 1280),
+                             (96, 24), (144, 32), (384, 64), (576, 160), (960, 320), (64, 256), (256, 64),
+                             (128, 512), (512, 128), (256, 1024), (1024, 256), (512, 2048), (2048, 512))]
+    out += [conv(1, 2, 0, 1, cin, 2 * cin, side) for cin in (64, 128, 256, 512, 1024) for side in (14, 28, 56)]
+    out = [c for c in out if _conv_macs(c) <= CONV_MAX_MACS]
+    while len(out) < 300:
+        side = _log_uniform_int(rng, 4, 112)
+        c = conv(1, int(rng.choice([1, 1, 1, 1, 2])), 0, 1, _channels(rng, 8, 2048), _channels(rng, 8, 2048), side)
+        if _conv_macs(c) <= CONV_MAX_MACS:
+            out.append(c)
+    grouped = []
+    while len(grouped) < 150:
+        g = int(rng.choice([4, 8, 16, 32, 64]))
+        k, side = int(rng.choice([1, 3, 3])), _log_uniform_int(rng, 4, 112)
+        per_group_in, per_group_out = int(rng.choice([2, 4, 8, 16, 32])), int(rng.choice([2, 4, 8, 16, 32]))
+        c = conv(k, int(rng.choice([1, 1, 2])), k // 2, g, g * per_group_in, g * per_group_out, side)
+        if c.out_side >= 1 and _conv_macs(c) <= CONV_MAX_MACS:
+            grouped.append(c)
+    return out + grouped
+
+
+def _dwconv_designs(rng, n) -> list[Config]:
+    """Variable-controlling sweeps around MobileNetV2's depthwise convs (3x3, 96..960 channels), then random."""
+    out = []
+    for base in (dict(k=3, s=1, p=1, c=144, side=56), dict(k=3, s=1, p=1, c=384, side=14)):
+        for k in (3, 5, 7):
+            out.append(dwconv(**{**base, "k": k, "p": k // 2}))
+        for c in (8, 16, 32, 64, 96, 144, 192, 384, 576, 960, 1280):
+            out.append(dwconv(**{**base, "c": c}))
+        for side in (4, 7, 10, 14, 20, 28, 40, 56, 80, 112):
+            out.append(dwconv(**{**base, "side": side}))
+        out.append(dwconv(**{**base, "s": 2}))
+    out = [c for c in out if c.in_channels * c.in_side ** 2 <= ELEMENTWISE_MAX]
+    while len(out) < n:
+        k = int(rng.choice([3, 3, 3, 5, 7]))
+        c, side = _channels(rng, 8, 1920), _log_uniform_int(rng, 3, 224)
+        if side >= k and c * side * side <= ELEMENTWISE_MAX:
+            out.append(dwconv(k, int(rng.choice([1, 1, 2])), k // 2, c, side))
+    return out
+
+
+def _map_designs(make, rng, n, lo=1, hi=2048) -> list[Config]:
+    """C x L x L maps (add, concat, gap, batchnorm): a grid, then random, all within ELEMENTWISE_MAX."""
+    out = [make(c, side) for c in (16, 64, 256, 512, 1024, 2048) for side in (1, 7, 14, 28, 56, 112)
+           if c * side * side <= ELEMENTWISE_MAX]
+    while len(out) < n:
+        c, side = _log_uniform_int(rng, lo, hi), _log_uniform_int(rng, 1, 224)
+        if c * side * side <= ELEMENTWISE_MAX:
+            out.append(make(c, side))
+    return out
+
+
 # Configurations per layer type: >= 1,000 for conv and fc (the paper's "over 1000"), fewer for cheap types.
-DESIGN_SIZES = {"conv": 1100, "fc": 1050, "pool": 200, "relu": 200, "lrn": 120, "softmax": 80, "dropout": 120}
+DESIGN_SIZES = {"conv": 1100, "fc": 1050, "pool": 200, "relu": 200, "lrn": 120, "softmax": 80, "dropout": 120,
+                "dwconv": 600, "batchnorm": 200, "add": 200, "clip": 200, "gap": 120, "concat": 120}
 
 
 def design(layer_type: str, seed: int = 0) -> list[Config]:
@@ -247,6 +323,7 @@ def design(layer_type: str, seed: int = 0) -> list[Config]:
     if layer_type == "conv":
         fixed = _conv_sweep()
         configs = fixed + _conv_random(rng, n - len(fixed))
+        configs += _conv_modern(rng)
     elif layer_type == "fc":
         fixed = _fc_sweep()
         configs = fixed + _fc_random(rng, n - len(fixed)) + _fc_large()
@@ -256,6 +333,14 @@ def design(layer_type: str, seed: int = 0) -> list[Config]:
         configs = _lrn_designs(rng, n)
     elif layer_type == "softmax":
         configs = _softmax_designs(rng, n)
+    elif layer_type == "dwconv":
+        configs = _dwconv_designs(rng, n)
+    elif layer_type in ("add", "concat"):
+        configs = _map_designs(lambda c, side: join(layer_type, c, side), rng, n, hi=1024)
+    elif layer_type == "gap":
+        configs = _map_designs(lambda c, side: gap(c, side), rng, n)
+    elif layer_type == "batchnorm":
+        configs = _map_designs(lambda c, side: elementwise("batchnorm", c, side), rng, n)
     else:
         configs = _elementwise_designs(layer_type, rng, n)
     seen, unique = set(), []
@@ -270,7 +355,7 @@ def design(layer_type: str, seed: int = 0) -> list[Config]:
 def config_layer(config: Config) -> Layer:
     """The `Layer` spec of a configuration, for the shared ONNX node builder (pools round down, as measured)."""
     c = config
-    out = c.out_channels if c.layer_type in ("conv", "fc") else None
+    out = c.out_channels if c.layer_type in ("conv", "dwconv", "fc") else None
     return Layer(f"{c.layer_type}_layer", c.layer_type, out=out, kernel=c.kernel, stride=c.stride, pad=c.pad,
                  groups=c.groups, ceil=False)
 
@@ -284,17 +369,21 @@ def build_layer_model(config: Config, rng=None):
     c = config
     if c.layer_type not in LAYER_TYPES:
         raise ProfileError(f"unknown layer type {c.layer_type!r}; valid types: {', '.join(LAYER_TYPES)}")
-    if c.in_side == 1 and c.layer_type in ("fc", "softmax", "relu", "dropout"):
+    if c.in_side == 1 and c.layer_type in ("fc", "softmax", "relu", "dropout", "clip"):
         x_shape = [1, c.in_channels]
     else:
         x_shape = [1, c.in_channels, c.in_side, c.in_side]
-    nodes, weights = layer_nodes(config_layer(c), c.in_channels, "x", "y", rng)
+    names = ["x"]
+    if c.layer_type in ("add", "concat"):  # two inputs of half the counted channels each
+        x_shape[1] //= 2
+        names = ["x0", "x1"]
+    nodes, weights = layer_nodes(config_layer(c), c.in_channels, names if len(names) > 1 else names[0], "y", rng)
     inits = [numpy_helper.from_array(w, name) for name, w in weights.items()]
     graph = helper.make_graph(nodes, f"{c.layer_type}_layer",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, x_shape) for n in names],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    feed = {"x": rng.standard_normal(size=x_shape, dtype=np.float32)}
+    feed = {n: rng.standard_normal(size=x_shape, dtype=np.float32) for n in names}
     return model, feed
 
 
@@ -548,7 +637,7 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, passes: int, 
         "reference_layer": {"layer_type": REFERENCE_LAYER.layer_type, **dict(zip(FACTORS, REFERENCE_LAYER.key(role)[2:]))},
         "reference_ms": reference_ms,
         "started_utc": started,
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "load_average": list(os.getloadavg()),
         "configs_per_type": counts,
         "command": command,
@@ -646,7 +735,7 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
         shuffled = [configs[i] for i in np.random.default_rng([seed, p]).permutation(len(configs))]
         todo.append([c for c in shuffled if (*c.key(role), p) not in done])
 
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")  # also identifies the run
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")  # also identifies the run
     rng, reference = np.random.default_rng(seed), reference_session(threads)
     from tqdm.auto import tqdm
 

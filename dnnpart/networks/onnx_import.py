@@ -1,8 +1,10 @@
-"""Read a chain-structured ONNX model into a layer table.
+"""Read an ONNX model, a chain or a DAG (residual, branched), into a layer table.
 
-`from_onnx` walks a model's nodes in order, checks that every layer reads the previous layer's output and
-nothing else, turns each node into a `Layer` spec, and builds the table with the same shape propagation as the
-zoo; the shapes ONNX itself infers are checked against it.
+`from_onnx` walks a model's nodes in their (topological) file order, follows which node produced each tensor a
+node reads, turns each node into a `Layer` spec naming its inputs, and builds the table with the same shape
+propagation as the zoo, which also finds the cut points (dnnpart.networks.blocks); the shapes ONNX itself infers
+are checked against it. Batch normalisation is read as a layer of its own; a model exported with it folded into
+the convolutions (as inference runtimes and torch.onnx.export do) simply has none, and biased convs instead.
 """
 from __future__ import annotations
 
@@ -13,16 +15,17 @@ import numpy as np
 import pandas as pd
 
 from dnnpart.errors import DnnpartError, OnnxImportError
-from dnnpart.networks.layers import Layer, build_table, pooled_side
-
+from dnnpart.networks.layers import FLATTENABLE, NETWORK_INPUT, Layer, build_table, pooled_side
 
 # ONNX operator -> what it becomes in the table ("fold": absorbed, no row).
 SUPPORTED_OPS = {
     "Conv": "conv", "Relu": "relu", "LRN": "lrn", "MaxPool": "pool", "AveragePool": "pool",
-    "GlobalAveragePool": "pool", "GlobalMaxPool": "pool", "Gemm": "fc", "MatMul": "fc", "Dropout": "dropout",
-    "Softmax": "softmax", "Flatten": "fold", "Reshape": "fold", "Identity": "fold", "Constant": "fold",
-    "Add": "fold",  # only as the bias of the MatMul right before it
+    "GlobalAveragePool": "gap", "GlobalMaxPool": "pool", "Gemm": "fc", "MatMul": "fc", "Dropout": "dropout",
+    "Softmax": "softmax", "BatchNormalization": "batchnorm", "Clip": "clip",
+    "Add": "add",  # of two branches; with a constant, the bias of the MatMul right before it
+    "Concat": "concat", "Flatten": "fold", "Reshape": "fold", "Identity": "fold", "Constant": "fold",
 }
+JOIN_OPS = ("Add", "Concat")
 
 
 def _fail(path: Path, message: str) -> OnnxImportError:
@@ -30,7 +33,8 @@ def _fail(path: Path, message: str) -> OnnxImportError:
 
 
 def _supported() -> str:
-    return ", ".join("Add (as a MatMul bias)" if op == "Add" else op for op in SUPPORTED_OPS if op != "Constant")
+    return ", ".join("Add (of two branches, or a MatMul bias)" if op == "Add" else op
+                     for op in SUPPORTED_OPS if op != "Constant")
 
 
 def _dims(value_info) -> list | None:
@@ -83,12 +87,14 @@ def _attr(node, name: str, default=None):
 
 
 def from_onnx(path: str | Path) -> pd.DataFrame:
-    """Read a chain-structured ONNX model into a layer table (network name = the file's stem).
+    """Read an ONNX model into a layer table (network name = the file's stem).
 
-    Every node must read only the previous layer's output (plus weights and constants), and every layer's
-    output must feed only the next node. Conv, Relu, MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool,
-    LRN, Gemm, MatMul (+ Add of a bias), Dropout and Softmax become rows; Flatten, a flattening Reshape and
-    Identity are folded away. Anything else raises OnnxImportError naming the node and the operator.
+    Conv (grouped, depthwise), BatchNormalization, Relu, Clip, MaxPool/AveragePool/GlobalAveragePool/
+    GlobalMaxPool, LRN, Gemm, MatMul (+ Add of a bias), Dropout, Softmax, and the joins Add and Concat become
+    rows; Flatten, a flattening Reshape and Identity are folded away. A node may read any earlier node's output
+    (branches); a network has one data input and one output (its last layer). Anything else raises
+    OnnxImportError naming the node and the operator. The table's attrs remember the file's tensor names
+    ('onnx_input', 'onnx_tensors': layer -> its output tensor), for cutting the file into blocks.
     """
     import onnx
     from onnx import numpy_helper
@@ -111,7 +117,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
 
     data_inputs = [i for i in g.input if i.name not in weights]
     if len(data_inputs) != 1:
-        raise _fail(path, f"a chain has one data input, this model has {len(data_inputs)}: "
+        raise _fail(path, f"a network has one data input, this model has {len(data_inputs)}: "
                           f"{[i.name for i in data_inputs]}")
     x = data_inputs[0]
     dims = shapes.get(x.name) or _dims(x) or []
@@ -128,15 +134,12 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         for name in dict.fromkeys(node.input):
             consumers.setdefault(name, []).append(i)
 
-    def branch_error(tensor: str) -> OnnxImportError:
-        readers = ", ".join(f"'{labels[i]}' ({nodes[i].op_type})" for i in consumers[tensor])
-        return _fail(path, f"not a chain: tensor '{tensor}' feeds {len(consumers[tensor])} nodes ({readers}); "
-                           f"each layer's output must feed only the next layer")
-
     layers: list[Layer] = []
+    index = {}  # layer name -> position in layers
     origin = {}  # layer name -> (node label, op, output tensor)
-    fan_in = {}  # layer name -> input channels/features its weight expects
-    current, flatten_next, used = x.name, False, set()
+    fan_in = {}  # layer name -> input channels/features its weights expect
+    source = {x.name: (NETWORK_INPUT, False)}  # tensor -> (the layer that made it, flattened since)
+    used = {NETWORK_INPUT}
     for i, node in enumerate(nodes):
         op, label = node.op_type, labels[i]
         where = f"node '{label}' ({op})"
@@ -147,34 +150,58 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
             weights.setdefault(node.output[0], None)
             continue
         reads = [n for n in node.input if n and n not in weights]
-        if len(consumers.get(current, [])) > 1:
-            raise branch_error(current)
-        if reads != [current]:
-            raise _fail(path, f"not a chain: {where} reads {reads}, but a chain node reads only the "
-                              f"previous layer's output '{current}'")
         if op not in SUPPORTED_OPS:
             raise _fail(path, f"{where}: operator {op} cannot be described by the layer table; "
                               f"supported operators: {_supported()}")
+        for tensor in reads:
+            if tensor not in source:
+                raise _fail(path, f"{where} reads tensor '{tensor}', which no earlier node produces (nodes must "
+                                  "come in topological order, and a network has one data input)")
         for extra in node.output[1:]:  # e.g. Dropout's mask, MaxPool's indices
             if extra and extra in consumers:
-                raise _fail(path, f"not a chain: {where}'s second output '{extra}' is used")
+                raise _fail(path, f"{where}'s second output '{extra}' is used; only the first output may be")
         if label in used:
             label = f"{label}_{i}"
         used.add(label)
+        out = node.output[0]
 
-        layer = _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path,
-                            fan_in)
-        current = node.output[0]
+        if op == "Add" and len(reads) == 1:  # a constant added: the bias of the MatMul right before it
+            made_by = source[reads[0]][0]
+            last = layers[index[made_by]] if made_by in index else None
+            bias = _tensor_dims(next((n for n in node.input if n and n in weights), ""), weights, constants, shapes)
+            if (last is None or last.type != "fc" or last.bias or origin[made_by][1] != "MatMul" or bias is None
+                    or int(np.prod(bias)) != last.out or consumers.get(reads[0]) != [i]):
+                raise _fail(path, f"{where}: operator Add of a constant is supported only as the bias of a MatMul "
+                                  f"right before it; supported operators: {_supported()}")
+            layers[index[made_by]] = replace(last, bias=True)
+            origin[made_by] = (*origin[made_by][:2], out)
+            source[out] = source[reads[0]]
+            continue
+        if op in JOIN_OPS:
+            if len(reads) < 2 or (op == "Add" and len(reads) != 2):
+                raise _fail(path, f"{where}: joins {'two' if op == 'Add' else 'two or more'} activation tensors, "
+                                  f"reads {reads}")
+            if op == "Concat" and _attr(node, "axis") != 1:
+                raise _fail(path, f"{where}: only a Concat along the channels (axis=1) is supported, "
+                                  f"got axis={_attr(node, 'axis')}")
+            layer = Layer(label, SUPPORTED_OPS[op])
+        else:
+            if len(reads) != 1:
+                raise _fail(path, f"{where} reads {len(reads)} activation tensors {reads}; only Add and Concat "
+                                  "join branches")
+            layer = _node_layer(node, op, label, where, weights, constants, shapes, path, fan_in)
         if layer == "flatten":
-            flatten_next = True
+            source[out] = (source[reads[0]][0], True)
             continue
         if layer is None:
+            source[out] = source[reads[0]]
             continue
-        if flatten_next and layer.type in ("relu", "dropout", "softmax"):
-            layer = replace(layer, flatten=True)
-        flatten_next = False
+        layer = replace(layer, inputs=tuple(source[t][0] for t in reads),
+                        flatten=source[reads[0]][1] and layer.type in FLATTENABLE)
+        index[layer.name] = len(layers)
         layers.append(layer)
-        origin[layer.name] = (label, op, current)
+        origin[layer.name] = (label, op, out)
+        source[out] = (layer.name, False)
 
     if not layers:
         raise _fail(path, "the model has no layer the table can describe")
@@ -192,7 +219,7 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         label, op, tensor = origin[row.name]
         if row.name in fan_in and fan_in[row.name] != row.in_channels:
             raise _fail(path, f"node '{label}' ({op}): its weight expects {fan_in[row.name]} input "
-                              f"{'channels' if row.type == 'conv' else 'features'} but receives {row.in_channels}")
+                              f"{'features' if row.type == 'fc' else 'channels'} but receives {row.in_channels}")
         if layer.type == "pool" and layer.ceil and row.out_side != pooled_side(
                 row.in_side, row.kernel, row.stride, row.pad, ceil=True, clip=False):
             onnx_shapes_trusted = False
@@ -206,7 +233,21 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
                               f"side {side} but ONNX infers {want}")
     if inference_error and onnx_shapes_trusted:  # the checks above found nothing more specific to say
         raise _fail(path, f"ONNX shape inference failed: {inference_error}")
+    table.attrs["onnx_input"] = x.name
+    table.attrs["onnx_tensors"] = {name: origin[name][2] for name in table["name"]}
     return table
+
+
+def _tensor_dims(name, weights, constants, shapes) -> list | None:
+    """Dims of a weight, constant or inferred tensor, or None."""
+    if not name:
+        return None
+    t = weights.get(name)
+    if t is not None:
+        return list(t.dims)
+    if name in constants:
+        return list(constants[name].shape)
+    return shapes.get(name)
 
 
 def _square(values, what: str, where: str, path: Path) -> int:
@@ -234,21 +275,12 @@ def _window(node, where: str, path: Path, kernel_default=None) -> dict:
                 pad=_square(_attr(node, "pads", [0, 0, 0, 0]), "pads", where, path))
 
 
-def _node_layer(node, op, label, where, weights, constants, shapes, current, layers, input_shape, path, fan_in):
-    """The Layer a node becomes, "flatten" for a folded flatten, None for a no-op; raises for the unsupported.
-
-    For conv and fc, fan_in[label] receives the input channels/features the weight expects.
+def _node_layer(node, op, label, where, weights, constants, shapes, path, fan_in):
+    """The Layer a one-input node becomes, "flatten" for a folded flatten, None for a no-op; raises for the
+    unsupported. For conv, fc and batchnorm, fan_in[label] receives the input channels/features the weights expect.
     """
     def weight_dims(k):
-        name = node.input[k] if len(node.input) > k else ""
-        if not name:
-            return None
-        t = weights.get(name)
-        if t is not None:
-            return list(t.dims)
-        if name in constants:
-            return list(constants[name].shape)
-        return shapes.get(name)
+        return _tensor_dims(node.input[k] if len(node.input) > k else "", weights, constants, shapes)
 
     has_bias = len(node.input) > 2 and bool(node.input[2])
     if op == "Identity":
@@ -273,14 +305,20 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
                      **_window(node, where, path, kernel_default=w[2:]))
     if op in ("MaxPool", "AveragePool"):
         return Layer(label, "pool", ceil=bool(_attr(node, "ceil_mode", 0)), **_window(node, where, path))
-    if op in ("GlobalAveragePool", "GlobalMaxPool"):
-        side = input_shape[2]
-        if layers:
-            try:
-                side = int(build_table(path.stem, input_shape, layers)["out_side"].iloc[-1])
-            except DnnpartError:
-                pass  # build_table reports the faulty earlier layer at the end
-        return Layer(label, "pool", kernel=side, stride=1, ceil=False)
+    if op == "GlobalAveragePool":
+        return Layer(label, "gap")
+    if op == "GlobalMaxPool":
+        return Layer(label, "pool", kernel=0)  # kernel 0: global, the window is the whole map
+    if op == "BatchNormalization":
+        dims = [weight_dims(k) for k in range(1, 5)]
+        if _attr(node, "training_mode", 0) or any(d is None or len(d) != 1 for d in dims) or len(
+                {d[0] for d in dims}) != 1:
+            raise _fail(path, f"{where}: needs inference mode and four 1-D initializers (scale, bias, mean, "
+                              f"variance) of one length, got {dims}")
+        fan_in[label] = int(dims[0][0])
+        return Layer(label, "batchnorm")
+    if op == "Clip":
+        return Layer(label, "clip")
     if op == "LRN":
         size = _attr(node, "size")
         if size is None:
@@ -299,14 +337,6 @@ def _node_layer(node, op, label, where, weights, constants, shapes, current, lay
             raise _fail(path, f"{where}: needs a 2-D weight initializer, got {w}")
         fan_in[label] = int(w[0])
         return Layer(label, "fc", out=int(w[1]), bias=False)
-    if op == "Add":
-        last = layers[-1] if layers else None
-        b = weight_dims(1) if node.input[0] == current else weight_dims(0)
-        if last is None or last.type != "fc" or last.bias or b is None or int(np.prod(b)) != last.out:
-            raise _fail(path, f"{where}: operator Add is supported only as the bias of a MatMul right before "
-                              f"it; supported operators: {_supported()}")
-        layers[-1] = replace(last, bias=True)
-        return None
     if op == "Relu":
         return Layer(label, "relu")
     if op == "Dropout":

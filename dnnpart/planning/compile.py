@@ -3,6 +3,10 @@
 The paper's Algorithm 1, step 1: per device and layer, local time T^l, server time T^s (from the delay
 models) and transmission time T^t = O / r (eq. 3) of each layer's input.
 
+A DAG network (ResNet, MobileNetV2) reaches the optimiser as the chain of its blocks (dnnpart.networks.blocks):
+a block's times are the sums of its layers' predicted times, its upload the one tensor crossing into it. A
+chain's blocks are its layers, so its instance is exactly the per-layer one.
+
 Two ways in:
 - `network_instance`: the paper's experiments, n identical devices running one zoo network;
 - `compile_scenario`: a scenario file (dnnpart.planning.scenario) of heterogeneous device groups.
@@ -58,10 +62,11 @@ def device_for_table(name: str, layers: pd.DataFrame, device_model, server_model
 
 def device_from_times(name: str, layers: pd.DataFrame, local_ms, server_ms, bandwidth_mbps: float,
                       load: float = 0.0, downlink_mbps: float | None = None) -> Device:
-    """`device_for_table` with the per-layer delays already predicted (server times at load 0)."""
-    local = np.asarray(local_ms, dtype=float)
-    server = apply_server_load(server_ms, load)
-    upload = upload_ms(layers["in_bytes"].to_numpy(), bandwidth_mbps)
+    """`device_for_table` with the per-layer delays already predicted (server times at load 0); a DAG
+    network's layers are summed into its blocks."""
+    local = networks.block_sums(layers, local_ms)
+    server = apply_server_load(networks.block_sums(layers, server_ms), load)
+    upload = upload_ms(networks.block_in_bytes(layers), bandwidth_mbps)
     download = 0.0
     if downlink_mbps is not None:
         check_rate(downlink_mbps, "downlink_mbps")
@@ -80,7 +85,9 @@ def predict_tables(model, tables: list[pd.DataFrame], role: str) -> list[np.ndar
 
 def network_instance(network: str, n_devices: int, bandwidth_mbps: float, load: float = 0.0,
                      profile: str = "paper", family: str = "dnnpart") -> Instance:
-    """The paper's experiments: n identical devices running one zoo network over identical uplinks."""
+    """The paper's experiments: n identical devices running one zoo network (or .onnx file) over identical
+    uplinks. A DAG network's subtasks are its blocks; its profile must cover its layer types (else
+    MissingModelError names the first one missing)."""
     check_n_devices(n_devices)
     local, server, in_bytes = _zoo_delays(network, str(profile), family)
     upload = upload_ms(in_bytes, bandwidth_mbps)
@@ -91,15 +98,16 @@ def network_instance(network: str, n_devices: int, bandwidth_mbps: float, load: 
 
 @functools.lru_cache(maxsize=64)
 def _zoo_delays(network: str, profile: str, family: str) -> tuple[tuple, tuple, tuple]:
-    """Predicted local and server ms and input bytes per layer of a zoo network, computed once per process:
-    a sweep builds hundreds of instances from the same few (network, profile) pairs, and prediction is the
-    slow part (patsy evaluates every formula)."""
+    """Predicted local and server ms and input bytes per subtask (layer, or block of a DAG) of a zoo network or
+    .onnx file, computed once per process: a sweep builds hundreds of instances from the same few (network,
+    profile) pairs, and prediction is the slow part (patsy evaluates every formula)."""
     from dnnpart.delay import load_delay_model
 
-    layers = networks.get(network)
+    layers = networks.load(network)
     model = load_delay_model(profile, family=family)
-    return (tuple(model.predict(layers, "device").astype(float)), tuple(model.predict(layers, "server").astype(float)),
-            tuple(layers["in_bytes"].astype(float)))
+    local = networks.block_sums(layers, model.predict(layers, "device").astype(float))
+    server = networks.block_sums(layers, model.predict(layers, "server").astype(float))
+    return tuple(local), tuple(server), tuple(networks.block_in_bytes(layers).astype(float))
 
 
 @dataclass(frozen=True)
@@ -120,9 +128,9 @@ class LabelledInstance:
 
     @classmethod
     def of_network(cls, instance: Instance, layers: pd.DataFrame) -> "LabelledInstance":
-        """Identical devices that all run one layer table."""
+        """Identical devices that all run one layer table (a DAG's subtasks named by their blocks' last layers)."""
         network = str(layers.attrs.get("network", "network"))
-        names = tuple(layers["name"].astype(str))
+        names = tuple(networks.block_names(layers))
         n = len(instance)
         return cls(instance, (network,) * n, (network,) * n, (names,) * n)
 
@@ -162,8 +170,9 @@ class CompiledScenario:
 
     @property
     def layer_names(self) -> list[list[str]]:
-        """Per device, its layer names in execution order."""
-        return [self.layers(i)["name"].astype(str).tolist() for i in range(len(self.instance))]
+        """Per device, its subtasks' names in execution order: the layers of a chain, the blocks (each named by
+        its last layer) of a DAG network."""
+        return [networks.block_names(self.layers(i)) for i in range(len(self.instance))]
 
     def cut_name(self, device: int, cut: int) -> str:
         """The cut by name (vocabulary.cut_name): 'input', 'all local', or the last local layer's name."""

@@ -140,7 +140,8 @@ def _network(spec: str, base: Path, place: str, fail) -> pd.DataFrame:
     try:
         return networks.get(spec)
     except DnnpartError:
-        raise fail(place, f"unknown network {spec!r}; valid zoo names: {', '.join(networks.names())} "
+        zoo = ", ".join(networks.names(include_dag=True))
+        raise fail(place, f"unknown network {spec!r}; valid zoo names: {zoo} "
                           f"(or a path to a .onnx file)") from None
 
 

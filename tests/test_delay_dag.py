@@ -1,0 +1,232 @@
+"""Delay models for the DAG layer types on synthetic profiles (known latency formulas), prediction of the DAG
+zoo, the block instances the optimiser sees, and profiles imported from other tools."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dnnpart import networks
+from dnnpart.cli import main
+from dnnpart.delay import models as D
+from dnnpart.delay import profiler as P
+from dnnpart.delay.import_profile import import_profile
+from dnnpart.errors import MissingModelError, ProfileError
+
+NEW_TYPES = ("dwconv", "batchnorm", "add", "clip", "gap", "concat")
+
+
+def known_ms(df: pd.DataFrame) -> np.ndarray:
+    """The synthetic truth: per-call overhead plus work. dwconv: MACs and input elements; joins: output
+    elements; every other type but conv: input elements; conv: eq. (1)'s three terms."""
+    f = D.features(df)
+    conv = 2e-8 * f["G"] ** 2 * f["K"] ** 2 * f["O"] * f["Cin"] + 3e-6 * f["G"] ** 2 * f["K"] ** 2 * f["Cin"] + \
+        5e-6 * f["G"] ** 2 * f["O"]
+    dw = 0.002 + 4e-8 * f["G"] ** 2 * f["K"] ** 2 * f["O"] + 2e-7 * f["L"] ** 2 * f["O"]
+    join = 0.003 + 1e-6 * f["L"] ** 2 * f["O"]
+    other = 0.004 + 2e-6 * f["L"] ** 2 * f["Cin"]
+    t = df["layer_type"]
+    return np.where(t == "conv", conv, np.where(t == "dwconv", dw, np.where(t.isin(["add", "concat"]), join, other)))
+
+
+def synthetic(types=networks.LAYER_TYPES, role="device", n=300, scale=1.0) -> pd.DataFrame:
+    rows = [{"role": role, "layer_type": t, **{f: getattr(c, f) for f in P.FACTORS}}
+            for t in types for c in P.design(t)[:n]]
+    df = pd.DataFrame(rows)
+    ms = known_ms(df) * scale
+    return df.assign(latency_ms=ms, p10_ms=ms * 0.95, p90_ms=ms * 1.05, repeats=5)
+
+
+@pytest.fixture(scope="module")
+def full_profile(tmp_path_factory):
+    """A profile covering every layer type on both roles (the server 10x faster)."""
+    folder = tmp_path_factory.mktemp("full")
+    synthetic().to_csv(folder / "device.csv", index=False)
+    synthetic(role="server", scale=0.1).to_csv(folder / "server.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("layer_type", NEW_TYPES)
+def test_paper_family_recovers_the_new_types_exactly(layer_type):
+    df = synthetic((layer_type,))
+    model = D.fit_layer_type(df, layer_type, "paper", seed=0)
+    assert model.info["r2_test"] == pytest.approx(1.0, abs=1e-9) and model.info["within10"] == 1.0
+    assert model.params["Intercept"] == pytest.approx({"dwconv": 0.002, "add": 0.003, "concat": 0.003}.get(
+        layer_type, 0.004), rel=1e-6)
+
+
+@pytest.mark.parametrize("layer_type", NEW_TYPES)
+def test_dnnpart_family_fits_the_new_types_like_conv(layer_type):
+    """Goal of issue 14 on measured data: conv-like types R^2 >= 0.99 and >= 90 % within 10 %; here on known
+    latencies with 3 % noise, every new type must reach it."""
+    df = synthetic((layer_type,))
+    df["latency_ms"] *= np.exp(0.03 * np.random.default_rng(0).standard_normal(len(df)))
+    model = D.fit_layer_type(df, layer_type, "dnnpart", seed=0)
+    assert model.info["r2_test"] >= 0.99 and model.info["within10"] >= 0.9
+    assert model.info["n_test"] == round(0.2 * len(df))
+
+
+def test_fit_report_and_prediction_of_the_dag_zoo(full_profile):
+    report = D.fit_report(full_profile)
+    assert set(report["layer_type"]) == set(networks.LAYER_TYPES) and len(report) == 13 * 2 * 2
+    model = D.load_delay_model(full_profile)
+    for name in networks.DAG_NETWORKS:
+        table = networks.get(name)
+        for role in ("device", "server"):
+            ms = model.predict(table, role)
+            assert (ms > 0).all() and len(ms) == len(table)
+            blocks = networks.block_sums(table, ms)
+            assert len(blocks) == len(networks.block_table(table)) and blocks.sum() == pytest.approx(ms.sum())
+
+
+def test_a_profile_without_the_dag_types_names_the_first_missing_one():
+    model = D.load_delay_model("measured")
+    with pytest.raises(MissingModelError, match=r"no device delay model for layer type 'batchnorm' in profile "
+                                                r"'measured'; covered types: conv, dropout, fc"):
+        model.predict(networks.get("resnet18"), "device")
+    from dnnpart.planning.compile import network_instance
+
+    with pytest.raises(MissingModelError, match="'batchnorm'"):
+        network_instance("mobilenet_v2", 2, 10.0, profile="paper")
+
+
+def test_network_instance_of_a_dag_is_its_chain_of_blocks(full_profile):
+    from dnnpart.optimiser.baselines import solve_all_methods
+    from dnnpart.planning.compile import LabelledInstance, network_instance
+
+    table = networks.get("resnet18")
+    model = D.load_delay_model(full_profile)
+    inst = network_instance("resnet18", 3, 8.0, load=0.5, profile=str(full_profile))
+    d = inst.devices[0]
+    assert d.n_layers == 22 and len(inst) == 3
+    np.testing.assert_allclose(d.local_ms, networks.block_sums(table, model.predict(table, "device")), rtol=1e-12)
+    np.testing.assert_allclose(d.server_ms, 2 * networks.block_sums(table, model.predict(table, "server")),
+                               rtol=1e-12)
+    np.testing.assert_allclose(d.upload_ms, networks.block_table(table)["in_bytes"] * 8 / 8000.0, rtol=1e-12)
+    labelled = LabelledInstance.of_network(inst, table)
+    assert labelled.cut_name(0, 5) == "layer1.0.add" and labelled.cut_name(0, 22) == "all local"
+    solutions = solve_all_methods(inst)
+    assert solutions["case1"].avg_delay_ms <= min(s.avg_delay_ms for s in solutions.values()) + 1e-6
+    assert all(0 <= c <= 22 for c in solutions["case1"].schedule.cuts)
+
+
+def test_a_scenario_mixes_dag_and_chain_networks(full_profile, tmp_path):
+    import yaml
+
+    from dnnpart.planning.compile import compile_scenario
+
+    path = networks.to_onnx("mobilenet_v2", tmp_path / "mine.onnx", layer_outputs=False)
+    scenario = {"server": {"profile": str(full_profile), "load": 0.0},
+                "devices": [{"name": "phone", "count": 2, "network": "resnet18", "profile": str(full_profile),
+                             "uplink_mbps": 10},
+                            {"name": "cam", "count": 1, "network": path.name, "profile": str(full_profile),
+                             "uplink_mbps": 5},
+                            {"name": "old", "count": 1, "network": "lenet", "profile": str(full_profile),
+                             "uplink_mbps": 5}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    compiled = compile_scenario(tmp_path / "s.yaml")
+    assert [d.n_layers for d in compiled.instance.devices] == [22, 22, 72, 8]
+    assert compiled.layer_names[2] == networks.block_names(networks.get("mobilenet_v2"))
+    assert compiled.layer_names[3] == list(networks.get("lenet")["name"])
+    assert compiled.cut_name(2, 17) == "features.3.add"
+    data = compiled.to_dict()
+    assert len(data["devices"][0]["_layers"]) == 22
+
+
+def write_timings(path, rows):
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_import_profile_maps_the_minimal_schema(tmp_path):
+    """Timings as a PyTorch script would log them: operator names or layer types, shapes, latency; no
+    p10/p90/repeats; every configuration timed three times; one row 100x off."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in P.design("dwconv")[:40]:
+        for _ in range(3):
+            ms = (0.002 + 4e-8 * c.out_side ** 2 * 9 * c.out_channels + 2e-7 * c.in_side ** 2 * c.out_channels)
+            rows.append({"layer_type": "Conv", "in_channels": c.in_channels, "out_channels": c.out_channels,
+                         "in_side": c.in_side, "kernel": c.kernel, "stride": c.stride, "pad": c.pad,
+                         "groups": c.groups, "latency_ms": ms * float(np.exp(0.02 * rng.standard_normal()))})
+    for c in P.design("add")[:30]:
+        ms = 0.003 + 1e-6 * c.in_side ** 2 * c.out_channels
+        rows.append({"layer_type": "add", "in_channels": c.in_channels, "in_side": c.in_side, "latency_ms": ms})
+    rows[-1]["latency_ms"] *= 100  # a typo: the flagged row
+    src = write_timings(tmp_path / "pi.csv", rows)
+    csv_path = import_profile(src, "device", tmp_path / "pi")
+    df = D.read_profile_csv(csv_path)
+    assert len(df) == 40 + 30 and set(df["layer_type"]) == {"dwconv", "add"}  # repeats aggregated
+    dw = df[df["layer_type"] == "dwconv"]
+    assert (dw["repeats"] == 3).all() and (dw["p10_ms"] <= dw["latency_ms"]).all()
+    assert (dw["groups"] == dw["in_channels"]).all()
+    add = df[df["layer_type"] == "add"]
+    assert (add["out_channels"] * 2 == add["in_channels"]).all() and add["p10_ms"].isna().all()
+    meta = json.loads((tmp_path / "pi" / "device.json").read_text())
+    assert meta["rows_read"] == 150 and meta["configurations"] == 70 and meta["source"] == "imported"
+    assert [(r["layer_type"], r["in_channels"]) for r in meta["flagged"]] == [("add", rows[-1]["in_channels"])]
+    model = D.load_delay_model(tmp_path / "pi")
+    table = networks.build_table("x", [1, 96, 28, 28], [networks.dwconv("d", 96, 3, 1, 1)])
+    assert model.predict(table, "device").iloc[0] == pytest.approx(
+        0.002 + 4e-8 * 28 ** 2 * 9 * 96 + 2e-7 * 28 ** 2 * 96, rel=0.1)
+
+
+def test_repeats_are_aggregated_before_the_split():
+    df = synthetic(("relu",), n=50)
+    twice = pd.concat([df, df.assign(latency_ms=df["latency_ms"] * 1.1)], ignore_index=True)
+    agg = D.aggregate_repeats(twice)
+    assert len(agg) == 50 and (agg["repeats"] == 10).all()
+    np.testing.assert_allclose(agg["latency_ms"], df["latency_ms"] * 1.05)
+    model = D.fit_layer_type(agg, "relu", "paper")
+    assert model.info["n_train"] + model.info["n_test"] == 50
+    assert D.aggregate_repeats(df) is df  # nothing repeated: untouched
+
+
+def test_import_profile_cli_and_its_one_line_errors(tmp_path, capsys):
+    rows = [{"layer_type": "clip", "in_channels": c.in_channels, "in_side": c.in_side,
+             "latency_ms": 0.004 + 2e-6 * c.in_side ** 2 * c.in_channels} for c in P.design("clip")[:30]]
+    src = write_timings(tmp_path / "t.csv", rows)
+    out = tmp_path / "board"
+    assert main(["import-profile", str(src), "--from", "csv", "--role", "server", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out / 'server.csv'}: 30 configurations from 30 rows" in text and "0 rows flagged" in text
+    assert main(["import-profile", str(src), "--from", "csv", "--role", "server", "--out", str(out)]) == 2
+    assert "already holds a server profile" in capsys.readouterr().err
+    bad = write_timings(tmp_path / "bad.csv", [{"layer_type": "Sigmoid", "in_channels": 3, "in_side": 4,
+                                                "latency_ms": 1.0}])
+    assert main(["import-profile", str(bad), "--from", "csv", "--role", "device", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 2: unknown layer_type 'Sigmoid'" in err and "dwconv" in err
+    short = write_timings(tmp_path / "short.csv", [{"layer_type": "conv", "in_side": 4, "latency_ms": 1.0}])
+    assert main(["import-profile", str(short), "--from", "csv", "--role", "device", "--out", str(tmp_path / "y")]) == 2
+    assert "missing column(s) in_channels" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own refusal, one line
+        main(["import-profile", str(src), "--from", "xlsx", "--role", "device", "--out", str(tmp_path / "z")])
+    assert exit_.value.code == 2 and "invalid choice: 'xlsx'" in capsys.readouterr().err
+    with pytest.raises(ProfileError, match="needs out_channels"):
+        import_profile(write_timings(tmp_path / "c.csv", [{"layer_type": "conv", "in_channels": 3, "in_side": 8,
+                                                           "latency_ms": 1.0}]), "device", tmp_path / "c")
+
+
+def test_additivity_runs_on_a_dag_network(full_profile):
+    from dnnpart.delay import additivity_check
+
+    df = additivity_check(full_profile, "device", ["mobilenet_v2"], threads=1, repeats=1)
+    assert df[["network", "layers"]].values.tolist() == [["mobilenet_v2", 152]]
+    model = D.load_delay_model(full_profile)
+    assert df["predicted_ms"].iloc[0] == pytest.approx(model.predict(networks.get("mobilenet_v2"), "device").sum())
+    assert df["measured_ms"].iloc[0] > 0 and df["ratio"].iloc[0] > 0
+
+
+def test_the_deployment_guide_documents_the_import_schema():
+    from dnnpart.delay.import_profile import IMPORT_REQUIRED
+    from dnnpart.paths import PROJ_ROOT
+
+    guide = (PROJ_ROOT / "docs" / "deployment.md").read_text()
+    section = guide[guide.index("## Residual networks and profiles from other tools"):]
+    assert all(f"| `{col}` | yes |" in section for col in IMPORT_REQUIRED)
+    assert f"more than {D.OUTLIER_FACTOR:g}x above or below" in section
+    assert f"at least {D.MIN_ROWS_PER_TYPE} distinct configurations" in section
+    assert all(f"`{t}`" in section for t in networks.LAYER_TYPES)
