@@ -1,5 +1,0 @@
-import sys
-
-from dnnpart.cli import main
-
-sys.exit(main())
