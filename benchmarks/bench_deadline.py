@@ -9,6 +9,7 @@ is solved as the CLI does (dnnpart.optimiser.baselines.solve_all_methods with on
 methods). Writes benchmarks/results/deadline.csv: wall time, its ratio to the limit, whether it held
 (<= 1.05 T + 1 s), and what the optimum proved (status, gap, the phase that stopped it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,19 +58,35 @@ def main(argv=None) -> int:
             sols = solve_all_methods(inst, "exact", args.time_limit)
             wall = time.perf_counter() - start
             best = sols["case1"]
-            rows.append({"n_devices": n, "seed": seed, "time_limit_s": args.time_limit, "wall_s": round(wall, 3),
-                         "wall_over_limit": round(wall / args.time_limit, 4),
-                         "limit_held": wall <= 1.05 * args.time_limit + 1.0,
-                         "case1_solve_time_s": round(best.solve_time_s, 3), "avg_delay_ms": best.avg_delay_ms,
-                         "bound_ms": best.bound_ms, "gap": best.gap, "proven_optimal": best.proven_optimal,
-                         "status": best.status, "stopped_by": best.stopped_by})
+            rows.append(
+                {
+                    "n_devices": n,
+                    "seed": seed,
+                    "time_limit_s": args.time_limit,
+                    "wall_s": round(wall, 3),
+                    "wall_over_limit": round(wall / args.time_limit, 4),
+                    "limit_held": wall <= 1.05 * args.time_limit + 1.0,
+                    "case1_solve_time_s": round(best.solve_time_s, 3),
+                    "avg_delay_ms": best.avg_delay_ms,
+                    "bound_ms": best.bound_ms,
+                    "gap": best.gap,
+                    "proven_optimal": best.proven_optimal,
+                    "status": best.status,
+                    "stopped_by": best.stopped_by,
+                }
+            )
             r = rows[-1]
-            print(f"N={n:<4} seed={seed}  wall {wall:7.2f} s / {args.time_limit:g} s  {r['status']:<10} "
-                  f"gap={r['gap']}  {r['stopped_by']}", flush=True)
+            print(
+                f"N={n:<4} seed={seed}  wall {wall:7.2f} s / {args.time_limit:g} s  {r['status']:<10} "
+                f"gap={r['gap']}  {r['stopped_by']}",
+                flush=True,
+            )
     df = pd.DataFrame(rows)
     write_csv(df, Path(args.out))
-    print(f"\nlimit held in {int(df['limit_held'].sum())} of {len(df)} runs; worst wall/limit "
-          f"{df['wall_over_limit'].max():.3f}; proven optimal {int(df['proven_optimal'].sum())} of {len(df)}")
+    print(
+        f"\nlimit held in {int(df['limit_held'].sum())} of {len(df)} runs; worst wall/limit "
+        f"{df['wall_over_limit'].max():.3f}; proven optimal {int(df['proven_optimal'].sum())} of {len(df)}"
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ Runs (the goals of issue 4, on a 2-core machine):
 If the `paper` delay profile is not available, a synthetic one (ms per MAC and per output element, server
 10x faster, as in the paper's eq. 1-2) stands in and the `source` column says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,9 @@ import pandas as pd
 
 from dnnpart import networks
 from dnnpart.errors import ProfileError
-from dnnpart.optimiser.instance import Device, Instance
 from dnnpart.files import write_csv
 from dnnpart.optimiser import solve
+from dnnpart.optimiser.instance import Device, Instance
 from dnnpart.paths import BENCHMARKS_DIR
 
 OUT = BENCHMARKS_DIR / "results" / "milp.csv"
@@ -71,13 +72,29 @@ def heterogeneous(n: int, seed: int = SEED):
 
 def run(rows, scenario, network, mbps, inst, source, formulation, time_limit):
     sol = solve(inst, formulation, time_limit=time_limit)
-    rows.append({"formulation": formulation, "scenario": scenario, "n_devices": len(inst), "network": network,
-                 "mbps": mbps, "source": source, "time_limit_s": time_limit, "solve_time_s": round(sol.solve_time_s, 3),
-                 "avg_delay_ms": sol.avg_delay_ms, "bound_ms": sol.bound_ms, "proven_optimal": sol.proven_optimal,
-                 "status": sol.status, "gap": sol.gap})
+    rows.append(
+        {
+            "formulation": formulation,
+            "scenario": scenario,
+            "n_devices": len(inst),
+            "network": network,
+            "mbps": mbps,
+            "source": source,
+            "time_limit_s": time_limit,
+            "solve_time_s": round(sol.solve_time_s, 3),
+            "avg_delay_ms": sol.avg_delay_ms,
+            "bound_ms": sol.bound_ms,
+            "proven_optimal": sol.proven_optimal,
+            "status": sol.status,
+            "gap": sol.gap,
+        }
+    )
     r = rows[-1]
-    print(f"{scenario:<7} {network:<8} N={r['n_devices']:<4} {formulation:<6} {r['solve_time_s']:>8.2f} s  "
-          f"{r['avg_delay_ms']:>10.2f} ms  {r['status']:<11} gap={r['gap']}", flush=True)
+    print(
+        f"{scenario:<7} {network:<8} N={r['n_devices']:<4} {formulation:<6} {r['solve_time_s']:>8.2f} s  "
+        f"{r['avg_delay_ms']:>10.2f} ms  {r['status']:<11} gap={r['gap']}",
+        flush=True,
+    )
 
 
 def main(argv=None) -> int:
@@ -88,8 +105,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-n", type=int, default=16)
     ap.add_argument("--sweep-mbps", type=float, default=2.5, help="uplink of the N=1..16 sweep (the paper's 2.5)")
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--scenarios", default="sweep,n3,hetero",
-                    help="comma-separated subset; rows of other scenarios already in --out are kept")
+    ap.add_argument(
+        "--scenarios",
+        default="sweep,n3,hetero",
+        help="comma-separated subset; rows of other scenarios already in --out are kept",
+    )
     args = ap.parse_args(argv)
     wanted = set(args.scenarios.split(","))
     rows = []
@@ -124,21 +144,27 @@ def summarise(df: pd.DataFrame) -> None:
     print("\nGoal                                              measured")
     for net in ("alexnet", "vgg16"):
         s = sweep[sweep.network == net]
-        print(f"  {net}: proven optimal N<=16 in <=2 s each      max {s.solve_time_s.max():.2f} s, "
-              f"{int(s.proven_optimal.sum())}/{len(s)} proven")
+        print(
+            f"  {net}: proven optimal N<=16 in <=2 s each      max {s.solve_time_s.max():.2f} s, "
+            f"{int(s.proven_optimal.sum())}/{len(s)} proven"
+        )
         print(f"  {net}: sweep N=1..16 in <=10 s total            {s.solve_time_s.sum():.2f} s")
     n3 = df[df.scenario == "n3"].set_index("formulation")
     if {"exact", "paper"} <= set(n3.index):
         speedup = n3.loc["paper", "solve_time_s"] / max(n3.loc["exact", "solve_time_s"], 1e-9)
-        print(f"  N=3 AlexNet 5 Mbps: exact >=100x faster than paper  {speedup:.0f}x (paper: "
-              f"{n3.loc['paper', 'status']}, {n3.loc['paper', 'solve_time_s']:.1f} s)")
+        print(
+            f"  N=3 AlexNet 5 Mbps: exact >=100x faster than paper  {speedup:.0f}x (paper: "
+            f"{n3.loc['paper', 'status']}, {n3.loc['paper', 'solve_time_s']:.1f} s)"
+        )
     for n in (10, 100):
         h = ex[(ex.scenario == "hetero") & (ex.n_devices == n)]
         if len(h):
             h = h.iloc[0]
             bound = f", bound {h.bound_ms:.1f} ms" if "bound_ms" in h else ""
-            print(f"  hetero N={n}: {'proven optimal' if n == 10 else 'gap <= 2 %'} within 60 s"
-                  f"{'':<14} {h.status}, {h.avg_delay_ms:.1f} ms, gap {h.gap:.4f}{bound}, {h.solve_time_s:.1f} s")
+            print(
+                f"  hetero N={n}: {'proven optimal' if n == 10 else 'gap <= 2 %'} within 60 s"
+                f"{'':<14} {h.status}, {h.avg_delay_ms:.1f} ms, gap {h.gap:.4f}{bound}, {h.solve_time_s:.1f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ DeviceClients in threads, no uplink emulation (unshaped loopback). Rows (metric,
                         from the first round start to the last result
   upload_600kb          the AlexNet input (618 348 bytes) from the device's send to the server's receipt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ OUT = BENCHMARKS_DIR / "results" / "runtime.csv"
 
 
 def overhead(out: Path, network: str, cut: int, rounds: int) -> dict:
-    with running_server(out, expected=1, policy="fifo") as (address, service), \
-            DeviceClient(address, "bench", network, 1000.0, profile="paper", cut=cut) as c:
+    with (
+        running_server(out, expected=1, policy="fifo") as (address, service),
+        DeviceClient(address, "bench", network, 1000.0, profile="paper", cut=cut) as c,
+    ):
         c.sync_clock()
         c.register()
         c.plan()
@@ -58,9 +61,13 @@ def overhead(out: Path, network: str, cut: int, rounds: int) -> dict:
             t0 = time.perf_counter_ns()
             runner.run_range(head, cut + 1, cut + layers)
             direct.append((time.perf_counter_ns() - t0) / 1e6)
-        return {"overhead_ms": float(np.median(per_round)), "direct_ms": float(np.median(direct)),
-                "layers": layers, "tensor_bytes": int(np.prod(c.plan_reply.cut_shape)) * 4,
-                "upload_ms": float(np.median(upload))}
+        return {
+            "overhead_ms": float(np.median(per_round)),
+            "direct_ms": float(np.median(direct)),
+            "layers": layers,
+            "tensor_bytes": int(np.prod(c.plan_reply.cut_shape)) * 4,
+            "upload_ms": float(np.median(upload)),
+        }
 
 
 def busy_share(out: Path, rounds: int) -> float:
@@ -73,6 +80,7 @@ def busy_share(out: Path, rounds: int) -> float:
                     c.run(rounds)
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
+
         threads = [threading.Thread(target=go, args=(f"d{i}",)) for i in range(4)]
         for t in threads:
             t.start()
@@ -92,20 +100,50 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case, network, cut in (("small: lenet softmax, 40 B", "lenet", 7),
-                                   ("alexnet prob, 4 KB", "alexnet", 22),
-                                   ("large: alexnet all 23 layers, 618 KB", "alexnet", 0)):
+        for case, network, cut in (
+            ("small: lenet softmax, 40 B", "lenet", 7),
+            ("alexnet prob, 4 KB", "alexnet", 22),
+            ("large: alexnet all 23 layers, 618 KB", "alexnet", 0),
+        ):
             r = overhead(Path(tmp) / case.split(":")[0].replace(" ", "_"), network, cut, args.rounds)
-            rows.append({"metric": "overhead_per_subtask", "case": case, "value": r["overhead_ms"], "unit": "ms",
-                         "goal": "<= 1", "direct_ms": r["direct_ms"], "layers": r["layers"],
-                         "tensor_bytes": r["tensor_bytes"]})
+            rows.append(
+                {
+                    "metric": "overhead_per_subtask",
+                    "case": case,
+                    "value": r["overhead_ms"],
+                    "unit": "ms",
+                    "goal": "<= 1",
+                    "direct_ms": r["direct_ms"],
+                    "layers": r["layers"],
+                    "tensor_bytes": r["tensor_bytes"],
+                }
+            )
             if cut == 0:
-                rows.append({"metric": "upload_600kb", "case": case, "value": r["upload_ms"], "unit": "ms",
-                             "goal": "<= 10", "direct_ms": np.nan, "layers": r["layers"],
-                             "tensor_bytes": r["tensor_bytes"]})
+                rows.append(
+                    {
+                        "metric": "upload_600kb",
+                        "case": case,
+                        "value": r["upload_ms"],
+                        "unit": "ms",
+                        "goal": "<= 10",
+                        "direct_ms": np.nan,
+                        "layers": r["layers"],
+                        "tensor_bytes": r["tensor_bytes"],
+                    }
+                )
         share = busy_share(Path(tmp) / "busy", max(3, args.rounds // 5))
-        rows.append({"metric": "busy_share", "case": "4 alexnet devices, cut 0, fifo", "value": share,
-                     "unit": "share", "goal": ">= 0.9", "direct_ms": np.nan, "layers": 23, "tensor_bytes": 618348})
+        rows.append(
+            {
+                "metric": "busy_share",
+                "case": "4 alexnet devices, cut 0, fifo",
+                "value": share,
+                "unit": "share",
+                "goal": ">= 0.9",
+                "direct_ms": np.nan,
+                "layers": 23,
+                "tensor_bytes": 618348,
+            }
+        )
     df = pd.DataFrame(rows)
     df.insert(0, "date", time.strftime("%Y-%m-%d"))
     write_csv(df, Path(args.out))

@@ -12,6 +12,7 @@ results -> figure):
 
 The most used entry points are importable from here (loaded on first use, so `import dnnpart` stays light).
 """
+
 from __future__ import annotations
 
 import importlib

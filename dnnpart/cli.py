@@ -4,6 +4,7 @@ Every user error (a DnnpartError, or argparse's own) ends with one line on stder
 Every command's handler lives here (`cmd_<command>`); each imports the library parts it needs when it runs,
 so `dnnpart networks` stays fast and the optimiser's Pyomo is loaded only to solve.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,10 @@ from pathlib import Path
 from dnnpart.errors import DnnpartError
 
 # `dnnpart schema NAME`: the pydantic model declaring each input file format (module, class).
-SCHEMAS = {"scenario": ("dnnpart.planning.scenario_schema", "ScenarioFile"),
-           "instance": ("dnnpart.optimiser.instance_schema", "InstanceFile")}
+SCHEMAS = {
+    "scenario": ("dnnpart.planning.scenario_schema", "ScenarioFile"),
+    "instance": ("dnnpart.optimiser.instance_schema", "InstanceFile"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,18 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("networks", help="list the network zoo, or print one network's layers and blocks")
     p.add_argument("name", nargs="?", help="a zoo network name or a path to an .onnx file (a chain or a DAG)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per layer (or block)")
-    p.add_argument("--blocks", action="store_true",
-                   help="only the blocks between cut points, the subtasks the optimiser sees")
+    p.add_argument(
+        "--blocks", action="store_true", help="only the blocks between cut points, the subtasks the optimiser sees"
+    )
     p.set_defaults(handler=cmd_networks)
 
     p = sub.add_parser("profile", help="measure single-layer delays with onnxruntime into a profile folder")
     p.add_argument("--role", required=True, choices=["device", "server"])
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: 1 for device, all cores for server)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: 1 for device, all cores for server)"
+    )
     p.add_argument("--out", required=True, help="profile folder, e.g. data/profiles/NAME")
     p.add_argument("--layer-types", default=None, help="comma-separated subset of layer types to measure")
     p.add_argument("--limit", type=int, default=None, help="measure at most this many configurations per layer type")
     p.add_argument("--repeats", type=int, default=None, help="timed layer runs per window (default: adaptive, 5 to 25)")
-    p.add_argument("--passes", type=int, default=None, help="timing windows per configuration, one per pass; the fastest is kept (default 5)")
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=None,
+        help="timing windows per configuration, one per pass; the fastest is kept (default 5)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default=None, help="free text stored in the metadata JSON (e.g. machine conditions)")
     p.set_defaults(handler=cmd_profile)
@@ -73,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load", type=float, default=0.0, help="server load level rho in [0, 1) (with --network)")
     p.add_argument("--profile", default="paper", help="delay profile (with --network)")
     p.add_argument("--formulation", default="exact", choices=["exact", "paper"])
-    p.add_argument("--time-limit", type=float, default=None, help="seconds; returns the best schedule found and its gap")
+    p.add_argument(
+        "--time-limit", type=float, default=None, help="seconds; returns the best schedule found and its gap"
+    )
     p.add_argument("--report", default=None, help="write a standalone HTML plan (with --scenario)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_solve)
@@ -91,8 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=50051, help="TCP port; 0 picks a free one (printed, and in server.json)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--devices", type=int, default=1, help="plan once this many devices have registered")
-    p.add_argument("--plan-deadline", type=float, default=None, help="seconds after the first registration to plan "
-                                                                     "with whoever registered")
+    p.add_argument(
+        "--plan-deadline",
+        type=float,
+        default=None,
+        help="seconds after the first registration to plan with whoever registered",
+    )
     p.add_argument("--policy", default="plan", help="server order: plan (the optimiser's), fifo or srpt")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
     p.add_argument("--token-file", default=None, help="file holding the shared secret every call must carry")
@@ -103,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-profile", default="measured", help="delay profile predicting the server's layer times")
     p.add_argument("--load", type=float, default=0.0, help="server load level rho in [0, 1) for the plan")
     p.add_argument("--time-limit", type=float, default=10.0, help="the optimiser's time limit, seconds")
-    p.add_argument("--stall", type=float, default=30.0, help="policy plan: seconds a device may be late for its "
-                                                             "turn before the server moves on")
+    p.add_argument(
+        "--stall",
+        type=float,
+        default=30.0,
+        help="policy plan: seconds a device may be late for its turn before the server moves on",
+    )
     p.add_argument("--barrier-timeout", type=float, default=60.0, help="seconds a round waits for late devices")
     p.set_defaults(handler=cmd_serve)
 
@@ -122,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-ca", default=None, help="PEM certificate to trust for a TLS server")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds any one call may take")
-    p.add_argument("--emulate-uplink", action="store_true", help="hold each upload for its time at --uplink-mbps "
-                                                                 "(for loopback tests)")
+    p.add_argument(
+        "--emulate-uplink",
+        action="store_true",
+        help="hold each upload for its time at --uplink-mbps (for loopback tests)",
+    )
     p.add_argument("--save-outputs", default=None, help="folder for each round's output (.npy) and results.json")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=cmd_device)
@@ -131,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- handlers ------------------------------------------------------------------------------------------------
+
 
 def cmd_networks(args) -> int:
     """`dnnpart networks [NAME|FILE.onnx] [--json] [--blocks]`: the zoo's totals, or one network's layer table
@@ -145,22 +170,27 @@ def cmd_networks(args) -> int:
     columns = networks.COLUMNS + (networks.DAG_COLUMNS if networks.is_dag(table) else [])
     shown = networks.block_table(table) if args.blocks else table[columns]
     if args.json:
-        records = [{k: v if isinstance(v, str) else int(v) for k, v in row.items()}
-                   for row in shown.to_dict(orient="records")]
+        records = [
+            {k: v if isinstance(v, str) else int(v) for k, v in row.items()} for row in shown.to_dict(orient="records")
+        ]
         print(json.dumps(records, indent=1))
         return 0
     s = networks.summary(table)
     blocks = networks.block_table(table)
-    print(f"{s['network']}: input {s['input_shape']}, {s['layers']} layers, {s['gmacs']} GMACs, "
-          f"{s['mparams']} M params, output {s['output_shape']}")
+    print(
+        f"{s['network']}: input {s['input_shape']}, {s['layers']} layers, {s['gmacs']} GMACs, "
+        f"{s['mparams']} M params, output {s['output_shape']}"
+    )
     if not args.blocks:
         print(shown.to_string(index=False))
     if not networks.is_dag(table):
         if args.blocks:
             print(blocks.to_string(index=False))
         return 0
-    print(f"\n{len(blocks)} blocks: the layers between cut points (where one tensor crosses), the subtasks the "
-          "optimiser sees")
+    print(
+        f"\n{len(blocks)} blocks: the layers between cut points (where one tensor crosses), the subtasks the "
+        "optimiser sees"
+    )
     print(blocks.to_string(index=False))
     return 0
 
@@ -181,8 +211,10 @@ def cmd_import_profile(args) -> int:
     flagged = meta["flagged"]
     print(f"{len(flagged)} rows flagged (latency over 3x from their type's fit; listed in {args.role}.json)")
     for r in flagged[:10]:
-        print(f"  {r['layer_type']} in {r['in_channels']:g}x{r['in_side']:g}: measured {r['measured_ms']:.4g} ms, "
-              f"fit {r['predicted_ms']:.4g} ms")
+        print(
+            f"  {r['layer_type']} in {r['in_channels']:g}x{r['in_side']:g}: measured {r['measured_ms']:.4g} ms, "
+            f"fit {r['predicted_ms']:.4g} ms"
+        )
     return 0
 
 
@@ -192,9 +224,18 @@ def cmd_profile(args) -> int:
 
     types = None if args.layer_types is None else [t.strip() for t in args.layer_types.split(",") if t.strip()]
     command = "dnnpart " + " ".join(sys.argv[1:])
-    path = run_profile(args.out, args.role, threads=args.threads, layer_types=types, limit=args.limit,
-                       repeats=args.repeats, seed=args.seed,
-                       passes=PASSES if args.passes is None else args.passes, command=command, note=args.note)
+    path = run_profile(
+        args.out,
+        args.role,
+        threads=args.threads,
+        layer_types=types,
+        limit=args.limit,
+        repeats=args.repeats,
+        seed=args.seed,
+        passes=PASSES if args.passes is None else args.passes,
+        command=command,
+        note=args.note,
+    )
     print(path)
     return 0
 
@@ -205,8 +246,10 @@ def cmd_fit(args) -> int:
 
     report = fit_report(args.profile, seed=args.seed)
     if args.json:  # a metric that cannot be computed is null, never a bare NaN (invalid JSON)
-        records = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-                   for r in report.to_dict(orient="records")]
+        records = [
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+            for r in report.to_dict(orient="records")
+        ]
         print(json.dumps(records, indent=1, allow_nan=False))
         return 0
     shown = report.copy()
@@ -248,17 +291,29 @@ def solve_input(args):
         from dnnpart.optimiser.instance import read_instance_json
 
         instance, data = read_instance_json(args.instance)
-        return (LabelledInstance.of_annotated(instance, data), {"kind": "instance", "path": str(args.instance)},
-                f"instance {args.instance}: {len(instance)} devices", None)
+        return (
+            LabelledInstance.of_annotated(instance, data),
+            {"kind": "instance", "path": str(args.instance)},
+            f"instance {args.instance}: {len(instance)} devices",
+            None,
+        )
     from dnnpart import networks
     from dnnpart.planning.compile import network_instance
 
     layers = networks.get(args.network)
     instance = network_instance(args.network, args.devices, args.bandwidth_mbps, args.load, args.profile)
-    source = {"kind": "network", "network": layers.attrs["network"], "n_devices": args.devices,
-              "bandwidth_mbps": args.bandwidth_mbps, "load": args.load, "profile": args.profile}
-    header = (f"{args.devices} x {layers.attrs['network']}, {args.bandwidth_mbps:g} Mbps uplinks, server load "
-              f"{100 * args.load:g} %, profile {args.profile!r}")
+    source = {
+        "kind": "network",
+        "network": layers.attrs["network"],
+        "n_devices": args.devices,
+        "bandwidth_mbps": args.bandwidth_mbps,
+        "load": args.load,
+        "profile": args.profile,
+    }
+    header = (
+        f"{args.devices} x {layers.attrs['network']}, {args.bandwidth_mbps:g} Mbps uplinks, server load "
+        f"{100 * args.load:g} %, profile {args.profile!r}"
+    )
     return LabelledInstance.of_network(instance, layers), source, header, None
 
 
@@ -314,6 +369,7 @@ def cmd_schema(args) -> int:
     """`dnnpart schema scenario|instance`: the declared file format, for editors and other tools."""
     sys.stdout.write(schema_text(args.name))
 
+
 def cmd_serve(args) -> int:
     """`dnnpart serve`: the edge server, until SIGINT/SIGTERM; then it writes its log into --out."""
     from dnnpart.runtime.protocol import read_token
@@ -321,13 +377,24 @@ def cmd_serve(args) -> int:
 
     if not (math.isfinite(args.max_message_mb) and args.max_message_mb > 0):
         raise DnnpartError(f"--max-message-mb must be a positive number, got {args.max_message_mb}")
-    config = ServeConfig(out=Path(args.out), expected=args.devices, host=args.host, port=args.port,
-                         policy=args.policy, threads=args.threads,
-                         token=read_token(args.token_file) if args.token_file else None,
-                         tls_cert=args.tls_cert, tls_key=args.tls_key,
-                         max_message_bytes=int(args.max_message_mb * (1 << 20)), plan_deadline_s=args.plan_deadline,
-                         barrier_timeout_s=args.barrier_timeout, stall_s=args.stall,
-                         server_profile=args.server_profile, load=args.load, time_limit_s=args.time_limit)
+    config = ServeConfig(
+        out=Path(args.out),
+        expected=args.devices,
+        host=args.host,
+        port=args.port,
+        policy=args.policy,
+        threads=args.threads,
+        token=read_token(args.token_file) if args.token_file else None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        max_message_bytes=int(args.max_message_mb * (1 << 20)),
+        plan_deadline_s=args.plan_deadline,
+        barrier_timeout_s=args.barrier_timeout,
+        stall_s=args.stall,
+        server_profile=args.server_profile,
+        load=args.load,
+        time_limit_s=args.time_limit,
+    )
     return serve(config, ready=lambda line: print(line, flush=True))
 
 
@@ -337,12 +404,32 @@ def cmd_device(args) -> int:
     from dnnpart.runtime.protocol import read_token
 
     token = read_token(args.token_file) if args.token_file else None
-    with DeviceClient(args.server, args.name, args.network, args.uplink_mbps, profile=args.profile, cut=args.cut,
-                      seed=args.seed, token=token, tls_ca=args.tls_ca, threads=args.threads,
-                      timeout_s=args.timeout, emulate_uplink=args.emulate_uplink) as client:
+    with DeviceClient(
+        args.server,
+        args.name,
+        args.network,
+        args.uplink_mbps,
+        profile=args.profile,
+        cut=args.cut,
+        seed=args.seed,
+        token=token,
+        tls_ca=args.tls_ca,
+        threads=args.threads,
+        timeout_s=args.timeout,
+        emulate_uplink=args.emulate_uplink,
+    ) as client:
         results = client.run(args.repeats, args.input_seed)
-    records = [{"round": r.round, "device": args.name, "cut": r.cut, "cut_name": r.cut_name,
-                "predicted_ms": r.predicted_ms, "measured_ms": r.measured_ms} for r in results]
+    records = [
+        {
+            "round": r.round,
+            "device": args.name,
+            "cut": r.cut,
+            "cut_name": r.cut_name,
+            "predicted_ms": r.predicted_ms,
+            "measured_ms": r.measured_ms,
+        }
+        for r in results
+    ]
     if args.save_outputs:
         import io
 
@@ -360,8 +447,11 @@ def cmd_device(args) -> int:
         print(json.dumps(records, indent=1))
     else:
         for r in records:
-            print(f"{args.name} round {r['round']}: cut {r['cut']} ({r['cut_name']}), measured {r['measured_ms']:.1f} ms, "
-                  f"predicted {r['predicted_ms']:.1f} ms")
+            print(
+                f"{args.name} round {r['round']}: cut {r['cut']} ({r['cut_name']}), "
+                f"measured {r['measured_ms']:.1f} ms, "
+                f"predicted {r['predicted_ms']:.1f} ms"
+            )
     return 0
 
 

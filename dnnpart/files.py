@@ -1,5 +1,6 @@
 """Small file helpers shared by the library: atomic writes, so no crash leaves a half-written file, and a check
 that an output path can be written before any long work starts."""
+
 from __future__ import annotations
 
 import glob
@@ -55,7 +56,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     beside `target`: those whose process no longer runs, or that carry our own pid. Returns what it removed."""
     removed = []
     for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        pid = tmp.name[len(target.name) + 2:-len(".tmp")]
+        pid = tmp.name[len(target.name) + 2 : -len(".tmp")]
         if not pid.isdigit() or tmp.is_symlink() or not tmp.is_file():
             continue
         if int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists():
@@ -99,4 +100,3 @@ def atomic_write_text(path: Path, text: str) -> Path:
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """A deterministic CSV (no index, 10 significant digits) written atomically."""
     return atomic_write_text(path, df.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
-

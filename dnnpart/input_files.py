@@ -4,6 +4,7 @@ validation errors turned into one line that names the place, e.g. `devices[1].up
 A shared module: it imports no part of dnnpart and not pydantic itself (it reads `ValidationError.errors()`
 dicts and walks `model_fields`), so the parts' schema modules can all use it.
 """
+
 from __future__ import annotations
 
 import reprlib
@@ -12,9 +13,10 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
+
 from dnnpart.limits import MAX_FILE_BYTES
 
-MAX_SHOWN_CHARS = 80            # longest value quoted back in an error message
+MAX_SHOWN_CHARS = 80  # longest value quoted back in an error message
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
@@ -27,14 +29,14 @@ _repr.maxlevel = 2
 def show(value) -> str:
     """A value as quoted in a message: its repr, never longer than MAX_SHOWN_CHARS."""
     text = _repr.repr(value)
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS - 3] + "..."
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
 
 
 def shorten(text: str) -> str:
     """A message from elsewhere (e.g. a parser), cut to its first clause and MAX_SHOWN_CHARS."""
     lines = str(text).strip().splitlines()
     text = lines[0].split(";")[0] if lines else ""
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS - 3] + "..."
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
 
 
 def read_capped_text(path: Path, fail: Callable[[str], Exception], limit: int | None = None) -> str:
@@ -115,8 +117,11 @@ def _message(error: dict, model, nouns: dict) -> tuple[tuple, str]:
         return loc, f"must be a list{got}"
     if kind == "too_short":
         noun = next((nouns[p] for p in reversed(loc) if isinstance(p, str) and p in nouns), "item")
-        return loc, (f"needs at least one {noun}, got an empty list" if ctx.get("min_length") == 1 else
-                     f"needs at least {ctx.get('min_length')} items, got {ctx.get('actual_length')}")
+        return loc, (
+            f"needs at least one {noun}, got an empty list"
+            if ctx.get("min_length") == 1
+            else f"needs at least {ctx.get('min_length')} items, got {ctx.get('actual_length')}"
+        )
     if kind == "too_long":
         return loc, f"has more than the limit of {ctx.get('max_length')} items"
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
@@ -137,11 +142,12 @@ def _message(error: dict, model, nouns: dict) -> tuple[tuple, str]:
         return loc, f"must be a non-empty string{got}"
     if kind == "literal_error":
         return loc, f"must be one of {ctx.get('expected')}{got}"
-    return loc, error["msg"]        # our own PydanticCustomErrors carry a finished message
+    return loc, error["msg"]  # our own PydanticCustomErrors carry a finished message
 
 
-def describe_errors(errors: list[dict], model, nouns: dict | None = None,
-                    note: Callable[[tuple], str] | None = None) -> str:
+def describe_errors(
+    errors: list[dict], model, nouns: dict | None = None, note: Callable[[tuple], str] | None = None
+) -> str:
     """One line for the first of pydantic's errors: '<place>: <problem>', then how many more there are.
 
     `nouns` names what a list holds for 'needs at least one ...' (field name -> noun); `note(loc)` may add

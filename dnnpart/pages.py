@@ -5,6 +5,7 @@ become markup; only what the code marks `Markup` (matplotlib's SVG) is inserted 
 variables are an error, not an empty string. Tables are passed as `Table`s of already formatted strings and
 laid out by the `table` macro in base.html.j2, which right-aligns the numeric columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pandas as pd
 @dataclass(frozen=True)
 class Table:
     """A table as the page shows it: header labels, rows of display strings, which columns are numbers."""
+
     columns: list[str]
     rows: list[list[str]]
     numeric: list[bool]
@@ -39,7 +41,9 @@ def environment():
         loader=jinja2.PackageLoader("dnnpart", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=True),
         undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
 
 

@@ -1,4 +1,5 @@
 """Every project path, derived from this file's location so nothing depends on the working directory."""
+
 import os
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 
 Every JSON, CSV, report and figure uses these names; human-readable labels live here too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,8 +21,21 @@ BASELINE_METHODS = METHODS[1:]
 # go at the end: the profiler seeds each type's designed sweep with its index here, so measured designs stay put.
 # dwconv: depthwise convolution (groups == input channels); gap: global average pooling; add and concat join
 # branches of a DAG network (ResNet, MobileNetV2).
-LAYER_TYPES = ("conv", "fc", "pool", "relu", "lrn", "softmax", "dropout",
-               "dwconv", "batchnorm", "add", "clip", "gap", "concat")
+LAYER_TYPES = (
+    "conv",
+    "fc",
+    "pool",
+    "relu",
+    "lrn",
+    "softmax",
+    "dropout",
+    "dwconv",
+    "batchnorm",
+    "add",
+    "clip",
+    "gap",
+    "concat",
+)
 ROLES = ("device", "server")
 
 INPUT_CUT = "input"  # cut 0: the raw input is uploaded

@@ -1,4 +1,5 @@
 """Shared by the runtime tests: an in-process edge server on 127.0.0.1 (port 0), always stopped."""
+
 import contextlib
 import threading
 
@@ -16,8 +17,12 @@ def running_server(out, **settings):
         ready.set()
 
     config = ServeConfig(out=out, **{"server_profile": "paper", "time_limit_s": 5.0, **settings})
-    thread = threading.Thread(target=serve, args=(config,), daemon=True,
-                              kwargs={"ready": lambda line: None, "stop_event": stop, "started": started})
+    thread = threading.Thread(
+        target=serve,
+        args=(config,),
+        daemon=True,
+        kwargs={"ready": lambda line: None, "stop_event": stop, "started": started},
+    )
     try:
         thread.start()
         assert ready.wait(timeout=60), "the server did not start"

@@ -1,4 +1,5 @@
 """The layout's promises: no import cycles, data flowing one way between the parts, a light `import dnnpart`."""
+
 import ast
 import subprocess
 import sys
@@ -8,7 +9,15 @@ from dnnpart import paths
 PACKAGE = paths.PROJ_ROOT / "dnnpart"
 # The parts in the order data flows through them; a part may import only parts listed before it.
 # `cli` sits on top of everything; the shared modules (errors, paths, files, vocabulary) below everything.
-SHARED = ["dnnpart.errors", "dnnpart.paths", "dnnpart.files", "dnnpart.vocabulary", "dnnpart.pages", "dnnpart.limits", "dnnpart.input_files"]
+SHARED = [
+    "dnnpart.errors",
+    "dnnpart.paths",
+    "dnnpart.files",
+    "dnnpart.vocabulary",
+    "dnnpart.pages",
+    "dnnpart.limits",
+    "dnnpart.input_files",
+]
 FLOW = ["networks", "delay", "optimiser", "planning", "runtime", "study"]
 
 
@@ -49,7 +58,7 @@ def find_cycle(graph: dict[str, set[str]]):
             if nxt == node or nxt not in graph:
                 continue
             if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (ring := visit(nxt)):
                 return ring
         state[node] = "done"
@@ -99,9 +108,11 @@ def test_shared_modules_import_no_part():
 
 def test_import_dnnpart_is_light():
     """No notebook, Jupyter, plotting or solver package is loaded by `import dnnpart` (entry points load lazily)."""
-    code = ("import sys, dnnpart; heavy = ['IPython', 'jupyter_client', 'papermill', 'nbformat', 'matplotlib', "
-            "'seaborn', 'pyomo', 'statsmodels', 'onnx', 'onnxruntime']; "
-            "print(','.join(m for m in heavy if m in sys.modules))")
+    code = (
+        "import sys, dnnpart; heavy = ['IPython', 'jupyter_client', 'papermill', 'nbformat', 'matplotlib', "
+        "'seaborn', 'pyomo', 'statsmodels', 'onnx', 'onnxruntime']; "
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
     code = "import dnnpart, sys; dnnpart.solve; print('pyomo' in sys.modules, 'IPython' in sys.modules)"

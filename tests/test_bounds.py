@@ -1,6 +1,7 @@
 """Different devices: the time-indexed LP bound (dnnpart.optimiser.lp_bound), the nested ("Russian doll")
 preemptive search, the exact combinatorial search built on it, and the all-local dominance of cuts, each checked
 against the brute-force oracle; and searches deeper than Python's recursion limit."""
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,14 +72,19 @@ def test_nested_bound_on_different_devices_matches_the_plain_search():
 
     from dnnpart.optimiser import srpt_total_ms
 
-    inst = Instance((Device("a", [40, 40, 40], [20, 20, 20], [0, 5, 5]),
-                     Device("b", [25, 25, 30], [10, 10, 1], [50, 30, 1]),
-                     Device("c", [5, 5, 5], [3, 2, 1], [4, 2, 1], download_ms=2.0)))
+    inst = Instance(
+        (
+            Device("a", [40, 40, 40], [20, 20, 20], [0, 5, 5]),
+            Device("b", [25, 25, 30], [10, 10, 1], [50, 30, 1]),
+            Device("c", [5, 5, 5], [3, 2, 1], [4, 2, 1], download_ms=2.0),
+        )
+    )
     cut_sets = [candidate_cuts(d) for d in inst.devices]
-    best = min(srpt_total_ms([(d.release_ms(c), d.server_work_ms(c)) for d, c in zip(inst.devices, cuts)
-                              if c < d.n_layers])
-               + sum(d.download_ms if c < d.n_layers else d.local_prefix_ms(c) for d, c in zip(inst.devices, cuts))
-               for cuts in product(*cut_sets))
+    best = min(
+        srpt_total_ms([(d.release_ms(c), d.server_work_ms(c)) for d, c in zip(inst.devices, cuts) if c < d.n_layers])
+        + sum(d.download_ms if c < d.n_layers else d.local_prefix_ms(c) for d, c in zip(inst.devices, cuts))
+        for cuts in product(*cut_sets)
+    )
     assert preemptive_bound(inst) == pytest.approx(best / 3, rel=1e-9)
     assert preemptive_bound(inst) <= brute_force(inst).avg_delay_ms
 
@@ -88,8 +94,11 @@ def mixed_instances(draw):
     """Two or three devices, possibly two of them identical: the classes the exact search handles."""
     first = draw(devices("d0"))
     twin = draw(st.booleans())
-    second = Device("d1", first.local_ms, first.server_ms, first.upload_ms, first.download_ms) if twin \
+    second = (
+        Device("d1", first.local_ms, first.server_ms, first.upload_ms, first.download_ms)
+        if twin
         else draw(devices("d1"))
+    )
     rest = draw(st.lists(devices("d2"), max_size=1))
     return Instance((first, second, *rest))
 
@@ -124,8 +133,12 @@ def test_best_server_order_known_value():
 def chain_devices(n_layers: int, server_ms_per_layer) -> Instance:
     """Different devices with n_layers layers each whose only candidate cuts are 0 and all-local (uploading
     any intermediate output takes 10 s): every server order is a chain of n_layers server layers."""
-    return Instance(tuple(Device(f"d{k}", [5.0] * n_layers, [w] * n_layers, [1.0] + [1e4] * (n_layers - 1))
-                          for k, w in enumerate(server_ms_per_layer)))
+    return Instance(
+        tuple(
+            Device(f"d{k}", [5.0] * n_layers, [w] * n_layers, [1.0] + [1e4] * (n_layers - 1))
+            for k, w in enumerate(server_ms_per_layer)
+        )
+    )
 
 
 def test_searches_deeper_than_the_recursion_limit(monkeypatch):

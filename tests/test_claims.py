@@ -1,5 +1,6 @@
 """The paper's statements are checked on sweep tables: each check is shown to hold on data that agree with the
 paper AND to fail on data that do not; "holds by construction" checks must hold on every real sweep."""
+
 import pandas as pd
 import pytest
 
@@ -42,16 +43,19 @@ def networks_sweep(delays: dict[str, tuple[float, float, float]]):
     rows = []
     for network, (c1, c2, c3) in delays.items():
         for method, d in [("case1", c1), ("case2", c2), ("case3", c3), ("independent", c2)]:
-            rows.append({"profile": "p", "network": network, "method": method, "avg_delay_ms": d,
-                         "relative_speed": c3 / d})
+            rows.append(
+                {"profile": "p", "network": network, "method": method, "avg_delay_ms": d, "relative_speed": c3 / d}
+            )
     return pd.DataFrame(rows)
 
 
 def data_sweep(case1, case2=(400, 400, 400), case3=(0, 0, 0)):
     rows = []
     for method, ys in [("case1", case1), ("case2", case2), ("case3", case3), ("independent", case2)]:
-        rows += [{"profile": "p", "bandwidth_mbps": b, "method": method, "transmitted_bytes": y}
-                 for b, y in zip((0.5, 5.0, 50.0), ys)]
+        rows += [
+            {"profile": "p", "bandwidth_mbps": b, "method": method, "transmitted_bytes": y}
+            for b, y in zip((0.5, 5.0, 50.0), ys)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -80,14 +84,16 @@ def test_a_flat_series_is_not_an_increase():
     assert v[CASE1_MIN] is True
     off = "Case 1 offloads at every server load (stays below Case 3), as the paper's reason for its rise requires"
     assert v[off] is False
-    assert "all-local is optimal at server load = 0, 0.5, 0.9" in details(
-        sweep([5.0, 5.0, 5.0], [6.0, 8.0, 20.0], [5.0, 5.0, 5.0]), "fig4")[off]
+    assert (
+        "all-local is optimal at server load = 0, 0.5, 0.9"
+        in details(sweep([5.0, 5.0, 5.0], [6.0, 8.0, 20.0], [5.0, 5.0, 5.0]), "fig4")[off]
+    )
 
 
 def test_a_case1_worse_than_a_baseline_is_reported():
     v = verdicts(sweep([1.0, 2.5, 3.0], [2.0, 2.0, 9.0], [5.0, 5.0, 5.0]))
     assert v[CASE1_MIN] is False
-    assert v["Case 2 increases with server load"] is True   # 2 -> 2 -> 9 stalls but never falls: a rise
+    assert v["Case 2 increases with server load"] is True  # 2 -> 2 -> 9 stalls but never falls: a rise
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 1
@@ -97,14 +103,16 @@ def test_fig1_as_the_paper_describes_it():
     v = verdicts(df, "fig1")
     assert all(v.values()), v
     assert len(v) == 7
-    assert details(df, "fig1")[SWITCH] == "all-local up to 0.5 Mbps, offloads from 5 Mbps; at 50 Mbps case1/case3 = 0.300"
+    assert (
+        details(df, "fig1")[SWITCH] == "all-local up to 0.5 Mbps, offloads from 5 Mbps; at 50 Mbps case1/case3 = 0.300"
+    )
     assert details(df, "fig1")[DROP_MORE] == "drop case2 360.0 ms vs case1 70.0 ms"
 
 
 def test_fig1_offloading_already_at_the_lowest_bandwidth():
     df = bandwidth([80.0, 60.0, 30.0], [400.0, 120.0, 40.0])
     v = verdicts(df, "fig1")
-    assert v[SWITCH] is False and v[LOW_LOCAL] is False   # 80 / 100 < 0.9
+    assert v[SWITCH] is False and v[LOW_LOCAL] is False  # 80 / 100 < 0.9
     assert v["Case 1 decreases with bandwidth"] is True
     assert details(df, "fig1")[SWITCH].startswith("offloads already at the lowest bandwidth, 0.5 Mbps")
 
@@ -131,8 +139,12 @@ def test_fig1_case3_moving_with_bandwidth_is_caught():
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 2
-PAPER_LIKE_FIG2 = {"vgg16": (200.0, 250.0, 1000.0), "vgg13": (200.0, 300.0, 800.0),
-                   "alexnet": (50.0, 150.0, 100.0), "lenet": (9.0, 20.0, 10.0)}
+PAPER_LIKE_FIG2 = {
+    "vgg16": (200.0, 250.0, 1000.0),
+    "vgg13": (200.0, 300.0, 800.0),
+    "alexnet": (50.0, 150.0, 100.0),
+    "lenet": (9.0, 20.0, 10.0),
+}
 
 
 def test_fig2_as_the_paper_describes_it():
@@ -141,16 +153,18 @@ def test_fig2_as_the_paper_describes_it():
     assert all(v.values()), v
     assert len(v) == 6
     d = details(df, "fig2")
-    assert d["Case 1's relative speed decreases from VGG16 to VGG13 to AlexNet to LeNet"] == \
-        "case1 5.00 → 4.00 → 2.00 → 1.11"
+    assert (
+        d["Case 1's relative speed decreases from VGG16 to VGG13 to AlexNet to LeNet"]
+        == "case1 5.00 → 4.00 → 2.00 → 1.11"
+    )
     assert d[HEAVY] == "case2 relative speed vgg16: 4.00, vgg13: 2.67"
 
 
 def test_fig2_light_network_gaining_from_the_server_and_heavier_local_delay_out_of_order():
     delays = dict(PAPER_LIKE_FIG2, lenet=(9.0, 9.5, 10.0), alexnet=(50.0, 150.0, 900.0))
     v = verdicts(networks_sweep(delays), "fig2")
-    assert v[LIGHT] is False                                        # LeNet offloaded is faster than local
-    assert v[LOCAL_ORDER] is False                                   # AlexNet (900) above VGG13 (800)
+    assert v[LIGHT] is False  # LeNet offloaded is faster than local
+    assert v[LOCAL_ORDER] is False  # AlexNet (900) above VGG13 (800)
     assert v["Case 2's relative speed decreases from VGG16 to VGG13 to AlexNet to LeNet"] is False
     assert v[HEAVY] is True
 
@@ -189,7 +203,9 @@ def test_fig3_irregular_case1_and_broken_baselines():
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 5
-OFFLOADS_N = "Case 1 offloads at every number of devices (stays below Case 3), as the paper's reason for its rise requires"
+OFFLOADS_N = (
+    "Case 1 offloads at every number of devices (stays below Case 3), as the paper's reason for its rise requires"
+)
 
 
 def test_fig5_as_the_paper_describes_it():
@@ -204,14 +220,18 @@ def test_fig5_case1_reaching_all_local():
     assert v[OFFLOADS_N] is False
     assert details(df, "fig5")[OFFLOADS_N].endswith("all-local is optimal at number of devices = 2, 3")
     assert v["Case 1 increases with the number of devices"] is True
-    assert v[CASE1_MIN] is False   # 40 > case2's 30 at N = 2
+    assert v[CASE1_MIN] is False  # 40 > case2's 30 at N = 2
 
 
 # ------------------------------------------------------------------------------------------------ every figure
 def test_every_claim_has_a_kind_and_twelve_of_the_papers_twenty_are_by_construction():
-    frames = {"fig1": bandwidth([100.0, 60.0, 30.0], [400.0, 120.0, 40.0]), "fig2": networks_sweep(PAPER_LIKE_FIG2),
-              "fig3": data_sweep([0, 100, 300]), "fig4": sweep([1.0, 2.0, 3.0], [2.0, 4.0, 9.0], [5.0, 5.0, 5.0]),
-              "fig5": sweep([20.0, 25.0, 30.0], [20.0, 30.0, 45.0], [40.0, 40.0, 40.0], "n_devices", (1, 2, 3))}
+    frames = {
+        "fig1": bandwidth([100.0, 60.0, 30.0], [400.0, 120.0, 40.0]),
+        "fig2": networks_sweep(PAPER_LIKE_FIG2),
+        "fig3": data_sweep([0, 100, 300]),
+        "fig4": sweep([1.0, 2.0, 3.0], [2.0, 4.0, 9.0], [5.0, 5.0, 5.0]),
+        "fig5": sweep([20.0, 25.0, 30.0], [20.0, 30.0, 45.0], [40.0, 40.0, 40.0], "n_devices", (1, 2, 3)),
+    }
     claims = pd.concat([check_claims(f, df) for f, df in frames.items()], ignore_index=True)
     assert list(claims.columns) == ["profile", "figure", "claim", "kind", "holds", "detail"]
     assert set(claims["kind"]) == set(KINDS)
@@ -236,10 +256,13 @@ def real_sweeps():
     """Tiny sweeps of the real code, for both shipped profiles."""
     profiles = ["paper", "measured"]
     fig1 = sweeps.bandwidth_sweep(profiles, bandwidths_mbps=[0.5, 5, 50])
-    return {"fig1": fig1, "fig3": fig1,
-            "fig2": sweeps.network_sweep(profiles, network_names=["alexnet", "lenet"]),
-            "fig4": sweeps.load_sweep(profiles, loads=[0.0, 0.5, 0.9]),
-            "fig5": sweeps.devices_sweep(profiles, n_devices=[1, 2, 3])}
+    return {
+        "fig1": fig1,
+        "fig3": fig1,
+        "fig2": sweeps.network_sweep(profiles, network_names=["alexnet", "lenet"]),
+        "fig4": sweeps.load_sweep(profiles, loads=[0.0, 0.5, 0.9]),
+        "fig5": sweeps.devices_sweep(profiles, n_devices=[1, 2, 3]),
+    }
 
 
 @pytest.mark.parametrize("figure", FIGURES)

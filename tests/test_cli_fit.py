@@ -1,4 +1,5 @@
 """`dnnpart fit` and `dnnpart profile` through the command line."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,26 @@ def test_fit_table_and_errors(capsys):
 
 def test_profile_cli_tiny_run(tmp_path, capsys):
     out = tmp_path / "prof"
-    assert main(["profile", "--role", "server", "--threads", "1", "--out", str(out), "--layer-types", "softmax",
-                 "--limit", "2", "--repeats", "3"]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                "--role",
+                "server",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+                "--layer-types",
+                "softmax",
+                "--limit",
+                "2",
+                "--repeats",
+                "3",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(out / "server.csv")
     assert list(df.columns) == list(PROFILE_COLUMNS) and len(df) == 2 and (df["role"] == "server").all()
     assert (df["repeats"] == 3 * PASSES).all()  # the default number of passes, 3 pairs each
@@ -55,8 +74,18 @@ def test_fit_json_is_strict_json_when_a_metric_is_undefined(tmp_path, capsys):
     """Constant latencies make the held-out R² undefined: it is printed as null, not as a bare NaN."""
     from dnnpart.delay.profiler import CSV_COLUMNS, design
 
-    rows = [{"role": "device", "layer_type": "relu", **{f: getattr(c, f) for f in CSV_COLUMNS[2:10]},
-             "latency_ms": 0.5, "p10_ms": 0.5, "p90_ms": 0.5, "repeats": 5} for c in design("relu")[:20]]
+    rows = [
+        {
+            "role": "device",
+            "layer_type": "relu",
+            **{f: getattr(c, f) for f in CSV_COLUMNS[2:10]},
+            "latency_ms": 0.5,
+            "p10_ms": 0.5,
+            "p90_ms": 0.5,
+            "repeats": 5,
+        }
+        for c in design("relu")[:20]
+    ]
     folder = tmp_path / "flat"
     folder.mkdir()
     pd.DataFrame(rows)[list(CSV_COLUMNS)].to_csv(folder / "device.csv", index=False)
@@ -71,8 +100,19 @@ def test_fit_json_is_strict_json_when_a_metric_is_undefined(tmp_path, capsys):
 
 
 def test_profile_refuses_bad_folders_garbage_runs_and_another_thread_count(tmp_path, capsys):
-    args = ["profile", "--role", "server", "--layer-types", "softmax", "--limit", "2", "--repeats", "3",
-            "--passes", "1"]
+    args = [
+        "profile",
+        "--role",
+        "server",
+        "--layer-types",
+        "softmax",
+        "--limit",
+        "2",
+        "--repeats",
+        "3",
+        "--passes",
+        "1",
+    ]
     a_file = tmp_path / "file"
     a_file.write_text("x")
     assert main([*args, "--out", str(a_file)]) == 2

@@ -1,4 +1,5 @@
 """`dnnpart networks`: the zoo listing, one network's table (text and JSON), and one-line errors with exit 2."""
+
 import json
 import subprocess
 import sys
@@ -10,8 +11,9 @@ from dnnpart import cli, networks
 
 def run(*args, cwd):
     """The real entry point in a fresh interpreter, from an unrelated working directory."""
-    return subprocess.run([sys.executable, "-m", "dnnpart", "networks", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "dnnpart", "networks", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_lists_the_zoo(tmp_path):
@@ -34,8 +36,24 @@ def test_prints_one_networks_table(tmp_path):
     assert lines[1].split() == networks.COLUMNS
     assert [line.split()[0] for line in lines[2:]] == list(networks.get("alexnet")["name"])  # all rows, no "..."
     conv2 = lines[2 + 4].split()
-    assert conv2 == ["conv2", "conv", "5", "1", "2", "2", "96", "256", "27", "27",
-                     "69984", "279936", "186624", "746496", "223948800", "307456"]
+    assert conv2 == [
+        "conv2",
+        "conv",
+        "5",
+        "1",
+        "2",
+        "2",
+        "96",
+        "256",
+        "27",
+        "27",
+        "69984",
+        "279936",
+        "186624",
+        "746496",
+        "223948800",
+        "307456",
+    ]
 
 
 def test_json_has_one_object_per_layer_with_plain_values(capsys):

@@ -1,4 +1,5 @@
 """`dnnpart solve --scenario` and `dnnpart compile` as a user runs them: python -m dnnpart in a subprocess."""
+
 import json
 import re
 import subprocess
@@ -16,8 +17,14 @@ METHODS = ["case2", "case3", "independent"]
 
 
 def dnnpart(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dnnpart", *map(str, args)], check=False, capture_output=True,
-                          text=True, cwd=cwd or paths.PROJ_ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dnnpart", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd or paths.PROJ_ROOT,
+        timeout=300,
+    )
 
 
 def bad_scenarios(tmp_path):
@@ -81,8 +88,17 @@ def solved(tmp_path_factory):
 
 def test_solve_json_plan(solved):
     plan, _ = solved
-    for key in ("avg_delay_ms", "cuts", "cut_layers", "status", "proven_optimal", "gap", "devices", "baselines",
-                "schedule"):
+    for key in (
+        "avg_delay_ms",
+        "cuts",
+        "cut_layers",
+        "status",
+        "proven_optimal",
+        "gap",
+        "devices",
+        "baselines",
+        "schedule",
+    ):
         assert key in plan
     assert set(plan["baselines"]) == set(METHODS)
     for method in METHODS:  # the optimum is never worse than a baseline
@@ -92,7 +108,13 @@ def test_solve_json_plan(solved):
     assert sum(d["completion_ms"] for d in devices) / 6 == pytest.approx(plan["avg_delay_ms"])
     for d in devices:
         m = len(networks.get(d["network"]))
-        want = "input" if d["cut"] == 0 else "all local" if d["cut"] == m else networks.get(d["network"])["name"][d["cut"] - 1]
+        want = (
+            "input"
+            if d["cut"] == 0
+            else "all local"
+            if d["cut"] == m
+            else networks.get(d["network"])["name"][d["cut"] - 1]
+        )
         assert d["cut_layer"] == want
         assert d["completion_ms"] >= d["local_ms"] + d["upload_ms"] + d["server_ms"] + d["download_ms"] - 1e-6
     # the ONNX-imported LeNet is named by its own layers
@@ -110,14 +132,23 @@ def test_solve_report_is_self_contained_html(solved):
     for d in plan["devices"]:
         assert f"<td>{d['device']}</td>" in page and f"<td>{d['cut_layer']}</td>" in page
     assert f"{plan['avg_delay_ms']:.1f} ms" in page
-    assert not re.search(r'(src|href)="(?!#|data:)', page)   # no external files
+    assert not re.search(r'(src|href)="(?!#|data:)', page)  # no external files
     assert "<link" not in page and "<script" not in page
 
 
 def test_solve_text_plan_names_cut_layers(tmp_path):
-    small = {"server": {"profile": "measured"}, "devices": [
-        {"name": "tag", "count": 2, "network": str(EXAMPLE.parent / "lenet.onnx"), "profile": "measured",
-         "uplink_mbps": 1}]}
+    small = {
+        "server": {"profile": "measured"},
+        "devices": [
+            {
+                "name": "tag",
+                "count": 2,
+                "network": str(EXAMPLE.parent / "lenet.onnx"),
+                "profile": "measured",
+                "uplink_mbps": 1,
+            }
+        ],
+    }
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(small))
     res = dnnpart("solve", "--scenario", path)
@@ -130,6 +161,7 @@ def test_solve_text_plan_names_cut_layers(tmp_path):
 
 
 # --- the published schemas -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["scenario", "instance"])
 def test_committed_schema_is_what_the_code_declares(capsys, name):
@@ -144,7 +176,8 @@ def test_unknown_schema_name_exits_2_naming_the_choices(capsys):
         cli.main(["schema", "plan"])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "dnnpart schema: error: argument name: invalid choice: 'plan' (choose from 'instance', 'scenario')"]
+        "dnnpart schema: error: argument name: invalid choice: 'plan' (choose from 'instance', 'scenario')"
+    ]
 
 
 def test_published_schemas_accept_the_examples_and_refuse_what_the_code_refuses():
@@ -153,21 +186,30 @@ def test_published_schemas_accept_the_examples_and_refuse_what_the_code_refuses(
 
     from dnnpart.planning.scenario_schema import ScenarioLoader
 
-    schemas = {n: json.loads((paths.PROJ_ROOT / "docs" / "schemas" / f"{n}.schema.json").read_text())
-               for n in ("scenario", "instance")}
+    schemas = {
+        n: json.loads((paths.PROJ_ROOT / "docs" / "schemas" / f"{n}.schema.json").read_text())
+        for n in ("scenario", "instance")
+    }
     scenario = yaml.load(EXAMPLE.read_text(), Loader=ScenarioLoader)
     instance = json.loads((paths.PROJ_ROOT / "tests" / "data" / "interleaving-example.json").read_text())
     jsonschema.validate(scenario, schemas["scenario"])
     jsonschema.validate(instance, schemas["instance"])
-    for mutate in (lambda d: d["devices"][1].update(uplink_mbps=0), lambda d: d["devices"][0].update(bandwdith=3),
-                   lambda d: d["devices"][2].update(count=10_001), lambda d: d["server"].update(load=1),
-                   lambda d: d.update(family="cubic")):
+    for mutate in (
+        lambda d: d["devices"][1].update(uplink_mbps=0),
+        lambda d: d["devices"][0].update(bandwdith=3),
+        lambda d: d["devices"][2].update(count=10_001),
+        lambda d: d["server"].update(load=1),
+        lambda d: d.update(family="cubic"),
+    ):
         bad = json.loads(json.dumps(scenario))
         mutate(bad)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schemas["scenario"])
-    for mutate in (lambda d: d["devices"][0]["local_ms"].__setitem__(0, -1), lambda d: d["devices"][0].update(x=1),
-                   lambda d: d["devices"][1].update(upload_ms=[])):
+    for mutate in (
+        lambda d: d["devices"][0]["local_ms"].__setitem__(0, -1),
+        lambda d: d["devices"][0].update(x=1),
+        lambda d: d["devices"][1].update(upload_ms=[]),
+    ):
         bad = json.loads(json.dumps(instance))
         mutate(bad)
         with pytest.raises(jsonschema.ValidationError):
@@ -180,11 +222,20 @@ def test_hostile_scenarios_exit_2_with_one_line(tmp_path, capsys):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text('a: &a ["lol", "lol"]\nb: &b [*a, *a]\nserver: {profile: measured}\ndevices: *b\n')
     big = tmp_path / "big.yaml"
-    big.write_text("server: {profile: measured}\ndevices:\n"
-                   "  - {count: 1000000, network: lenet, profile: measured, uplink_mbps: 1}\n")
-    for path, problem in [(bomb, ("line 1, column 4: not valid YAML/JSON: anchors and aliases (&name, *name) are "
-                                 "not allowed in scenario files")),
-                          (big, "devices[0].count: must be <= 10000, got 1000000")]:
+    big.write_text(
+        "server: {profile: measured}\ndevices:\n"
+        "  - {count: 1000000, network: lenet, profile: measured, uplink_mbps: 1}\n"
+    )
+    for path, problem in [
+        (
+            bomb,
+            (
+                "line 1, column 4: not valid YAML/JSON: anchors and aliases (&name, *name) are "
+                "not allowed in scenario files"
+            ),
+        ),
+        (big, "devices[0].count: must be <= 10000, got 1000000"),
+    ]:
         assert cli.main(["solve", "--scenario", str(path)]) == 2
         assert capsys.readouterr().err.splitlines() == [f"dnnpart solve: error: {path}: {problem}"]
 

@@ -1,4 +1,5 @@
 """`dnnpart solve` on the interleaving example and on bad input (one line, exit status 2)."""
+
 import json
 import subprocess
 import sys
@@ -26,8 +27,12 @@ def test_json_output(capsys):
 
 
 def test_readable_plan_via_subprocess():
-    res = subprocess.run([sys.executable, "-m", "dnnpart", "solve", "--instance", EXAMPLE, "--formulation", "paper"],
-                         capture_output=True, text=True, cwd="/")
+    res = subprocess.run(
+        [sys.executable, "-m", "dnnpart", "solve", "--instance", EXAMPLE, "--formulation", "paper"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert res.returncode == 0, res.stderr
     assert "average completion: 71.0 ms" in res.stdout
     assert "status optimal (proven optimal)" in res.stdout and "(formulation paper)" in res.stdout
@@ -42,8 +47,11 @@ def test_json_keys_agree_for_network_instance_and_scenario(capsys, tmp_path):
     assert cli.main(["compile", "--scenario", str(scenario), "-o", str(compiled)]) == 0
     capsys.readouterr()
     outputs = {}
-    for kind, args in {"network": ["--network", "lenet", "--devices", "2"], "instance": ["--instance", str(compiled)],
-                       "scenario": ["--scenario", str(scenario)]}.items():
+    for kind, args in {
+        "network": ["--network", "lenet", "--devices", "2"],
+        "instance": ["--instance", str(compiled)],
+        "scenario": ["--scenario", str(scenario)],
+    }.items():
         assert cli.main(["solve", *args, "--json", "--time-limit", "30"]) == 0
         outputs[kind] = json.loads(capsys.readouterr().out)
     keys = {kind: sorted(out) for kind, out in outputs.items()}
@@ -57,12 +65,15 @@ def test_json_keys_agree_for_network_instance_and_scenario(capsys, tmp_path):
     assert outputs["instance"]["avg_delay_ms"] == pytest.approx(outputs["scenario"]["avg_delay_ms"])
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"devices": [{"name": "a", "local_ms": [1, 2], "server_ms": [1], "upload_ms": [1, 1]}]}, "lengths"),
-    ({"devices": [{"name": "a", "local_ms": [-1], "server_ms": [1], "upload_ms": [1]}]}, "non-negative"),
-    ({"devices": [{"name": "a", "local_ms": [1], "server_ms": [1]}]}, "missing"),
-    ({"devices": []}, "at least one device"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"devices": [{"name": "a", "local_ms": [1, 2], "server_ms": [1], "upload_ms": [1, 1]}]}, "lengths"),
+        ({"devices": [{"name": "a", "local_ms": [-1], "server_ms": [1], "upload_ms": [1]}]}, "non-negative"),
+        ({"devices": [{"name": "a", "local_ms": [1], "server_ms": [1]}]}, "missing"),
+        ({"devices": []}, "at least one device"),
+    ],
+)
 def test_malformed_instance_exit_2(tmp_path, capsys, content, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(content))
@@ -71,14 +82,17 @@ def test_malformed_instance_exit_2(tmp_path, capsys, content, message):
     assert len(err.splitlines()) == 1 and message in err and err.startswith("dnnpart solve: error:")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--bandwidth-mbps", "0"], "bandwidth"),
-    (["--bandwidth-mbps", "-3"], "bandwidth"),
-    (["--load", "1"], "load"),
-    (["--load", "-0.1"], "load"),
-    (["--devices", "0"], "devices"),
-    (["--devices", "1000000"], "at most 10,000"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bandwidth-mbps", "0"], "bandwidth"),
+        (["--bandwidth-mbps", "-3"], "bandwidth"),
+        (["--load", "1"], "load"),
+        (["--load", "-0.1"], "load"),
+        (["--devices", "0"], "devices"),
+        (["--devices", "1000000"], "at most 10,000"),
+    ],
+)
 def test_bad_scenario_parameters_exit_2(capsys, args, message):
     assert cli.main(["solve", "--network", "alexnet", *args]) == 2
     assert message in capsys.readouterr().err

@@ -3,6 +3,7 @@
 No assertion here measures time (the machine is shared); benchmarks/bench_milp.py --scenarios deadline does.
 The clock is made to run out deterministically instead: a deadline already in the past.
 """
+
 import random
 import sys
 import time
@@ -21,8 +22,17 @@ from dnnpart.optimiser.solve import milp_rows_estimate, solve
 
 def different_devices(n: int, seed: int = 3, m: int = 12) -> Instance:
     rng = random.Random(seed)
-    return Instance([Device(f"d{i}", [rng.uniform(1, 30) for _ in range(m)], [rng.uniform(0.1, 3) for _ in range(m)],
-                            [rng.uniform(0, 40) for _ in range(m)]) for i in range(n)])
+    return Instance(
+        [
+            Device(
+                f"d{i}",
+                [rng.uniform(1, 30) for _ in range(m)],
+                [rng.uniform(0.1, 3) for _ in range(m)],
+                [rng.uniform(0, 40) for _ in range(m)],
+            )
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.fixture

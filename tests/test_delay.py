@@ -1,4 +1,5 @@
 """Delay models: recovery of known coefficients, held-out metrics, validation, prediction on the zoo."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def synthetic_profile(noise: float = 0.0, seed: int = 1, types=("conv",)) -> pd.
             rows.append({"role": "device", "layer_type": t, **{f: getattr(c, f) for f in P.FACTORS}})
     df = pd.DataFrame(rows)
     f = D.features(df)
-    conv_ms = sum(coef * D.LayerModel("y ~ " + name + " - 1", {name: 1.0}, False).predict(f)
-                  for name, coef in TRUE_CONV.items())
+    conv_ms = sum(
+        coef * D.LayerModel("y ~ " + name + " - 1", {name: 1.0}, False).predict(f) for name, coef in TRUE_CONV.items()
+    )
     other_ms = 0.004 + 2e-6 * f["L"] ** 2 * f["Cin"]
     ms = np.where(df["layer_type"] == "conv", conv_ms, other_ms) * np.exp(noise * rng.standard_normal(len(df)))
     return df.assign(latency_ms=ms, p10_ms=ms * 0.95, p90_ms=ms * 1.05, repeats=5)
@@ -70,9 +72,19 @@ def test_dnnpart_form_recovers_a_power_law_exactly():
     assert model.formula in model.info["validation_mape"]
 
 
-TRUE_COST = {"path_gemm": 0.006, "path_im2col": 0.008, "path_strided": 0.011, "path_gemm:macs": 0.05,
-             "path_gemm:col": 0.2, "path_im2col:macs": 0.04, "path_im2col:col": 0.3, "path_im2col:out": 0.5,
-             "path_strided:macs": 0.045, "path_strided:col": 0.9, "path_strided:inp": 0.4}
+TRUE_COST = {
+    "path_gemm": 0.006,
+    "path_im2col": 0.008,
+    "path_strided": 0.011,
+    "path_gemm:macs": 0.05,
+    "path_gemm:col": 0.2,
+    "path_im2col:macs": 0.04,
+    "path_im2col:col": 0.3,
+    "path_im2col:out": 0.5,
+    "path_strided:macs": 0.045,
+    "path_strided:col": 0.9,
+    "path_strided:inp": 0.4,
+}
 
 
 def cost_profile() -> pd.DataFrame:
@@ -140,16 +152,19 @@ def test_metrics_values():
     assert m["mae_ms"] == pytest.approx(0.55 / 3)
     assert m["mape"] == pytest.approx((0.05 + 0.25) / 3)
     assert m["within10"] == pytest.approx(2 / 3)
-    assert m["r2_test"] == pytest.approx(1 - (0.05 ** 2 + 0.25) / (np.var([1, 2, 4]) * 3))
+    assert m["r2_test"] == pytest.approx(1 - (0.05**2 + 0.25) / (np.var([1, 2, 4]) * 3))
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda df: df.drop(columns=["out_side"]), "missing column.*out_side"),
-    (lambda df: df.assign(latency_ms=np.where(df.index == 3, 0.0, df["latency_ms"])), "line 5.*latency_ms"),
-    (lambda df: df.assign(latency_ms=np.where(df.index == 0, -1.0, df["latency_ms"])), "line 2.*latency_ms"),
-    (lambda df: df.assign(layer_type=np.where(df.index == 7, "gelu", df["layer_type"])), "line 9.*'gelu'"),
-    (lambda df: df.assign(role="phone"), "line 2.*'phone'"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda df: df.drop(columns=["out_side"]), "missing column.*out_side"),
+        (lambda df: df.assign(latency_ms=np.where(df.index == 3, 0.0, df["latency_ms"])), "line 5.*latency_ms"),
+        (lambda df: df.assign(latency_ms=np.where(df.index == 0, -1.0, df["latency_ms"])), "line 2.*latency_ms"),
+        (lambda df: df.assign(layer_type=np.where(df.index == 7, "gelu", df["layer_type"])), "line 9.*'gelu'"),
+        (lambda df: df.assign(role="phone"), "line 2.*'phone'"),
+    ],
+)
 def test_bad_profile_csv_is_refused_naming_the_problem(tmp_path, mutate, match):
     df = synthetic_profile().head(20)
     mutate(df).to_csv(tmp_path / "device.csv", index=False)
@@ -225,19 +240,20 @@ def test_paper_profile_rescaling_is_as_documented():
         assert meta["models"]["relu"]["scale"] == pytest.approx(meta["scale"])
         measured = D.load_delay_model(meta["derived_from"]["profile"], family=meta["derived_from"]["family"])
         convs = paper_profile.zoo_layers("conv")
-        assert measured.predict(convs, role).sum() * meta["scale"] == pytest.approx(meta["zoo_conv_equation_ms"],
-                                                                                   rel=1e-9)
+        assert measured.predict(convs, role).sum() * meta["scale"] == pytest.approx(
+            meta["zoo_conv_equation_ms"], rel=1e-9
+        )
         relus = paper_profile.zoo_layers("relu")
         paper = D.load_delay_model("paper")
-        np.testing.assert_allclose(paper.predict(relus, role), meta["scale"] * measured.predict(relus, role),
-                                   rtol=1e-9)
+        np.testing.assert_allclose(paper.predict(relus, role), meta["scale"] * measured.predict(relus, role), rtol=1e-9)
 
 
 def test_build_paper_profile_regenerates_the_shipped_files(tmp_path):
     out = paper_profile.build_paper_profile(out=tmp_path / "paper")
     for role in P.ROLES:
-        assert json.loads((out / f"{role}.json").read_text()) == \
-            json.loads((PROFILES_DIR / "paper" / f"{role}.json").read_text())
+        assert json.loads((out / f"{role}.json").read_text()) == json.loads(
+            (PROFILES_DIR / "paper" / f"{role}.json").read_text()
+        )
 
 
 def test_fitting_writes_nothing_into_the_profile_folder_and_caches_per_seed(tmp_path):

@@ -1,5 +1,6 @@
 """Delay models for the DAG layer types on synthetic profiles (known latency formulas), prediction of the DAG
 zoo, the block instances the optimiser sees, and profiles imported from other tools."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,11 @@ def known_ms(df: pd.DataFrame) -> np.ndarray:
     """The synthetic truth: per-call overhead plus work. dwconv: MACs and input elements; joins: output
     elements; every other type but conv: input elements; conv: eq. (1)'s three terms."""
     f = D.features(df)
-    conv = 2e-8 * f["G"] ** 2 * f["K"] ** 2 * f["O"] * f["Cin"] + 3e-6 * f["G"] ** 2 * f["K"] ** 2 * f["Cin"] + \
-        5e-6 * f["G"] ** 2 * f["O"]
+    conv = (
+        2e-8 * f["G"] ** 2 * f["K"] ** 2 * f["O"] * f["Cin"]
+        + 3e-6 * f["G"] ** 2 * f["K"] ** 2 * f["Cin"]
+        + 5e-6 * f["G"] ** 2 * f["O"]
+    )
     dw = 0.002 + 4e-8 * f["G"] ** 2 * f["K"] ** 2 * f["O"] + 2e-7 * f["L"] ** 2 * f["O"]
     join = 0.003 + 1e-6 * f["L"] ** 2 * f["O"]
     other = 0.004 + 2e-6 * f["L"] ** 2 * f["Cin"]
@@ -32,8 +36,9 @@ def known_ms(df: pd.DataFrame) -> np.ndarray:
 
 
 def synthetic(types=networks.LAYER_TYPES, role="device", n=300, scale=1.0) -> pd.DataFrame:
-    rows = [{"role": role, "layer_type": t, **{f: getattr(c, f) for f in P.FACTORS}}
-            for t in types for c in P.design(t)[:n]]
+    rows = [
+        {"role": role, "layer_type": t, **{f: getattr(c, f) for f in P.FACTORS}} for t in types for c in P.design(t)[:n]
+    ]
     df = pd.DataFrame(rows)
     ms = known_ms(df) * scale
     return df.assign(latency_ms=ms, p10_ms=ms * 0.95, p90_ms=ms * 1.05, repeats=5)
@@ -53,8 +58,9 @@ def test_paper_family_recovers_the_new_types_exactly(layer_type):
     df = synthetic((layer_type,))
     model = D.fit_layer_type(df, layer_type, "paper", seed=0)
     assert model.info["r2_test"] == pytest.approx(1.0, abs=1e-9) and model.info["within10"] == 1.0
-    assert model.params["Intercept"] == pytest.approx({"dwconv": 0.002, "add": 0.003, "concat": 0.003}.get(
-        layer_type, 0.004), rel=1e-6)
+    assert model.params["Intercept"] == pytest.approx(
+        {"dwconv": 0.002, "add": 0.003, "concat": 0.003}.get(layer_type, 0.004), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("layer_type", NEW_TYPES)
@@ -83,8 +89,11 @@ def test_fit_report_and_prediction_of_the_dag_zoo(full_profile):
 
 def test_a_profile_without_the_dag_types_names_the_first_missing_one():
     model = D.load_delay_model("measured")
-    with pytest.raises(MissingModelError, match=r"no device delay model for layer type 'batchnorm' in profile "
-                                                r"'measured'; covered types: conv, dropout, fc"):
+    with pytest.raises(
+        MissingModelError,
+        match=r"no device delay model for layer type 'batchnorm' in profile "
+        r"'measured'; covered types: conv, dropout, fc",
+    ):
         model.predict(networks.get("resnet18"), "device")
     from dnnpart.planning.compile import network_instance
 
@@ -102,8 +111,7 @@ def test_network_instance_of_a_dag_is_its_chain_of_blocks(full_profile):
     d = inst.devices[0]
     assert d.n_layers == 22 and len(inst) == 3
     np.testing.assert_allclose(d.local_ms, networks.block_sums(table, model.predict(table, "device")), rtol=1e-12)
-    np.testing.assert_allclose(d.server_ms, 2 * networks.block_sums(table, model.predict(table, "server")),
-                               rtol=1e-12)
+    np.testing.assert_allclose(d.server_ms, 2 * networks.block_sums(table, model.predict(table, "server")), rtol=1e-12)
     np.testing.assert_allclose(d.upload_ms, networks.block_table(table)["in_bytes"] * 8 / 8000.0, rtol=1e-12)
     labelled = LabelledInstance.of_network(inst, table)
     assert labelled.cut_name(0, 5) == "layer1.0.add" and labelled.cut_name(0, 22) == "all local"
@@ -118,13 +126,14 @@ def test_a_scenario_mixes_dag_and_chain_networks(full_profile, tmp_path):
     from dnnpart.planning.compile import compile_scenario
 
     path = networks.to_onnx("mobilenet_v2", tmp_path / "mine.onnx", layer_outputs=False)
-    scenario = {"server": {"profile": str(full_profile), "load": 0.0},
-                "devices": [{"name": "phone", "count": 2, "network": "resnet18", "profile": str(full_profile),
-                             "uplink_mbps": 10},
-                            {"name": "cam", "count": 1, "network": path.name, "profile": str(full_profile),
-                             "uplink_mbps": 5},
-                            {"name": "old", "count": 1, "network": "lenet", "profile": str(full_profile),
-                             "uplink_mbps": 5}]}
+    scenario = {
+        "server": {"profile": str(full_profile), "load": 0.0},
+        "devices": [
+            {"name": "phone", "count": 2, "network": "resnet18", "profile": str(full_profile), "uplink_mbps": 10},
+            {"name": "cam", "count": 1, "network": path.name, "profile": str(full_profile), "uplink_mbps": 5},
+            {"name": "old", "count": 1, "network": "lenet", "profile": str(full_profile), "uplink_mbps": 5},
+        ],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
     compiled = compile_scenario(tmp_path / "s.yaml")
     assert [d.n_layers for d in compiled.instance.devices] == [22, 22, 72, 8]
@@ -147,12 +156,22 @@ def test_import_profile_maps_the_minimal_schema(tmp_path):
     rows = []
     for c in P.design("dwconv")[:40]:
         for _ in range(3):
-            ms = (0.002 + 4e-8 * c.out_side ** 2 * 9 * c.out_channels + 2e-7 * c.in_side ** 2 * c.out_channels)
-            rows.append({"layer_type": "Conv", "in_channels": c.in_channels, "out_channels": c.out_channels,
-                         "in_side": c.in_side, "kernel": c.kernel, "stride": c.stride, "pad": c.pad,
-                         "groups": c.groups, "latency_ms": ms * float(np.exp(0.02 * rng.standard_normal()))})
+            ms = 0.002 + 4e-8 * c.out_side**2 * 9 * c.out_channels + 2e-7 * c.in_side**2 * c.out_channels
+            rows.append(
+                {
+                    "layer_type": "Conv",
+                    "in_channels": c.in_channels,
+                    "out_channels": c.out_channels,
+                    "in_side": c.in_side,
+                    "kernel": c.kernel,
+                    "stride": c.stride,
+                    "pad": c.pad,
+                    "groups": c.groups,
+                    "latency_ms": ms * float(np.exp(0.02 * rng.standard_normal())),
+                }
+            )
     for c in P.design("add")[:30]:
-        ms = 0.003 + 1e-6 * c.in_side ** 2 * c.out_channels
+        ms = 0.003 + 1e-6 * c.in_side**2 * c.out_channels
         rows.append({"layer_type": "add", "in_channels": c.in_channels, "in_side": c.in_side, "latency_ms": ms})
     rows[-1]["latency_ms"] *= 100  # a typo: the flagged row
     src = write_timings(tmp_path / "pi.csv", rows)
@@ -170,7 +189,8 @@ def test_import_profile_maps_the_minimal_schema(tmp_path):
     model = D.load_delay_model(tmp_path / "pi")
     table = networks.build_table("x", [1, 96, 28, 28], [networks.dwconv("d", 96, 3, 1, 1)])
     assert model.predict(table, "device").iloc[0] == pytest.approx(
-        0.002 + 4e-8 * 28 ** 2 * 9 * 96 + 2e-7 * 28 ** 2 * 96, rel=0.1)
+        0.002 + 4e-8 * 28**2 * 9 * 96 + 2e-7 * 28**2 * 96, rel=0.1
+    )
 
 
 def test_repeats_are_aggregated_before_the_split():
@@ -185,8 +205,15 @@ def test_repeats_are_aggregated_before_the_split():
 
 
 def test_import_profile_cli_and_its_one_line_errors(tmp_path, capsys):
-    rows = [{"layer_type": "clip", "in_channels": c.in_channels, "in_side": c.in_side,
-             "latency_ms": 0.004 + 2e-6 * c.in_side ** 2 * c.in_channels} for c in P.design("clip")[:30]]
+    rows = [
+        {
+            "layer_type": "clip",
+            "in_channels": c.in_channels,
+            "in_side": c.in_side,
+            "latency_ms": 0.004 + 2e-6 * c.in_side**2 * c.in_channels,
+        }
+        for c in P.design("clip")[:30]
+    ]
     src = write_timings(tmp_path / "t.csv", rows)
     out = tmp_path / "board"
     assert main(["import-profile", str(src), "--from", "csv", "--role", "server", "--out", str(out)]) == 0
@@ -194,8 +221,9 @@ def test_import_profile_cli_and_its_one_line_errors(tmp_path, capsys):
     assert f"wrote {out / 'server.csv'}: 30 configurations from 30 rows" in text and "0 rows flagged" in text
     assert main(["import-profile", str(src), "--from", "csv", "--role", "server", "--out", str(out)]) == 2
     assert "already holds a server profile" in capsys.readouterr().err
-    bad = write_timings(tmp_path / "bad.csv", [{"layer_type": "Sigmoid", "in_channels": 3, "in_side": 4,
-                                                "latency_ms": 1.0}])
+    bad = write_timings(
+        tmp_path / "bad.csv", [{"layer_type": "Sigmoid", "in_channels": 3, "in_side": 4, "latency_ms": 1.0}]
+    )
     assert main(["import-profile", str(bad), "--from", "csv", "--role", "device", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 2: unknown layer_type 'Sigmoid'" in err and "dwconv" in err
@@ -206,8 +234,13 @@ def test_import_profile_cli_and_its_one_line_errors(tmp_path, capsys):
         main(["import-profile", str(src), "--from", "xlsx", "--role", "device", "--out", str(tmp_path / "z")])
     assert exit_.value.code == 2 and "invalid choice: 'xlsx'" in capsys.readouterr().err
     with pytest.raises(ProfileError, match="needs out_channels"):
-        import_profile(write_timings(tmp_path / "c.csv", [{"layer_type": "conv", "in_channels": 3, "in_side": 8,
-                                                           "latency_ms": 1.0}]), "device", tmp_path / "c")
+        import_profile(
+            write_timings(
+                tmp_path / "c.csv", [{"layer_type": "conv", "in_channels": 3, "in_side": 8, "latency_ms": 1.0}]
+            ),
+            "device",
+            tmp_path / "c",
+        )
 
 
 def test_additivity_runs_on_a_dag_network(full_profile):
@@ -225,7 +258,7 @@ def test_the_deployment_guide_documents_the_import_schema():
     from dnnpart.paths import PROJ_ROOT
 
     guide = (PROJ_ROOT / "docs" / "deployment.md").read_text()
-    section = guide[guide.index("## Residual networks and profiles from other tools"):]
+    section = guide[guide.index("## Residual networks and profiles from other tools") :]
     assert all(f"| `{col}` | yes |" in section for col in IMPORT_REQUIRED)
     assert f"more than {D.OUTLIER_FACTOR:g}x above or below" in section
     assert f"at least {D.MIN_ROWS_PER_TYPE} distinct configurations" in section

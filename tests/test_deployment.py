@@ -3,6 +3,7 @@
 A synthetic measured profile (known rates times log-normal noise, both roles) keeps fitting fast and independent of
 the shipped measurements; one test copies the shipped profile to check a folder measured elsewhere works as is.
 """
+
 import json
 import shutil
 
@@ -34,8 +35,17 @@ def synthetic_profile(folder, role: str, ms_per_mmac: float, seed: int = 0, reps
                 row = {f: getattr(r, f) for f in FACTORS}
                 if r.type in ("conv", "fc"):
                     row["out_channels"] = max(1, int(r.out_channels * scale))
-                rows.append({"role": role, "layer_type": r.type, **row, "latency_ms": lat, "p10_ms": 0.95 * lat,
-                             "p90_ms": 1.05 * lat, "repeats": 10})
+                rows.append(
+                    {
+                        "role": role,
+                        "layer_type": r.type,
+                        **row,
+                        "latency_ms": lat,
+                        "p10_ms": 0.95 * lat,
+                        "p90_ms": 1.05 * lat,
+                        "repeats": 10,
+                    }
+                )
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(folder / f"{role}.csv", index=False)
     return folder
@@ -48,10 +58,14 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     synthetic_profile(root / "synth", "device", 0.02)
     synthetic_profile(root / "synth", "server", 0.004, seed=1)
-    scenario = {"family": "paper", "server": {"profile": "synth", "load": 0.1}, "devices": [
-        {"name": "cam", "count": 2, "network": "alexnet", "profile": "synth", "uplink_mbps": 20},
-        {"name": "tag", "count": 1, "network": "lenet", "profile": "synth", "uplink_mbps": 1, "downlink_mbps": 1},
-    ]}
+    scenario = {
+        "family": "paper",
+        "server": {"profile": "synth", "load": 0.1},
+        "devices": [
+            {"name": "cam", "count": 2, "network": "alexnet", "profile": "synth", "uplink_mbps": 20},
+            {"name": "tag", "count": 1, "network": "lenet", "profile": "synth", "uplink_mbps": 1, "downlink_mbps": 1},
+        ],
+    }
     (root / "site.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
     compiled = compile_scenario(root / "site.yaml")
     from dnnpart.planning.plan_report import solve_plans
@@ -66,7 +80,7 @@ def test_held_out_ratios_come_from_the_fits_test_rows(site):
     assert sorted(ratios) == sorted(csv["layer_type"].unique())
     for layer_type, r in ratios.items():
         n = int((csv["layer_type"] == layer_type).sum())
-        assert len(r) == round(delay.models.TEST_SHARE * n)            # exactly the 20 % held out
+        assert len(r) == round(delay.models.TEST_SHARE * n)  # exactly the 20 % held out
         assert np.all(r > 0)
         # the synthetic noise is lognormal(0, 0.1): held-out ratios centre near 1 with a spread of that order
         assert 0.8 < np.median(r) < 1.25
@@ -95,7 +109,7 @@ def test_robustness_is_deterministic_and_paired(site):
     assert len(a) == 200 * 4 and set(a["method"]) == {"case1", "case2", "case3", "independent"}
     for method, part in a.groupby("method"):
         assert part["predicted_avg_delay_ms"].iloc[0] == pytest.approx(solutions[method].avg_delay_ms)
-        assert part["realised_avg_delay_ms"].std() > 0                # the noise does move the outcome
+        assert part["realised_avg_delay_ms"].std() > 0  # the noise does move the outcome
         # noise of ~10 % per layer: the mean realised delay stays within 25 % of the prediction
         assert part["realised_avg_delay_ms"].mean() == pytest.approx(part["predicted_avg_delay_ms"].iloc[0], rel=0.25)
     assert a.attrs["noise_sources"][0]["source"] == "own held-out rows"
@@ -110,8 +124,11 @@ def test_fixed_model_profile_borrows_the_fallback_residuals(site, tmp_path):
     fixed.mkdir()
     models = delay.load_delay_model(root / "synth", family="paper").models["device"]
     (fixed / "device.json").write_text(json.dumps({"models": {t: m.to_dict() for t, m in models.items()}}))
-    scenario = {"family": "paper", "server": {"profile": str(root / "synth")}, "devices": [
-        {"count": 1, "network": "lenet", "profile": "fixed", "uplink_mbps": 2}]}
+    scenario = {
+        "family": "paper",
+        "server": {"profile": str(root / "synth")},
+        "devices": [{"count": 1, "network": "lenet", "profile": "fixed", "uplink_mbps": 2}],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
     compiled = compile_scenario(tmp_path / "s.yaml")
     with pytest.raises(ProfileError, match="no measured device.csv"):
@@ -148,8 +165,13 @@ def test_copied_measured_profile_folder_works_as_is(site, tmp_path):
     for path in (paths.PROFILES_DIR / "measured").glob("device.*"):
         shutil.copy(path, board / path.name)
     copied = sorted(p.name for p in board.iterdir())
-    scenario = {"family": "paper", "server": {"profile": str(root / "synth")}, "devices": [
-        {"name": "pi", "count": 2, "network": "alexnet", "profile": "measurements/board", "uplink_mbps": 5}]}
+    scenario = {
+        "family": "paper",
+        "server": {"profile": str(root / "synth")},
+        "devices": [
+            {"name": "pi", "count": 2, "network": "alexnet", "profile": "measurements/board", "uplink_mbps": 5}
+        ],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
     compiled = compile_scenario(tmp_path / "s.yaml")
     expected = delay.load_delay_model(board, family="paper").predict(networks.get("alexnet"), "device")
@@ -161,8 +183,15 @@ def test_copied_measured_profile_folder_works_as_is(site, tmp_path):
 
 def test_notebook_writes_its_tables(site, tmp_path, run_notebook):
     root, _, _ = site
-    data = run_notebook("07-your-deployment", tmp_path, scenario=str(root / "site.yaml"), factors=[0.5, 2.0],
-                        n_draws=50, plan_time_limit_s=30.0, sweep_time_limit_s=10.0)
+    data = run_notebook(
+        "07-your-deployment",
+        tmp_path,
+        scenario=str(root / "site.yaml"),
+        factors=[0.5, 2.0],
+        n_draws=50,
+        plan_time_limit_s=30.0,
+        sweep_time_limit_s=10.0,
+    )
     plan = pd.read_csv(data / "deployment-plan.csv")
     assert plan["device"].tolist() == ["cam-0", "cam-1", "tag-0"]
     comparison = pd.read_csv(data / "deployment-comparison.csv").set_index("method")

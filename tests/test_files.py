@@ -1,4 +1,5 @@
 """Safe writing: every output goes through files.atomic_write_bytes, which never destroys what it should not."""
+
 import os
 import stat
 
@@ -30,10 +31,13 @@ def test_writes_through_a_symlink_and_keeps_the_link(tmp_path):
     assert link.is_symlink() and real.read_text() == "new"
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.mkdir(), "is a directory"),
-    (lambda p: (p.write_text("keep"), p.chmod(0o444)), "read-only"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.mkdir(), "is a directory"),
+        (lambda p: (p.write_text("keep"), p.chmod(0o444)), "read-only"),
+    ],
+)
 def test_refuses_directories_and_read_only_files(tmp_path, make, message):
     target = tmp_path / "out"
     make(target)

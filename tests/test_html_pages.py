@@ -1,5 +1,6 @@
 """The HTML pages (plan report, report index) from Jinja2 templates: names are escaped, renders repeat exactly,
 one stylesheet is inlined and the templates ship with the package."""
+
 import dataclasses
 import fnmatch
 import tomllib
@@ -40,9 +41,10 @@ def hostile(tmp_path_factory):
     """A two-device LeNet scenario whose group name, file name and a comment are markup, compiled and solved."""
     folder = tmp_path_factory.mktemp("hostile")
     path = folder / HOSTILE_FILE
-    data = {"server": {"profile": "paper"},
-            "devices": [{"name": HOSTILE_GROUP, "count": 2, "network": "lenet", "profile": "paper",
-                         "uplink_mbps": 2}]}
+    data = {
+        "server": {"profile": "paper"},
+        "devices": [{"name": HOSTILE_GROUP, "count": 2, "network": "lenet", "profile": "paper", "uplink_mbps": 2}],
+    }
     path.write_text(HOSTILE_COMMENT + "\n" + yaml.safe_dump(data), encoding="utf-8")
     compiled = compile_scenario(path)
     return compiled, solve_plans(compiled)
@@ -107,7 +109,10 @@ def test_undefined_template_variables_fail():
 def test_templates_ship_in_the_wheel():
     config = tomllib.loads((paths.PROJ_ROOT / "pyproject.toml").read_text())
     globs = config["tool"]["setuptools"]["package-data"]["dnnpart"]
-    templates = sorted(p.relative_to(paths.PROJ_ROOT / "dnnpart").as_posix()
-                       for p in (paths.PROJ_ROOT / "dnnpart" / "templates").iterdir() if p.is_file())
+    templates = sorted(
+        p.relative_to(paths.PROJ_ROOT / "dnnpart").as_posix()
+        for p in (paths.PROJ_ROOT / "dnnpart" / "templates").iterdir()
+        if p.is_file()
+    )
     assert "templates/style.css" in templates and "templates/plan.html.j2" in templates
     assert [t for t in templates if not any(fnmatch.fnmatch(t, g) for g in globs)] == []

@@ -1,4 +1,5 @@
 """Instance loading and validation: every malformed input names the device and the field, in one line."""
+
 import json
 import math
 
@@ -30,17 +31,20 @@ def test_example_loads_with_annotations_and_round_trips(tmp_path):
     assert load_instance(out) == inst
 
 
-@pytest.mark.parametrize("device, words", [
-    ({"name": "d0", "local_ms": [1], "server_ms": [1]}, ["'d0'", "upload_ms", "missing"]),
-    (_dev(local_ms=[1, 2, 3]), ["'d0'", "lengths"]),
-    (_dev(server_ms=[1, -2]), ["'d0'", "server_ms[1]", "non-negative"]),
-    (_dev(upload_ms=[1, float("nan")]), ["'d0'", "upload_ms[1]", "finite"]),
-    (_dev(local_ms=[1, "2"]), ["'d0'", "local_ms[1]", "number"]),
-    (_dev(local_ms=[1, True]), ["'d0'", "local_ms[1]", "number"]),
-    (_dev(download_ms=-1), ["'d0'", "download_ms"]),
-    (_dev(colour="red"), ["'d0'", "unknown key 'colour'", "keys starting with '_' are comments"]),
-    (_dev(local_ms=[], server_ms=[], upload_ms=[]), ["'d0'", "at least one layer"]),
-])
+@pytest.mark.parametrize(
+    "device, words",
+    [
+        ({"name": "d0", "local_ms": [1], "server_ms": [1]}, ["'d0'", "upload_ms", "missing"]),
+        (_dev(local_ms=[1, 2, 3]), ["'d0'", "lengths"]),
+        (_dev(server_ms=[1, -2]), ["'d0'", "server_ms[1]", "non-negative"]),
+        (_dev(upload_ms=[1, float("nan")]), ["'d0'", "upload_ms[1]", "finite"]),
+        (_dev(local_ms=[1, "2"]), ["'d0'", "local_ms[1]", "number"]),
+        (_dev(local_ms=[1, True]), ["'d0'", "local_ms[1]", "number"]),
+        (_dev(download_ms=-1), ["'d0'", "download_ms"]),
+        (_dev(colour="red"), ["'d0'", "unknown key 'colour'", "keys starting with '_' are comments"]),
+        (_dev(local_ms=[], server_ms=[], upload_ms=[]), ["'d0'", "at least one layer"]),
+    ],
+)
 def test_malformed_device_is_named(device, words):
     with pytest.raises(InstanceError) as err:
         Instance.from_dict({"devices": [device]})
@@ -60,7 +64,9 @@ def test_comment_keys_allowed_and_instance_level_errors(tmp_path):
         load_instance(bad)
     inf = tmp_path / "inf.json"
     inf.write_text(json.dumps({"devices": [_dev(local_ms=[1, math.inf])]}))
-    with pytest.raises(InstanceError, match=r"inf.json: devices\[0\]\.local_ms\[1\]: must be finite, got inf \(device 'd0'\)"):
+    with pytest.raises(
+        InstanceError, match=r"inf.json: devices\[0\]\.local_ms\[1\]: must be finite, got inf \(device 'd0'\)"
+    ):
         load_instance(inf)
 
 
@@ -76,7 +82,9 @@ def test_scale_server_models_load():
 def test_messages_name_the_place_and_the_device_in_one_line():
     with pytest.raises(InstanceError) as err:
         Instance.from_dict({"devices": [_dev(), _dev(name="cam", server_ms=[1, -2], upload_ms=[1, "x"])]})
-    assert str(err.value) == "devices[1].server_ms[1]: must be non-negative, got -2.0 (device 'cam') (and 1 more problem)"
+    assert (
+        str(err.value) == "devices[1].server_ms[1]: must be non-negative, got -2.0 (device 'cam') (and 1 more problem)"
+    )
     with pytest.raises(InstanceError) as err:
         Instance.from_dict({"devices": [_dev(name="x" * 10_000, local_ms=[1, -1])]})
     message = str(err.value)
@@ -106,20 +114,35 @@ def _deep(path):
 
 def _digits(n):
     def write(path):
-        path.write_text('{"devices": [{"name": "a", "local_ms": [' + "9" * n + '], "server_ms": [1], "upload_ms": [1]}]}')
+        path.write_text(
+            '{"devices": [{"name": "a", "local_ms": [' + "9" * n + '], "server_ms": [1], "upload_ms": [1]}]}'
+        )
+
     return write
 
 
-@pytest.mark.parametrize("write, message", [
-    (lambda p: p.write_bytes(b'{"devices": [{"name": "caf\xe9"}]}'),
-     r"instance file .*bad\.json: not UTF-8 text: invalid continuation byte at byte 26$"),
-    (_digits(400), (r"bad\.json: devices\[0\]\.local_ms\[0\]: is too large for a number of ms, got 9{18}\.\.\.9{19} "
-                   r"\(device 'a'\)$")),
-    (_digits(5000), r"instance file .*bad\.json: not readable: Exceeds the limit \(4300 digits\)"),
-    (_deep, r"instance file .*bad\.json: not readable: nested too deeply$"),
-    (lambda p: p.write_bytes(b" " * (MAX_FILE_BYTES + 1)),
-     r"instance file .*bad\.json: the file is larger than the limit of 16,777,216 bytes for input files$"),
-])
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (
+            lambda p: p.write_bytes(b'{"devices": [{"name": "caf\xe9"}]}'),
+            r"instance file .*bad\.json: not UTF-8 text: invalid continuation byte at byte 26$",
+        ),
+        (
+            _digits(400),
+            (
+                r"bad\.json: devices\[0\]\.local_ms\[0\]: is too large for a number of ms, got 9{18}\.\.\.9{19} "
+                r"\(device 'a'\)$"
+            ),
+        ),
+        (_digits(5000), r"instance file .*bad\.json: not readable: Exceeds the limit \(4300 digits\)"),
+        (_deep, r"instance file .*bad\.json: not readable: nested too deeply$"),
+        (
+            lambda p: p.write_bytes(b" " * (MAX_FILE_BYTES + 1)),
+            r"instance file .*bad\.json: the file is larger than the limit of 16,777,216 bytes for input files$",
+        ),
+    ],
+)
 def test_hostile_files_are_refused_in_one_line(tmp_path, capsys, write, message):
     path = tmp_path / "bad.json"
     write(path)

@@ -1,4 +1,5 @@
 """The MILP on known instances: the interleaving example, fixed cuts, baselines, time limits, bad input."""
+
 import pytest
 
 from dnnpart.errors import DnnpartError
@@ -36,14 +37,14 @@ def test_interleaving_example_optimum(inst, formulation, warm_start):
 
 def test_oracle_and_block_only_value(inst):
     assert brute_force(inst).avg_delay_ms == 71.0
-    block_only = min(
-        min(solve_block(inst, cuts)) for cuts in [(a, b) for a in range(5) for b in range(4)])
+    block_only = min(min(solve_block(inst, cuts)) for cuts in [(a, b) for a in range(5) for b in range(4)])
     assert block_only == 80.0
 
 
 def solve_block(inst, cuts):
     """Both block orders for these cuts (the server runs each device's part in one piece)."""
     from dnnpart.optimiser.schedule import Schedule, block_order
+
     return [Schedule(inst, cuts, block_order(inst, cuts, order)).avg_delay_ms for order in ([0, 1], [1, 0])]
 
 
@@ -74,8 +75,7 @@ def test_identical_devices_symmetry_keeps_optimum():
 
 def test_time_limit_returns_valid_incumbent():
     # four identical 6-layer devices: far from solved in 0.05 s, but a schedule is always returned
-    dev = {"local_ms": [40, 35, 30, 25, 20, 15], "server_ms": [4, 7, 3, 6, 2, 5],
-           "upload_ms": [60, 45, 30, 20, 12, 6]}
+    dev = {"local_ms": [40, 35, 30, 25, 20, 15], "server_ms": [4, 7, 3, 6, 2, 5], "upload_ms": [60, 45, 30, 20, 12, 6]}
     inst = Instance(tuple(Device(f"d{i}", **dev) for i in range(4)) + (Device("x", [50, 5], [5, 5], [1, 60]),))
     sol = solve(inst, "paper", time_limit=0.05)
     sol.schedule.validate(avg_delay_ms=sol.avg_delay_ms)

@@ -1,4 +1,5 @@
 """The network zoo: totals against published figures, Caffe's layer names, shape chaining, table contract."""
+
 import numpy as np
 import pytest
 
@@ -7,10 +8,10 @@ from dnnpart.errors import DnnpartError, UnknownNetworkError
 
 # (published MACs, published params, exact params where the literature gives them)
 PUBLISHED = {
-    "vgg16": (15.47e9, 138.36e6, 138_357_544),   # torchvision / Simonyan & Zisserman config D
-    "vgg13": (11.31e9, 133.05e6, 133_047_848),   # config B
-    "alexnet": (0.724e9, 60.97e6, 60_965_224),   # Caffe bvlc_alexnet (grouped conv2/4/5)
-    "lenet": (2.293e6, 431_080, 431_080),        # Caffe MNIST example
+    "vgg16": (15.47e9, 138.36e6, 138_357_544),  # torchvision / Simonyan & Zisserman config D
+    "vgg13": (11.31e9, 133.05e6, 133_047_848),  # config B
+    "alexnet": (0.724e9, 60.97e6, 60_965_224),  # Caffe bvlc_alexnet (grouped conv2/4/5)
+    "lenet": (2.293e6, 431_080, 431_080),  # Caffe MNIST example
 }
 
 
@@ -24,8 +25,15 @@ DAG_PUBLISHED = {
 
 def test_names_lists_the_zoo_in_size_order():
     assert networks.names() == ["lenet", "alexnet", "vgg13", "vgg16"]
-    assert networks.names(include_dag=True) == ["lenet", "alexnet", "vgg13", "vgg16", "resnet18", "resnet50",
-                                                "mobilenet_v2"]
+    assert networks.names(include_dag=True) == [
+        "lenet",
+        "alexnet",
+        "vgg13",
+        "vgg16",
+        "resnet18",
+        "resnet50",
+        "mobilenet_v2",
+    ]
 
 
 @pytest.mark.parametrize("name", list(DAG_PUBLISHED))
@@ -43,7 +51,8 @@ def test_resnet18_blocks_end_where_one_tensor_crosses():
     # stem layers each, then per residual block its body + add, then the block's ReLU, then avgpool and fc
     residual = [f"layer{s}.{i}" for s in (1, 2, 3, 4) for i in (0, 1)]
     assert list(blocks["name"]) == ["conv1", "bn1", "relu", "maxpool"] + [
-        n for r in residual for n in (f"{r}.add", f"{r}.relu")] + ["avgpool", "fc"]
+        n for r in residual for n in (f"{r}.add", f"{r}.relu")
+    ] + ["avgpool", "fc"]
     assert list(blocks["layers"][4:10]) == [6, 1, 6, 1, 8, 1]  # layer2.0 has a downsample conv + bn
     assert blocks.loc[8, "types"] == "conv+batchnorm+relu+conv+batchnorm+conv+batchnorm+add"
     # the tensor entering a block is the previous block's output; a residual block maps 64x56x56 to itself
@@ -60,7 +69,11 @@ def test_mobilenet_v2_depthwise_convs_and_shortcuts():
     dw = t[t["type"] == "dwconv"]
     assert len(dw) == 17 and (dw["groups"] == dw["in_channels"]).all() and (dw["kernel"] == 3).all()
     assert dw.loc["features.2.conv.1.0", ["in_channels", "in_side", "out_side", "macs"]].tolist() == [
-        96, 112, 56, 56 * 56 * 96 * 9]
+        96,
+        112,
+        56,
+        56 * 56 * 96 * 9,
+    ]
     assert (t["type"] == "add").sum() == 10  # blocks with stride 1 and unchanged channels
     assert (t["type"] == "clip").sum() == 35 and (t["type"] == "batchnorm").sum() == 52
     blocks = networks.block_table(networks.get("mobilenet_v2"))
@@ -72,8 +85,13 @@ def test_mobilenet_v2_depthwise_convs_and_shortcuts():
 def test_cut_points_by_hand():
     """data -> a -> (b, c) -> d = b + c -> e: after a, d and e one tensor crosses; after b two do (a and b)."""
     L = networks.Layer
-    layers = [L("a", "relu"), L("b", "relu"), L("c", "relu", inputs=("a",)), L("d", "add", inputs=("b", "c")),
-              L("e", "relu")]
+    layers = [
+        L("a", "relu"),
+        L("b", "relu"),
+        L("c", "relu", inputs=("a",)),
+        L("d", "add", inputs=("b", "c")),
+        L("e", "relu"),
+    ]
     t = networks.build_table("tiny", [1, 2, 4, 4], layers)
     assert list(t["block"]) == [1, 2, 2, 2, 3]
     assert list(t["inputs"]) == ["data", "a", "a", "b,c", "d"]
@@ -83,16 +101,18 @@ def test_cut_points_by_hand():
     chain = networks.build_table("c", [1, 2, 4, 4], [L("a", "relu"), L("b", "relu", inputs=("a",))])
     assert list(chain.columns) == networks.COLUMNS
     # the network input read twice: no cut until both readers are done
-    t = networks.build_table("two", [1, 2, 4, 4], [L("a", "relu"), L("b", "relu", inputs=("data",)),
-                                                   networks.concat("c", "a", "b")])
+    t = networks.build_table(
+        "two", [1, 2, 4, 4], [L("a", "relu"), L("b", "relu", inputs=("data",)), networks.concat("c", "a", "b")]
+    )
     assert list(t["block"]) == [1, 1, 1] and t["out_channels"].tolist() == [2, 2, 4]
 
 
 def test_build_table_refuses_impossible_graphs_naming_the_layer():
     L = networks.Layer
     with pytest.raises(DnnpartError, match=r"'d' \(add\): inputs \['a', 'b'\] have unequal shapes"):
-        networks.build_table("bad", [1, 2, 4, 4], [L("a", "relu"), networks.conv("b", 3, 1, inputs=("a",)),
-                                                   networks.add("d", "a", "b")])
+        networks.build_table(
+            "bad", [1, 2, 4, 4], [L("a", "relu"), networks.conv("b", 3, 1, inputs=("a",)), networks.add("d", "a", "b")]
+        )
     with pytest.raises(DnnpartError, match=r"'b' \(relu\): reads 'z', which is neither an earlier layer"):
         networks.build_table("bad", [1, 2, 4, 4], [L("a", "relu"), L("b", "relu", inputs=("z",))])
     with pytest.raises(DnnpartError, match=r"'a' \(relu\): its output is read by no later layer"):
@@ -122,8 +142,16 @@ def test_totals_match_published_figures(name):
 def test_lenet_is_exact_layer_by_layer():
     t = networks.get("lenet").set_index("name")
     assert list(t.index) == ["conv1", "pool1", "conv2", "pool2", "ip1", "relu1", "ip2", "prob"]
-    assert t["macs"].to_dict() == {"conv1": 288_000, "pool1": 0, "conv2": 1_600_000, "pool2": 0,
-                                   "ip1": 400_000, "relu1": 0, "ip2": 5_000, "prob": 0}
+    assert t["macs"].to_dict() == {
+        "conv1": 288_000,
+        "pool1": 0,
+        "conv2": 1_600_000,
+        "pool2": 0,
+        "ip1": 400_000,
+        "relu1": 0,
+        "ip2": 5_000,
+        "prob": 0,
+    }
     assert t.loc["ip1", "in_channels"] == 800  # 50 x 4 x 4 flattened
     assert list(t["out_side"]) == [24, 12, 8, 4, 1, 1, 1, 1]
 
@@ -131,8 +159,30 @@ def test_lenet_is_exact_layer_by_layer():
 def test_alexnet_layers_follow_caffe_deploy_prototxt():
     t = networks.get("alexnet")
     assert list(t["name"]) == [
-        "conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3",
-        "conv4", "relu4", "conv5", "relu5", "pool5", "fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8", "prob"]
+        "conv1",
+        "relu1",
+        "norm1",
+        "pool1",
+        "conv2",
+        "relu2",
+        "norm2",
+        "pool2",
+        "conv3",
+        "relu3",
+        "conv4",
+        "relu4",
+        "conv5",
+        "relu5",
+        "pool5",
+        "fc6",
+        "relu6",
+        "drop6",
+        "fc7",
+        "relu7",
+        "drop7",
+        "fc8",
+        "prob",
+    ]
     t = t.set_index("name")
     assert t["groups"].to_dict() == {n: (2 if n in ("conv2", "conv4", "conv5") else 1) for n in t.index}
     assert t.loc[["conv1", "pool1", "conv2", "pool2", "conv3", "pool5"], "out_side"].tolist() == [55, 27, 27, 13, 13, 6]

@@ -1,5 +1,6 @@
 """DAG networks through ONNX: a branched model imported with its cut points checked by hand, the zoo's residual
 networks exported, run with every block's shape checked, imported back, and executed block by block."""
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -52,15 +53,28 @@ def two_residual_blocks(path):
         n("Flatten", ["t13"], ["t14"], name="/Flatten"),
         n("Gemm", ["t14", "fc.w", "fc.b"], ["logits"], name="/fc/Gemm", transB=1),
     ]
-    inits = {"stem.w": w(8, 3, 3, 3), "a.w": w(8, 8, 3, 3, seed=1), "b.w": w(8, 8, 3, 3, seed=2),
-             "bn.s": np.ones(8, np.float32), "bn.b": np.zeros(8, np.float32), "bn.m": np.zeros(8, np.float32),
-             "bn.v": np.ones(8, np.float32), "dw.w": w(8, 1, 3, 3, seed=3), "lo": np.array(0, np.float32),
-             "hi": np.array(6, np.float32), "pw.w": w(8, 8, 1, 1, seed=4), "fc.w": w(5, 8, seed=5),
-             "fc.b": np.zeros(5, np.float32)}
-    graph = helper.make_graph(nodes, "two_blocks", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                                  [1, 3, 6, 6])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    inits = {
+        "stem.w": w(8, 3, 3, 3),
+        "a.w": w(8, 8, 3, 3, seed=1),
+        "b.w": w(8, 8, 3, 3, seed=2),
+        "bn.s": np.ones(8, np.float32),
+        "bn.b": np.zeros(8, np.float32),
+        "bn.m": np.zeros(8, np.float32),
+        "bn.v": np.ones(8, np.float32),
+        "dw.w": w(8, 1, 3, 3, seed=3),
+        "lo": np.array(0, np.float32),
+        "hi": np.array(6, np.float32),
+        "pw.w": w(8, 8, 1, 1, seed=4),
+        "fc.w": w(5, 8, seed=5),
+        "fc.b": np.zeros(5, np.float32),
+    }
+    graph = helper.make_graph(
+        nodes,
+        "two_blocks",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     return path
 
@@ -68,22 +82,43 @@ def two_residual_blocks(path):
 def test_a_branched_model_imports_with_its_cut_points(tmp_path):
     path = two_residual_blocks(tmp_path / "two_blocks.onnx")
     t = networks.from_onnx(path)
-    assert list(t["type"]) == ["conv", "relu", "conv", "batchnorm", "relu", "conv", "add", "relu", "dwconv", "clip",
-                               "conv", "add", "relu", "gap", "fc"]
+    assert list(t["type"]) == [
+        "conv",
+        "relu",
+        "conv",
+        "batchnorm",
+        "relu",
+        "conv",
+        "add",
+        "relu",
+        "dwconv",
+        "clip",
+        "conv",
+        "add",
+        "relu",
+        "gap",
+        "fc",
+    ]
     # by hand: inside a residual block two tensors cross (the shortcut and the body's), so the cut points are
     # after the stem conv, the stem relu, each add, each block's relu, the pool; the blocks are
     assert list(t["block"]) == [1, 2, 3, 3, 3, 3, 3, 4, 5, 5, 5, 5, 6, 7, 8]
     blocks = networks.block_table(t)
-    assert list(blocks["name"]) == ["/stem/Conv", "/stem/Relu", "/b1/Add", "/b1/Relu_1", "/b2/Add", "/b2/Relu",
-                                    "/pool/GlobalAveragePool", "/fc/Gemm"]
+    assert list(blocks["name"]) == [
+        "/stem/Conv",
+        "/stem/Relu",
+        "/b1/Add",
+        "/b1/Relu_1",
+        "/b2/Add",
+        "/b2/Relu",
+        "/pool/GlobalAveragePool",
+        "/fc/Gemm",
+    ]
     assert list(blocks["in_bytes"]) == [3 * 36 * 4] + [8 * 36 * 4] * 6 + [8 * 4]
     rows = t.set_index("name")
     assert rows.loc["/b1/Add", "inputs"] == "/b1/conv2/Conv,/stem/Relu"
-    assert rows.loc["/b2/Add", ["inputs", "in_channels", "out_channels"]].tolist() == [
-        "/b1/Relu_1,/b2/pw/Conv", 16, 8]
+    assert rows.loc["/b2/Add", ["inputs", "in_channels", "out_channels"]].tolist() == ["/b1/Relu_1,/b2/pw/Conv", 16, 8]
     assert rows.loc["/b2/dw/Conv", ["groups", "macs", "params"]].tolist() == [8, 36 * 8 * 9, 8 * 9]
-    assert rows.loc["/b1/bn1/BatchNormalization", "params"] == 16 and rows.loc["/pool/GlobalAveragePool",
-                                                                                "kernel"] == 6
+    assert rows.loc["/b1/bn1/BatchNormalization", "params"] == 16 and rows.loc["/pool/GlobalAveragePool", "kernel"] == 6
     assert t.attrs["onnx_input"] == "input" and t.attrs["onnx_tensors"]["/b1/Add"] == "t6"
 
     # the file itself splits at those cut points (its own tensor names), and block by block equals the whole
@@ -162,7 +197,8 @@ def test_resnet50_splits_at_a_few_cut_points(tmp_path):
         tail = run(networks.extract_blocks(model, table, k + 1, len(blocks)), head)["fc"]
         np.testing.assert_allclose(tail, whole, rtol=1e-4, atol=1e-5)
     assert networks.from_onnx(path)[networks.COLUMNS + networks.DAG_COLUMNS].equals(
-        table[networks.COLUMNS + networks.DAG_COLUMNS])
+        table[networks.COLUMNS + networks.DAG_COLUMNS]
+    )
 
 
 def test_extract_blocks_refuses_a_range_outside_the_network(exported):
@@ -178,7 +214,11 @@ def test_block_steps_are_the_layer_steps_of_a_chain_and_runnable_blocks_of_a_dag
     lenet = networks.get("lenet")
     for a, b in zip(block_steps(lenet), layer_steps(lenet)):
         assert (a.input_name, a.output_name, a.input_shape, a.output_shape) == (
-            b.input_name, b.output_name, b.input_shape, b.output_shape)
+            b.input_name,
+            b.output_name,
+            b.input_shape,
+            b.output_shape,
+        )
         assert [n.SerializeToString() for n in a.nodes] == [n.SerializeToString() for n in b.nodes]
     table = networks.get("mobilenet_v2")
     steps = list(block_steps(table, seed=3))

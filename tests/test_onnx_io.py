@@ -1,4 +1,5 @@
 """ONNX both ways: exported zoo models run in onnxruntime with the table's shapes; chain models import back."""
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -65,8 +66,10 @@ def test_round_trip_reproduces_the_zoo_table(exported, name):
     table = networks.get(name)
     assert back[networks.NUMERIC_COLUMNS].equals(table[networks.NUMERIC_COLUMNS])
     assert list(back["name"]) == list(table["name"]) and list(back["type"]) == list(table["type"])
-    assert {k: back.attrs[k] for k in ("network", "input_shape")} == {"network": name,
-                                                                       "input_shape": table.attrs["input_shape"]}
+    assert {k: back.attrs[k] for k in ("network", "input_shape")} == {
+        "network": name,
+        "input_shape": table.attrs["input_shape"],
+    }
     assert back.attrs["onnx_input"] == "data" and back.attrs["onnx_tensors"] == {n: n for n in table["name"]}
     assert list(back.columns) == networks.COLUMNS  # a chain stays a chain: no inputs/block columns
 
@@ -98,10 +101,15 @@ def test_export_refuses_an_inconsistent_table_and_writes_nothing(tmp_path):
 # ----------------------------------------------------------------------------------- hand-built models
 def save(tmp_path, nodes, inits, input_shape=(1, 3, 8, 8), name="m.onnx", inputs=None, ir_version=8):
     graph = helper.make_graph(
-        nodes, "g", inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+        nodes,
+        "g",
+        inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
         [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.asarray(v, dtype=np.float32 if k != "shape" else np.int64), k)
-         for k, v in inits.items()])
+        [
+            numpy_helper.from_array(np.asarray(v, dtype=np.float32 if k != "shape" else np.int64), k)
+            for k, v in inits.items()
+        ],
+    )
     path = tmp_path / name
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=ir_version), path)
     return path
@@ -115,12 +123,26 @@ def test_import_a_pytorch_style_chain(tmp_path):
     """What torch.onnx.export produces: /path names, dynamic batch, Constant + Reshape, MatMul + Add, mask outputs."""
     n = helper.make_node
     nodes = [
-        n("Conv", ["input.1", "conv.weight", "conv.bias"], ["c"], name="/features/conv/Conv",
-          kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+        n(
+            "Conv",
+            ["input.1", "conv.weight", "conv.bias"],
+            ["c"],
+            name="/features/conv/Conv",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[1, 1],
+        ),
         n("Relu", ["c"], ["r"], name="/features/relu/Relu"),
         n("MaxPool", ["r"], ["m"], name="/features/pool/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
-        n("AveragePool", ["m"], ["a"], name="/features/avg/AveragePool", kernel_shape=[3, 3], strides=[2, 2],
-          ceil_mode=1),
+        n(
+            "AveragePool",
+            ["m"],
+            ["a"],
+            name="/features/avg/AveragePool",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            ceil_mode=1,
+        ),
         n("GlobalAveragePool", ["a"], ["g"], name="/gap/GlobalAveragePool"),
         n("Identity", ["g"], ["i"], name="/Identity"),
         n("Constant", [], ["shape"], name="/Constant", value=numpy_helper.from_array(np.array([-1, 8], np.int64))),
@@ -132,19 +154,35 @@ def test_import_a_pytorch_style_chain(tmp_path):
         n("Gemm", ["r2", "fc2.weight"], ["fc2"], name=""),  # unnamed, no bias, transB=0
         n("Softmax", ["fc2"], ["out"], name="/Softmax"),
     ]
-    inits = {"conv.weight": w(8, 3, 3, 3), "conv.bias": w(8), "ratio": np.float32(0.5),
-             "fc1.weight": w(8, 16), "fc1.bias": w(16), "fc2.weight": w(16, 4)}
+    inits = {
+        "conv.weight": w(8, 3, 3, 3),
+        "conv.bias": w(8),
+        "ratio": np.float32(0.5),
+        "fc1.weight": w(8, 16),
+        "fc1.bias": w(16),
+        "fc2.weight": w(16, 4),
+    }
     batch = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["batch_size", 3, 32, 32])
-    weights_as_inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(np.shape(v)))
-                         for k, v in inits.items()]
+    weights_as_inputs = [
+        helper.make_tensor_value_info(k, TensorProto.FLOAT, list(np.shape(v))) for k, v in inits.items()
+    ]
     path = save(tmp_path, nodes, inits, inputs=[batch, *weights_as_inputs], name="torchy.onnx", ir_version=7)
 
     t = networks.from_onnx(path)
     assert t.attrs["network"] == "torchy" and t.attrs["input_shape"] == [1, 3, 32, 32]
     assert t.attrs["onnx_tensors"]["/classifier/fc1/MatMul"] == "fc1"  # the bias Add's output
-    assert list(t["name"]) == ["/features/conv/Conv", "/features/relu/Relu", "/features/pool/MaxPool",
-                               "/features/avg/AveragePool", "/gap/GlobalAveragePool", "/classifier/drop/Dropout",
-                               "/classifier/fc1/MatMul", "/classifier/relu/Relu", "Gemm_12", "/Softmax"]
+    assert list(t["name"]) == [
+        "/features/conv/Conv",
+        "/features/relu/Relu",
+        "/features/pool/MaxPool",
+        "/features/avg/AveragePool",
+        "/gap/GlobalAveragePool",
+        "/classifier/drop/Dropout",
+        "/classifier/fc1/MatMul",
+        "/classifier/relu/Relu",
+        "Gemm_12",
+        "/Softmax",
+    ]
     assert list(t["type"]) == ["conv", "relu", "pool", "pool", "gap", "dropout", "fc", "relu", "fc", "softmax"]
     assert list(t["out_side"]) == [32, 32, 16, 8, 1, 1, 1, 1, 1, 1]  # AveragePool ceil_mode: 16 -> 8, not 7
     assert list(t["out_channels"]) == [8, 8, 8, 8, 8, 8, 16, 16, 4, 4]
@@ -160,8 +198,11 @@ def test_import_a_pytorch_style_chain(tmp_path):
 
 def test_refuses_a_dangling_branch_and_operators_that_read_two_tensors(tmp_path):
     n = helper.make_node
-    nodes = [n("Relu", ["x"], ["a"], name="a"), n("Relu", ["a"], ["b"], name="b"),
-             n("Softmax", ["a"], ["y"], name="late")]  # reads 'a'; 'b' is never read: two outputs
+    nodes = [
+        n("Relu", ["x"], ["a"], name="a"),
+        n("Relu", ["a"], ["b"], name="b"),
+        n("Softmax", ["a"], ["y"], name="late"),
+    ]  # reads 'a'; 'b' is never read: two outputs
     with pytest.raises(OnnxImportError, match=r"node 'b' \(Relu\): .*its output is read by no later layer"):
         networks.from_onnx(save(tmp_path, nodes, {}))
     nodes = [n("Relu", ["x"], ["a"], name="a"), n("Mul", ["a", "a"], ["y"], name="square")]
@@ -170,16 +211,21 @@ def test_refuses_a_dangling_branch_and_operators_that_read_two_tensors(tmp_path)
     nodes = [n("Relu", ["x"], ["a"], name="a"), n("Conv", ["a", "a"], ["y"], name="odd", kernel_shape=[1, 1])]
     with pytest.raises(OnnxImportError, match=r"node 'odd' \(Conv\) reads 2 activation tensors"):
         networks.from_onnx(save(tmp_path, nodes, {}))
-    nodes = [n("Relu", ["x"], ["a"], name="a"), n("Relu", ["x"], ["b"], name="b"),
-             n("Concat", ["a", "b"], ["y"], name="cat", axis=2)]
+    nodes = [
+        n("Relu", ["x"], ["a"], name="a"),
+        n("Relu", ["x"], ["b"], name="b"),
+        n("Concat", ["a", "b"], ["y"], name="cat", axis=2),
+    ]
     with pytest.raises(OnnxImportError, match=r"node 'cat' \(Concat\): only a Concat along the channels"):
         networks.from_onnx(save(tmp_path, nodes, {}))
 
 
 @pytest.mark.parametrize("op, extra, attrs", [("Sigmoid", [], {}), ("Gather", ["k"], {"axis": 1})])
 def test_refuses_an_unsupported_operator_naming_node_and_operator(tmp_path, op, extra, attrs):
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="r"),
-             helper.make_node(op, ["r", *extra], ["y"], name="head", **attrs)]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="r"),
+        helper.make_node(op, ["r", *extra], ["y"], name="head", **attrs),
+    ]
     path = save(tmp_path, nodes, {"k": np.array([0], np.int64)})
     with pytest.raises(OnnxImportError) as err:
         networks.from_onnx(path)
@@ -194,8 +240,10 @@ def test_refuses_what_the_table_cannot_describe(tmp_path):
         (conv(kernel_shape=[3, 3], pads=[0, 0, 1, 1]), "pads .* not square/symmetric"),
         (conv(kernel_shape=[3, 3], dilations=[2, 2]), "dilations"),
         (conv(kernel_shape=[3, 3], auto_pad="SAME_UPPER"), "auto_pad"),
-        ([n("Relu", ["x"], ["r"], name="r"), n("Add", ["r", "b"], ["y"], name="bias")],
-         "Add of a constant is supported only as the bias of a MatMul"),
+        (
+            [n("Relu", ["x"], ["r"], name="r"), n("Add", ["r", "b"], ["y"], name="bias")],
+            "Add of a constant is supported only as the bias of a MatMul",
+        ),
     ]
     for i, (nodes, pattern) in enumerate(cases):
         path = save(tmp_path, nodes, {"w": w(4, 3, 3, 3), "b": w(3, 8, 8)}, name=f"c{i}.onnx")
@@ -226,8 +274,10 @@ def test_refuses_files_that_are_not_onnx(tmp_path):
 
 
 def test_refuses_a_model_onnx_itself_finds_malformed(tmp_path):
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="r"),
-             helper.make_node("Softmax", ["r"], ["y"], name="s", axis=7)]  # rank 4: axis out of range
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="r"),
+        helper.make_node("Softmax", ["r"], ["y"], name="s", axis=7),
+    ]  # rank 4: axis out of range
     with pytest.raises(OnnxImportError, match="shape inference failed"):
         networks.from_onnx(save(tmp_path, nodes, {}))
 
@@ -236,9 +286,11 @@ def test_ceil_mode_pooling_follows_onnxruntime_where_onnx_shape_inference_does_n
     """5 -> MaxPool(k2, s2, pad 1, ceil): the last window would start in the padding, so onnxruntime (like Caffe
     and PyTorch) gives side 3 while onnx.shape_inference says 4; the table must follow what actually runs."""
     n = helper.make_node
-    nodes = [n("MaxPool", ["x"], ["p"], name="p", kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
-             n("Flatten", ["p"], ["f"], name="flat"),
-             n("Gemm", ["f", "w"], ["y"], name="fc", transB=1)]
+    nodes = [
+        n("MaxPool", ["x"], ["p"], name="p", kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
+        n("Flatten", ["p"], ["f"], name="flat"),
+        n("Gemm", ["f", "w"], ["y"], name="fc", transB=1),
+    ]
     path = save(tmp_path, nodes, {"w": w(10, 2 * 3 * 3)}, input_shape=(1, 2, 5, 5))
     table = networks.from_onnx(path)
     assert list(table["out_side"]) == [3, 1] and table["in_channels"].iloc[1] == 18

@@ -1,5 +1,6 @@
 """Property tests: the MILP's optimum equals the brute-force oracle's on random heterogeneous instances,
 is never worse than a baseline, and every result passes the independent checker."""
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,8 +10,9 @@ from dnnpart.optimiser.instance import Device, Instance
 from dnnpart.optimiser.oracle import brute_force
 
 # small integers and many zeros/ties: the cases where precedence and tie-breaking go wrong
-times = st.one_of(st.just(0.0), st.integers(0, 30).map(float), st.floats(0, 40, allow_nan=False).map(
-    lambda x: round(x, 2)))
+times = st.one_of(
+    st.just(0.0), st.integers(0, 30).map(float), st.floats(0, 40, allow_nan=False).map(lambda x: round(x, 2))
+)
 
 
 @st.composite
@@ -26,8 +28,12 @@ def instances(draw):
     return Instance(tuple(draw(devices(f"d{i}")) for i in range(n)))
 
 
-SETTINGS = {"derandomize": True, "deadline": None, "database": None,
-            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+SETTINGS = {
+    "derandomize": True,
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
 
 
 @settings(max_examples=80, **SETTINGS)
@@ -59,8 +65,9 @@ def test_paper_formulation_equals_oracle(inst):
 def identical_instances(draw):
     dev = draw(devices("d0"))
     n = draw(st.integers(2, 3))
-    return Instance(tuple(Device(f"d{i}", dev.local_ms, dev.server_ms, dev.upload_ms, dev.download_ms)
-                          for i in range(n)))
+    return Instance(
+        tuple(Device(f"d{i}", dev.local_ms, dev.server_ms, dev.upload_ms, dev.download_ms) for i in range(n))
+    )
 
 
 @settings(max_examples=60, **SETTINGS)

@@ -1,4 +1,5 @@
 """The layer profiler: designed sweep, one-node graphs, a tiny real run, resume and crash recovery."""
+
 from __future__ import annotations
 
 import json
@@ -74,13 +75,27 @@ def test_unknown_layer_type_and_role_are_refused(tmp_path):
         P.run_profile(tmp_path, "device", layer_types=["conv", "gelu"])
 
 
-@pytest.mark.parametrize("config", [
-    P.conv(11, 4, 0, 1, 3, 96, 227), P.conv(5, 1, 2, 2, 96, 256, 27), P.fc(800, 500),
-    P.pool(3, 2, 0, 96, 55), P.elementwise("relu", 4096, 1), P.elementwise("lrn", 96, 55, kernel=5),
-    P.elementwise("softmax", 1000, 1), P.elementwise("dropout", 64, 28),
-    P.dwconv(3, 2, 1, 96, 112), P.elementwise("batchnorm", 64, 14), P.join("add", 32, 28), P.join("concat", 16, 7),
-    P.elementwise("clip", 1280, 1), P.elementwise("clip", 96, 56), P.gap(512, 7), P.conv(1, 1, 0, 32, 256, 256, 14),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        P.conv(11, 4, 0, 1, 3, 96, 227),
+        P.conv(5, 1, 2, 2, 96, 256, 27),
+        P.fc(800, 500),
+        P.pool(3, 2, 0, 96, 55),
+        P.elementwise("relu", 4096, 1),
+        P.elementwise("lrn", 96, 55, kernel=5),
+        P.elementwise("softmax", 1000, 1),
+        P.elementwise("dropout", 64, 28),
+        P.dwconv(3, 2, 1, 96, 112),
+        P.elementwise("batchnorm", 64, 14),
+        P.join("add", 32, 28),
+        P.join("concat", 16, 7),
+        P.elementwise("clip", 1280, 1),
+        P.elementwise("clip", 96, 56),
+        P.gap(512, 7),
+        P.conv(1, 1, 0, 32, 256, 256, 14),
+    ],
+)
 def test_one_node_graph_output_matches_the_factors(config):
     import onnxruntime as ort
 
@@ -93,8 +108,9 @@ def test_one_node_graph_output_matches_the_factors(config):
 
 
 def _tiny_run(out, **kw):
-    return P.run_profile(out, "device", threads=1, layer_types=["conv", "fc", "relu"], limit=2, repeats=3,
-                         progress=False, **kw)
+    return P.run_profile(
+        out, "device", threads=1, layer_types=["conv", "fc", "relu"], limit=2, repeats=3, progress=False, **kw
+    )
 
 
 def test_tiny_real_run_writes_valid_rows_and_metadata(tmp_path):
@@ -103,8 +119,9 @@ def test_tiny_real_run_writes_valid_rows_and_metadata(tmp_path):
     assert list(df.columns) == list(P.PROFILE_COLUMNS)
     assert len(df) == 6 and set(df["layer_type"]) == {"conv", "fc", "relu"}
     # rows in design order, types in LAYER_TYPES order
-    assert [tuple(r) for r in df[["layer_type", *P.FACTORS]].itertuples(index=False)] == \
-        [c.key("device")[1:] for t in ("conv", "fc", "relu") for c in P.design(t)[:2]]
+    assert [tuple(r) for r in df[["layer_type", *P.FACTORS]].itertuples(index=False)] == [
+        c.key("device")[1:] for t in ("conv", "fc", "relu") for c in P.design(t)[:2]
+    ]
     assert (df["role"] == "device").all() and (df["repeats"] == 3 * P.PASSES).all()
     assert (df["latency_ms"] > 0).all() and (df["raw_ms"] > 0).all()
     assert (df["p10_ms"] <= df["latency_ms"]).all() and (df["latency_ms"] <= df["p90_ms"]).all()
@@ -124,8 +141,17 @@ def _window(in_channels, pass_, raw_ms):
 
 
 def test_latency_is_the_fastest_window_over_passes():
-    runs = pd.DataFrame([_window(8, 0, 1.0), _window(16, 0, 3.0), _window(8, 1, 0.9), _window(16, 1, 2.0),
-                         _window(8, 2, 1.3), _window(16, 2, 2.5)], columns=list(P.RUN_COLUMNS))
+    runs = pd.DataFrame(
+        [
+            _window(8, 0, 1.0),
+            _window(16, 0, 3.0),
+            _window(8, 1, 0.9),
+            _window(16, 1, 2.0),
+            _window(8, 2, 1.3),
+            _window(16, 2, 2.5),
+        ],
+        columns=list(P.RUN_COLUMNS),
+    )
     out = P.aggregate_runs(runs, order=[("device", "fc", 1, 1, 0, 1, n, 8, 1, 1) for n in (16, 8)])
     assert out["in_channels"].tolist() == [16, 8]
     assert out["latency_ms"].tolist() == [2.0, 0.9]
@@ -136,8 +162,8 @@ def test_latency_is_the_fastest_window_over_passes():
 
 def test_the_reference_layer_is_small_and_timed_before_the_layer_is_built(monkeypatch):
     r = P.REFERENCE_LAYER
-    weights = r.kernel ** 2 * r.in_channels * r.out_channels
-    activations = r.in_channels * r.in_side ** 2 + r.out_channels * r.out_side ** 2
+    weights = r.kernel**2 * r.in_channels * r.out_channels
+    activations = r.in_channels * r.in_side**2 + r.out_channels * r.out_side**2
     assert 4 * (weights + activations) <= 128 * 1024  # fits in any L2: what ran before cannot evict much
     events = []
     real_make_session = P.make_session

@@ -1,4 +1,5 @@
 """Project hygiene: environment.yml mirrors pyproject.toml, notebooks are committed clean, paths are absolute."""
+
 import json
 import re
 import subprocess
@@ -46,8 +47,9 @@ def test_environment_yml_installs_the_lock():
 
 
 def test_committed_notebooks_have_no_outputs():
-    listed = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=paths.PROJ_ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "*.ipynb"], cwd=paths.PROJ_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     notebooks = [paths.PROJ_ROOT / f for f in listed] or sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
     dirty = []
     for nb_path in notebooks:
@@ -58,10 +60,15 @@ def test_committed_notebooks_have_no_outputs():
 
 
 def test_generated_outputs_are_ignored():
-    probe = ["reports/index.html", "reports/executed/02-bandwidth.ipynb", ".venv/bin/python",
-             "benchmarks/results/milp.csv"]
-    out = subprocess.run(["git", "check-ignore", *probe], cwd=paths.PROJ_ROOT,
-                         capture_output=True, text=True).stdout.split()
+    probe = [
+        "reports/index.html",
+        "reports/executed/02-bandwidth.ipynb",
+        ".venv/bin/python",
+        "benchmarks/results/milp.csv",
+    ]
+    out = subprocess.run(
+        ["git", "check-ignore", *probe], cwd=paths.PROJ_ROOT, capture_output=True, text=True
+    ).stdout.split()
     assert out == probe
 
 

@@ -1,5 +1,6 @@
 """The Pyomo MILPs read like docs/optimiser.md: named Sets and constraint families (no anonymous ConstraintList),
 visible in an LP dump, and both still reach the interleaving example's documented optimum."""
+
 import json
 import re
 
@@ -14,13 +15,30 @@ from dnnpart.paths import PROJ_ROOT
 
 EXAMPLE = PROJ_ROOT / "tests" / "data" / "interleaving-example.json"
 
-EXACT_SETS = ["DEVICES", "CUTS", "SERVER_LAYERS", "TWINS", "CLASS_NEIGHBOURS", "CLASS_RELEASES", "PAIRS",
-              "PATTERNS"]
-EXACT_FAMILIES = ["one_cut", "completion_alone", "release", "precedence", "completion", "twin_order",
-                  "energy_cut", "twin_last_layer", "pattern_choice", "pattern_before", "pattern_after"]
+EXACT_SETS = ["DEVICES", "CUTS", "SERVER_LAYERS", "TWINS", "CLASS_NEIGHBOURS", "CLASS_RELEASES", "PAIRS", "PATTERNS"]
+EXACT_FAMILIES = [
+    "one_cut",
+    "completion_alone",
+    "release",
+    "precedence",
+    "completion",
+    "twin_order",
+    "energy_cut",
+    "twin_last_layer",
+    "pattern_choice",
+    "pattern_before",
+    "pattern_after",
+]
 PAPER_SETS = ["DEVICES", "JOBS", "LAYER_PAIRS", "ORDERS"]
-PAPER_FAMILIES = ["cut_pattern", "eq11_start_order", "eq12_finish_order", "eq13_precedence", "eq14_finish",
-                  "eq15_upload", "eq16_no_overlap"]
+PAPER_FAMILIES = [
+    "cut_pattern",
+    "eq11_start_order",
+    "eq12_finish_order",
+    "eq13_precedence",
+    "eq14_finish",
+    "eq15_upload",
+    "eq16_no_overlap",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +56,14 @@ def family_sizes(model) -> dict:
     return {c.local_name: len(c) for c in model.component_objects(pyo.Constraint, active=True)}
 
 
-@pytest.mark.parametrize("formulation,sets,families", [("exact", EXACT_SETS, EXACT_FAMILIES),
-                                                       ("paper", PAPER_SETS, PAPER_FAMILIES)])
+@pytest.mark.parametrize(
+    "formulation,sets,families", [("exact", EXACT_SETS, EXACT_FAMILIES), ("paper", PAPER_SETS, PAPER_FAMILIES)]
+)
 def test_named_sets_and_constraint_families(inst, formulation, sets, families):
     model = build(inst, formulation)
-    assert [s.local_name for s in model.component_objects(pyo.Set) if s.parent_component() is s
-            and s.local_name.isupper()] == sets
+    assert [
+        s.local_name for s in model.component_objects(pyo.Set) if s.parent_component() is s and s.local_name.isupper()
+    ] == sets
     assert list(family_sizes(model)) == families
     assert not any(isinstance(c, pyo.ConstraintList) for c in model.component_objects(pyo.Constraint))
     # every family is indexed by the named Sets (eq. 16: layer pairs x the two sides of the disjunction)

@@ -1,4 +1,5 @@
 """Extreme but valid inputs get a correct result; impossible ones one line and exit 2 (the reliability table)."""
+
 import json
 
 import pandas as pd
@@ -16,8 +17,9 @@ def run(capsys, *args):
 
 def test_a_near_zero_bandwidth_gives_a_valid_all_local_plan(capsys):
     """1e-8 Mbps: uploading AlexNet's input takes ~4.9e11 ms; the old absolute tolerance refused the schedule."""
-    code, out, err = run(capsys, "solve", "--network", "alexnet", "--devices", "2", "--bandwidth-mbps", "1e-8",
-                         "--json")
+    code, out, err = run(
+        capsys, "solve", "--network", "alexnet", "--devices", "2", "--bandwidth-mbps", "1e-8", "--json"
+    )
     assert code == 0, err
     plan = json.loads(out)
     assert plan["cut_layers"] == ["all local", "all local"] and plan["proven_optimal"] is True
@@ -25,8 +27,10 @@ def test_a_near_zero_bandwidth_gives_a_valid_all_local_plan(capsys):
 
 
 def test_layer_times_near_the_limit_are_scheduled(tmp_path, capsys):
-    devices = [{"name": f"d{i}", "local_ms": [9e11, 3e11 + i], "server_ms": [1e11 / 7, 2e11 / 3], "upload_ms": [1e3, 7.7]}
-               for i in range(3)]
+    devices = [
+        {"name": f"d{i}", "local_ms": [9e11, 3e11 + i], "server_ms": [1e11 / 7, 2e11 / 3], "upload_ms": [1e3, 7.7]}
+        for i in range(3)
+    ]
     path = tmp_path / "big.json"
     path.write_text(json.dumps({"devices": devices}))
     code, out, err = run(capsys, "solve", "--instance", str(path), "--json")
@@ -40,8 +44,15 @@ def test_layer_times_near_the_limit_are_scheduled(tmp_path, capsys):
 
 def test_a_one_row_profile_is_refused_with_the_counts(tmp_path, capsys):
     c = design("conv")[0]
-    row = {"role": "device", "layer_type": "conv", **{f: getattr(c, f) for f in CSV_COLUMNS[2:10]},
-           "latency_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.1, "repeats": 5}
+    row = {
+        "role": "device",
+        "layer_type": "conv",
+        **{f: getattr(c, f) for f in CSV_COLUMNS[2:10]},
+        "latency_ms": 1.0,
+        "p10_ms": 0.9,
+        "p90_ms": 1.1,
+        "repeats": 5,
+    }
     (tmp_path / "one").mkdir()
     pd.DataFrame([row])[list(CSV_COLUMNS)].to_csv(tmp_path / "one" / "device.csv", index=False)
     code, out, err = run(capsys, "fit", "--profile", str(tmp_path / "one"), "--json")

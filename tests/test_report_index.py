@@ -1,4 +1,5 @@
 """The index page's headline: the largest Case-1 reduction against each baseline, from the saved sweep tables."""
+
 import pandas as pd
 import pytest
 
@@ -12,8 +13,17 @@ def sweep(x_name, xs, case1, case2, case3):
     rows = []
     for method, ys in [("case1", case1), ("case2", case2), ("case3", case3), ("independent", case2)]:
         for x, y in zip(xs, ys):
-            row = {"profile": "paper", "network": "alexnet", "n_devices": 4, "bandwidth_mbps": 5.0, "load": 0.0,
-                   "method": method, "avg_delay_ms": y, "transmitted_bytes": 0, "per_device_bytes": 0}
+            row = {
+                "profile": "paper",
+                "network": "alexnet",
+                "n_devices": 4,
+                "bandwidth_mbps": 5.0,
+                "load": 0.0,
+                "method": method,
+                "avg_delay_ms": y,
+                "transmitted_bytes": 0,
+                "per_device_bytes": 0,
+            }
             row[x_name] = x
             rows.append(row)
     return pd.DataFrame(rows)
@@ -29,7 +39,8 @@ def test_headline_picks_the_largest_reduction_and_where(tmp_path):
 
     page = build_index(tmp_path)
     head = pd.read_csv(data / "headline.csv").set_index("versus")
-    # vs case2: fig4 at load 0.5 gives 1 - 30/80 = 62.5 %, the largest; vs case3: 1 - 20/60 = 66.7 %, first found in fig1
+    # vs case2: fig4 at load 0.5 gives 1 - 30/80 = 62.5 %, the largest;
+    # vs case3: 1 - 20/60 = 66.7 %, first found in fig1
     assert head.loc["case2", "reduction_pct"] == pytest.approx(62.5)
     assert (head.loc["case2", "figure"], head.loc["case2", "load"]) == ("fig4", 0.5)
     assert head.loc["case3", "reduction_pct"] == pytest.approx(100 * (1 - 20 / 60))
@@ -72,8 +83,11 @@ def test_index_renders_identically_twice(tmp_path):
 
 def all_claims(folder):
     """The claims the index should show, computed the way it does (check_claims on each figure table)."""
-    frames = [check_claims(name, pd.read_csv(folder / "data" / f"{name}.csv"))
-              for name in ["fig1", "fig2", "fig3", "fig4", "fig5"] if (folder / "data" / f"{name}.csv").is_file()]
+    frames = [
+        check_claims(name, pd.read_csv(folder / "data" / f"{name}.csv"))
+        for name in ["fig1", "fig2", "fig3", "fig4", "fig5"]
+        if (folder / "data" / f"{name}.csv").is_file()
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -114,10 +128,23 @@ def test_index_sensitivity_section(tmp_path):
     title = "How the headline depends on the study's choices"
     assert "Not computed: data/headline-sensitivity.csv is missing." in sections(build_index(folder).read_text())[title]
 
-    rows = [{"profile": "paper", "variant": v, "sweep_low_mbps": lo, "sweep_high_mbps": 50.0, "input_encoding": enc,
-             "versus": vs, "reduction_pct": red, "paper_reduction_pct": paper}
-            for v, lo, enc, reds in [("as run", 0.25, "float32", (72.81, 73.8)), ("uint8 input", 0.25, "uint8", (80.0, 61.25))]
-            for vs, paper, red in zip(["case2", "case3"], [90.5, 69.5], reds)]
+    rows = [
+        {
+            "profile": "paper",
+            "variant": v,
+            "sweep_low_mbps": lo,
+            "sweep_high_mbps": 50.0,
+            "input_encoding": enc,
+            "versus": vs,
+            "reduction_pct": red,
+            "paper_reduction_pct": paper,
+        }
+        for v, lo, enc, reds in [
+            ("as run", 0.25, "float32", (72.81, 73.8)),
+            ("uint8 input", 0.25, "uint8", (80.0, 61.25)),
+        ]
+        for vs, paper, red in zip(["case2", "case3"], [90.5, 69.5], reds)
+    ]
     write_csv(pd.DataFrame(rows), folder / "data" / "headline-sensitivity.csv")
     section = sections(build_index(folder).read_text())[title]
     assert "Not computed" not in section

@@ -1,4 +1,5 @@
 """Fast versions of the optimiser's rules (candidate cuts in O(M), dispatch with heaps) against their definitions."""
+
 import random
 
 import pytest
@@ -13,15 +14,24 @@ def candidate_cuts_by_definition(d: Device) -> list[int]:
     """c is dropped if a later cut arrives no later than c's server could finish it, or if c alone is not
     faster than all-local (docs/optimiser.md)."""
     m, local = d.n_layers, d.local_prefix_ms(d.n_layers)
-    return [c for c in range(m + 1)
-            if not (any(d.release_ms(c2) <= d.release_ms(c) + sum(d.server_ms[c:c2]) + TOL_MS
-                        for c2 in range(c + 1, m + 1)) or (c < m and d.alone_ms(c) >= local))]
+    return [
+        c
+        for c in range(m + 1)
+        if not (
+            any(d.release_ms(c2) <= d.release_ms(c) + sum(d.server_ms[c:c2]) + TOL_MS for c2 in range(c + 1, m + 1))
+            or (c < m and d.alone_ms(c) >= local)
+        )
+    ]
 
 
 def random_device(rng: random.Random, m: int) -> Device:
-    return Device("d", [rng.choice([0.0, rng.uniform(0, 50)]) for _ in range(m)],
-                  [rng.choice([0.0, rng.uniform(0, 10)]) for _ in range(m)],
-                  [rng.uniform(0, 80) for _ in range(m)], rng.choice([0.0, rng.uniform(0, 5)]))
+    return Device(
+        "d",
+        [rng.choice([0.0, rng.uniform(0, 50)]) for _ in range(m)],
+        [rng.choice([0.0, rng.uniform(0, 10)]) for _ in range(m)],
+        [rng.uniform(0, 80) for _ in range(m)],
+        rng.choice([0.0, rng.uniform(0, 5)]),
+    )
 
 
 def test_equals_the_definition_on_random_devices():
@@ -82,7 +92,9 @@ def test_dispatch_with_heaps_equals_the_scan():
     rng = random.Random(11)
     for _ in range(200):
         devs = [random_device(rng, rng.randint(1, 8)) for _ in range(rng.randint(1, 9))]
-        inst = Instance([Device(f"d{i}", d.local_ms, d.server_ms, d.upload_ms, d.download_ms) for i, d in enumerate(devs)])
+        inst = Instance(
+            [Device(f"d{i}", d.local_ms, d.server_ms, d.upload_ms, d.download_ms) for i, d in enumerate(devs)]
+        )
         if rng.random() < 0.3:  # twins: ties broken by release, then device order
             inst = Instance([Device(f"t{i}", devs[0].local_ms, devs[0].server_ms, devs[0].upload_ms) for i in range(5)])
         cuts = [rng.randint(0, d.n_layers) for d in inst.devices]

@@ -1,6 +1,7 @@
 """Done-when of issue 12: `dnnpart serve` and four `dnnpart device` processes on 127.0.0.1 (a free port) run a
 plan for AlexNet and LeNet devices, while an intruder with a wrong token and a fifth device sending an oversized
 and a mis-shaped tensor are refused. Every process is stopped and the port is free again afterwards."""
+
 import json
 import os
 import signal
@@ -89,28 +90,79 @@ def test_serve_and_four_devices_run_the_plan(tmp_path):
     procs = []
     port = None
     try:
-        server = subprocess.Popen(cli("serve", "--port", "0", "--devices", "5", "--policy", "plan", "--token-file",
-                                      str(token_file), "--out", "out", "--max-message-mb", "2",
-                                      "--server-profile", "measured", "--time-limit", "20"),
-                                  cwd=server_dir, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            cli(
+                "serve",
+                "--port",
+                "0",
+                "--devices",
+                "5",
+                "--policy",
+                "plan",
+                "--token-file",
+                str(token_file),
+                "--out",
+                "out",
+                "--max-message-mb",
+                "2",
+                "--server-profile",
+                "measured",
+                "--time-limit",
+                "20",
+            ),
+            cwd=server_dir,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(server)
         line = read_line(server.stdout, 120)
         assert "listening on 127.0.0.1:" in line, (line, server.poll())
         port = int(line.split("127.0.0.1:")[1].split(",")[0])
         address = f"127.0.0.1:{port}"
 
-        with DeviceClient(address, "intruder", "lenet", 10.0, profile="measured", token="guess") as c, \
-                pytest.raises(DeviceError, match="UNAUTHENTICATED: missing or wrong token"):
+        with (
+            DeviceClient(address, "intruder", "lenet", 10.0, profile="measured", token="guess") as c,
+            pytest.raises(DeviceError, match="UNAUTHENTICATED: missing or wrong token"),
+        ):
             c.register()
 
         for k, (name, network) in enumerate(DEVICES):
             folder = tmp_path / name
             folder.mkdir()
-            procs.append(subprocess.Popen(
-                cli("device", "--server", address, "--name", name, "--network", network, "--profile", "measured",
-                    "--uplink-mbps", UPLINK, "--token-file", str(token_file), "--emulate-uplink",
-                    "--input-seed", str(10 * k), "--save-outputs", "outputs", "--json", "--timeout", "300"),
-                cwd=folder, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    cli(
+                        "device",
+                        "--server",
+                        address,
+                        "--name",
+                        name,
+                        "--network",
+                        network,
+                        "--profile",
+                        "measured",
+                        "--uplink-mbps",
+                        UPLINK,
+                        "--token-file",
+                        str(token_file),
+                        "--emulate-uplink",
+                        "--input-seed",
+                        str(10 * k),
+                        "--save-outputs",
+                        "outputs",
+                        "--json",
+                        "--timeout",
+                        "300",
+                    ),
+                    cwd=folder,
+                    env=ENV,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         box = {}
         bad = threading.Thread(target=mischief, args=(address, token, box), daemon=True)
         bad.start()
@@ -145,8 +197,10 @@ def test_serve_and_four_devices_run_the_plan(tmp_path):
     timeline = pd.read_csv(out / "timeline.csv")
     plan = pd.read_csv(out / "plan.csv")
     done = pd.read_csv(out / "completions.csv")
-    cuts = {d: (int(c), LAYERS["lenet" if d in ("d2", "d3", "m4") else "alexnet"])
-            for d, c in zip(done["device"], done["cut"])}
+    cuts = {
+        d: (int(c), LAYERS["lenet" if d in ("d2", "d3", "m4") else "alexnet"])
+        for d, c in zip(done["device"], done["cut"])
+    }
     assert sorted(cuts) == ["d0", "d1", "d2", "d3", "m4"]
     assert any(c == 0 for c, _ in cuts.values()) or any(c < m for c, m in cuts.values())
     planned = plan[plan["where"] == "server"].sort_values(["start_ms", "finish_ms"], kind="stable")

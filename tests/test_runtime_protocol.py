@@ -1,4 +1,5 @@
 """The protocol files and the device client's footprint."""
+
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,13 @@ def test_committed_modules_match_a_fresh_protoc_run(tmp_path):
     """runtime_pb2.py and runtime_pb2_grpc.py are what grpc_tools.protoc makes of runtime.proto today."""
     (tmp_path / "dnnpart/runtime/proto").mkdir(parents=True)
     shutil.copy(paths.PROJ_ROOT / PROTO, tmp_path / PROTO)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".", "--python_out=.", "--grpc_python_out=.",
-                    PROTO], cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", ".", "--python_out=.", "--grpc_python_out=.", PROTO],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     for name in ("runtime_pb2.py", "runtime_pb2_grpc.py"):
         fresh = (tmp_path / "dnnpart/runtime/proto" / name).read_text()
         committed = (paths.PROJ_ROOT / "dnnpart/runtime/proto" / name).read_text()
@@ -27,13 +33,15 @@ def test_committed_modules_match_a_fresh_protoc_run(tmp_path):
 def test_the_device_client_loads_no_planner_packages():
     """What `dnnpart device` imports: the client, its CLI entry and a parsed command line, never Pyomo,
     statsmodels, pandas, Jupyter or the onnx builder (a board has only numpy, onnxruntime, grpcio, protobuf)."""
-    code = ("import sys; import dnnpart.runtime.device, dnnpart.cli as cli; "
-            "cli.build_parser().parse_args(['device', '--server', 'h:1', '--name', 'n', '--network', 'lenet', "
-            "'--uplink-mbps', '1']); "
-            "heavy = ['pyomo', 'statsmodels', 'pandas', 'IPython', 'jupyter_client', 'matplotlib', 'onnx', 'patsy', "
-            "'highspy', 'dnnpart.networks', 'dnnpart.optimiser', 'dnnpart.planning', 'dnnpart.delay']; "
-            "print(','.join(m for m in heavy if m in sys.modules)); "
-            "print('grpc' in sys.modules)")
+    code = (
+        "import sys; import dnnpart.runtime.device, dnnpart.cli as cli; "
+        "cli.build_parser().parse_args(['device', '--server', 'h:1', '--name', 'n', '--network', 'lenet', "
+        "'--uplink-mbps', '1']); "
+        "heavy = ['pyomo', 'statsmodels', 'pandas', 'IPython', 'jupyter_client', 'matplotlib', 'onnx', 'patsy', "
+        "'highspy', 'dnnpart.networks', 'dnnpart.optimiser', 'dnnpart.planning', 'dnnpart.delay']; "
+        "print(','.join(m for m in heavy if m in sys.modules)); "
+        "print('grpc' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.splitlines() == ["", "True"]
 

@@ -1,4 +1,5 @@
 """The edge server in-process on 127.0.0.1 (a free port): the MEC loop, the policies, and every refusal."""
+
 import os
 import subprocess
 import sys
@@ -35,11 +36,21 @@ def run_devices(address, specs, repeats=1, token=None):
 
     def go(name, network, cut):
         try:
-            with DeviceClient(address, name, network, 100.0, local_ms=LENET_LOCAL if network == "lenet" else None,
-                              profile="paper", cut=cut, token=token, timeout_s=120) as client:
+            with DeviceClient(
+                address,
+                name,
+                network,
+                100.0,
+                local_ms=LENET_LOCAL if network == "lenet" else None,
+                profile="paper",
+                cut=cut,
+                token=token,
+                timeout_s=120,
+            ) as client:
                 results[name] = client.run(repeats, input_seed=7)
         except Exception as exc:  # noqa: BLE001 - reported by the test
             errors[name] = exc
+
     threads = [threading.Thread(target=go, args=spec, daemon=True) for spec in specs]
     for t in threads:
         t.start()
@@ -90,12 +101,15 @@ def test_fifo_and_srpt_follow_their_rule(tmp_path, policy):
         if policy == "fifo":
             assert min(waiting, key=lambda d: arrived[d]) == dev
         else:
-            left = {d: sum(predicted[d][j - 1] for j in range(cuts[d][0] + 1, cuts[d][1] + 1) if j not in done[d])
-                    for d in waiting}
+            left = {
+                d: sum(predicted[d][j - 1] for j in range(cuts[d][0] + 1, cuts[d][1] + 1) if j not in done[d])
+                for d in waiting
+            }
             assert left[dev] == pytest.approx(min(left.values()))
         done[dev].add(layer)
-    assert np.allclose(results["b"][0].output, unsplit("alexnet", random_input([1, 3, 227, 227], 7)),
-                       rtol=1e-4, atol=1e-5)
+    assert np.allclose(
+        results["b"][0].output, unsplit("alexnet", random_input([1, 3, 227, 227], 7)), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_refusals_leave_the_server_serving(tmp_path):
@@ -104,8 +118,10 @@ def test_refusals_leave_the_server_serving(tmp_path):
     token = protocol.read_token(token_file)
     with running_server(tmp_path / "out", expected=1, token=token, max_message_bytes=16384) as (address, _):
         for bad in (None, "wrong"):
-            with DeviceClient(address, "x", "lenet", 10.0, local_ms=LENET_LOCAL, token=bad) as c, \
-                    pytest.raises(DeviceError, match="UNAUTHENTICATED: missing or wrong token"):
+            with (
+                DeviceClient(address, "x", "lenet", 10.0, local_ms=LENET_LOCAL, token=bad) as c,
+                pytest.raises(DeviceError, match="UNAUTHENTICATED: missing or wrong token"),
+            ):
                 c.register()
         with DeviceClient(address, "d", "lenet", 10.0, local_ms=LENET_LOCAL, cut=2, token=token) as c:
             request = pb.ModelInferRequest(model_name="lenet")
@@ -128,11 +144,15 @@ def test_refusals_leave_the_server_serving(tmp_path):
                     req.parameters[key].CopyFrom(protocol.param(value))
                 return c._call(c.stub.ModelInfer, req)
 
-            with pytest.raises(DeviceError, match="RESOURCE_EXHAUSTED: tensor of 20000 bytes is over the server's "
-                                                  "limit of 16384 bytes"):
+            with pytest.raises(
+                DeviceError, match="RESOURCE_EXHAUSTED: tensor of 20000 bytes is over the server's limit of 16384 bytes"
+            ):
                 infer(np.zeros((1, 20, 25, 10), np.float32))
-            with pytest.raises(DeviceError, match=r"INVALID_ARGUMENT: tensor FP32 \[1, 20, 12, 11\] does not match "
-                                                  r"cut 2 of lenet: expected FP32 \[1, 20, 12, 12\]"):
+            with pytest.raises(
+                DeviceError,
+                match=r"INVALID_ARGUMENT: tensor FP32 \[1, 20, 12, 11\] does not match "
+                r"cut 2 of lenet: expected FP32 \[1, 20, 12, 12\]",
+            ):
                 infer(np.zeros((1, 20, 12, 11), np.float32))
             x = random_input([1, 1, 28, 28], 3)
             head = c.runner.run_range(x, 1, 2)[0]
@@ -142,8 +162,14 @@ def test_refusals_leave_the_server_serving(tmp_path):
             with pytest.raises(DeviceError, match="ALREADY_EXISTS: d already ran round 0"):
                 infer(head)
     log = (tmp_path / "out" / "server.log").read_text()
-    for reason in ("UNAUTHENTICATED: missing or wrong token", "has not registered", "already registered",
-                   "RESOURCE_EXHAUSTED", "does not match cut 2", "already ran round 0"):
+    for reason in (
+        "UNAUTHENTICATED: missing or wrong token",
+        "has not registered",
+        "already registered",
+        "RESOURCE_EXHAUSTED",
+        "does not match cut 2",
+        "already ran round 0",
+    ):
         assert reason in log
     assert log.count("refused") == 7
 
@@ -179,12 +205,34 @@ os._exit(0)
 
 def test_tls(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     with running_server(tmp_path / "out", expected=1, tls_cert=str(cert), tls_key=str(key)) as (address, _):
-        with DeviceClient(address, "plain", "lenet", 10.0, local_ms=LENET_LOCAL, timeout_s=5) as c, \
-                pytest.raises(DeviceError, match="UNAVAILABLE"):
+        with (
+            DeviceClient(address, "plain", "lenet", 10.0, local_ms=LENET_LOCAL, timeout_s=5) as c,
+            pytest.raises(DeviceError, match="UNAVAILABLE"),
+        ):
             c.register()
         with DeviceClient(address, "secure", "lenet", 10.0, local_ms=LENET_LOCAL, cut=1, tls_ca=str(cert)) as c:
             [result] = c.run(1, input_seed=5)

@@ -1,5 +1,6 @@
 """Split execution: for every cut, the device's layers then the server's layers, with the cut tensor sent as raw
 bytes in between, give the unsplit model's output (and every intermediate layer output)."""
+
 import numpy as np
 import onnxruntime as ort
 import pytest

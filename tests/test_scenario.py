@@ -3,6 +3,7 @@
 Profiles here are small fixed-model folders (<role>.json with constant per-type models) so that every
 predicted time is known exactly and nothing is fitted.
 """
+
 import json
 import shutil
 
@@ -22,8 +23,11 @@ def fixed_profile(folder, role_ms: dict, types=None):
     """A profile folder whose models predict a constant per layer type (roles: the keys of role_ms)."""
     folder.mkdir(parents=True, exist_ok=True)
     for role, per_type in role_ms.items():
-        models = {t: {"formula": "latency_ms ~ 1", "log_response": False, "params": {"Intercept": ms}}
-                  for t, ms in per_type.items() if types is None or t in types}
+        models = {
+            t: {"formula": "latency_ms ~ 1", "log_response": False, "params": {"Intercept": ms}}
+            for t, ms in per_type.items()
+            if types is None or t in types
+        }
         (folder / f"{role}.json").write_text(json.dumps({"models": models}))
     return folder
 
@@ -40,8 +44,14 @@ def base(tmp_path):
     data = {
         "server": {"profile": "prof", "load": 0.25},
         "devices": [
-            {"name": "phone", "count": 2, "network": "lenet", "profile": "./prof", "uplink_mbps": 4,
-             "downlink_mbps": 2},
+            {
+                "name": "phone",
+                "count": 2,
+                "network": "lenet",
+                "profile": "./prof",
+                "uplink_mbps": 4,
+                "downlink_mbps": 2,
+            },
             {"name": "cam", "count": 1, "network": "alexnet", "profile": "prof", "uplink_mbps": 10},
         ],
     }
@@ -105,28 +115,36 @@ def test_defaults(base):
     assert [g.name for g in scenario.groups] == ["group0", "cam"]
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d: d["devices"][1].update(uplink_mbps=0), "devices[1].uplink_mbps: must be > 0, got 0"),
-    (lambda d: d["devices"][0].update(uplink_mbps=-3), "devices[0].uplink_mbps: must be > 0, got -3"),
-    (lambda d: d["devices"][0].update(downlink_mbps=0), "devices[0].downlink_mbps: must be > 0, got 0"),
-    (lambda d: d["devices"][0].update(uplink_mbps="fast"), "devices[0].uplink_mbps: must be a finite number"),
-    (lambda d: d["devices"][0].update(bandwdith=5), "devices[0]: unknown key 'bandwdith' (valid keys: name, count"),
-    (lambda d: d.update(sever={}), ": unknown key 'sever' (valid keys: server, devices, family)"),
-    (lambda d: d["devices"][1].pop("count"), "devices[1]: missing key 'count'"),
-    (lambda d: d["devices"][1].update(count=0), "devices[1].count: must be > 0, got 0"),
-    (lambda d: d["devices"][1].update(count=2.5), "devices[1].count: must be an integer, got 2.5"),
-    (lambda d: d["server"].update(load=1.0), "server.load: must be < 1, got 1.0"),
-    (lambda d: d["server"].update(load=-0.1), "server.load: must be non-negative, got -0.1"),
-    (lambda d: d["devices"][0].update(network="resnet101"), ("devices[0].network: unknown network 'resnet101'; "
-                                                             "valid zoo names: lenet, alexnet, vgg13, vgg16, "
-                                                             "resnet18, resnet50, mobilenet_v2")),
-    (lambda d: d["devices"][0].update(network="missing.onnx"), "devices[0].network: ONNX file not found"),
-    (lambda d: d["devices"][1].update(profile="nosuch"), "devices[1].profile: no profile 'nosuch'"),
-    (lambda d: d["devices"][1].update(name="phone"), "devices[1].name: 'phone' is already the name of devices[0]"),
-    (lambda d: d.update(devices=[]), "devices: needs at least one device group, got an empty list"),
-    (lambda d: d["devices"].__setitem__(0, "phone"), "devices[0]: must be a mapping"),
-    (lambda d: d.update(family="cubic"), "family: must be one of 'paper' or 'dnnpart', got 'cubic'"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d["devices"][1].update(uplink_mbps=0), "devices[1].uplink_mbps: must be > 0, got 0"),
+        (lambda d: d["devices"][0].update(uplink_mbps=-3), "devices[0].uplink_mbps: must be > 0, got -3"),
+        (lambda d: d["devices"][0].update(downlink_mbps=0), "devices[0].downlink_mbps: must be > 0, got 0"),
+        (lambda d: d["devices"][0].update(uplink_mbps="fast"), "devices[0].uplink_mbps: must be a finite number"),
+        (lambda d: d["devices"][0].update(bandwdith=5), "devices[0]: unknown key 'bandwdith' (valid keys: name, count"),
+        (lambda d: d.update(sever={}), ": unknown key 'sever' (valid keys: server, devices, family)"),
+        (lambda d: d["devices"][1].pop("count"), "devices[1]: missing key 'count'"),
+        (lambda d: d["devices"][1].update(count=0), "devices[1].count: must be > 0, got 0"),
+        (lambda d: d["devices"][1].update(count=2.5), "devices[1].count: must be an integer, got 2.5"),
+        (lambda d: d["server"].update(load=1.0), "server.load: must be < 1, got 1.0"),
+        (lambda d: d["server"].update(load=-0.1), "server.load: must be non-negative, got -0.1"),
+        (
+            lambda d: d["devices"][0].update(network="resnet101"),
+            (
+                "devices[0].network: unknown network 'resnet101'; "
+                "valid zoo names: lenet, alexnet, vgg13, vgg16, "
+                "resnet18, resnet50, mobilenet_v2"
+            ),
+        ),
+        (lambda d: d["devices"][0].update(network="missing.onnx"), "devices[0].network: ONNX file not found"),
+        (lambda d: d["devices"][1].update(profile="nosuch"), "devices[1].profile: no profile 'nosuch'"),
+        (lambda d: d["devices"][1].update(name="phone"), "devices[1].name: 'phone' is already the name of devices[0]"),
+        (lambda d: d.update(devices=[]), "devices: needs at least one device group, got an empty list"),
+        (lambda d: d["devices"].__setitem__(0, "phone"), "devices[0]: must be a mapping"),
+        (lambda d: d.update(family="cubic"), "family: must be one of 'paper' or 'dnnpart', got 'cubic'"),
+    ],
+)
 def test_validation_names_the_place(base, mutate, expected):
     tmp_path, data = base
     mutate(data)
@@ -173,8 +191,10 @@ def test_onnx_network_with_unsupported_operator_is_refused(base):
     tmp_path, data = base
     graph = helper.make_graph(
         [helper.make_node("Relu", ["data"], ["r"], name="r"), helper.make_node("Sigmoid", ["r"], ["s"], name="sig")],
-        "odd", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 3, 8, 8])])
+        "odd",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     (tmp_path / "nets").mkdir()
     (tmp_path / "nets" / "odd.onnx").write_bytes(model.SerializeToString())
@@ -197,8 +217,9 @@ def test_malformed_profile_csv_is_reported_at_its_place(base):
     tmp_path, data = base
     folder = tmp_path / "broken"
     folder.mkdir()
-    (folder / "device.csv").write_text("role,layer_type,latency_ms\n" +
-                                       "".join(f"device,{t},1.0\n" for t in networks.LAYER_TYPES))
+    (folder / "device.csv").write_text(
+        "role,layer_type,latency_ms\n" + "".join(f"device,{t},1.0\n" for t in networks.LAYER_TYPES)
+    )
     data["devices"][1]["profile"] = "broken"
     with pytest.raises(ScenarioError, match=r"devices\[1\]\.profile: .*missing column"):
         compile_scenario(write_scenario(tmp_path / "s.yaml", data))
@@ -218,10 +239,12 @@ def raw_scenario(tmp_path, text: str):
 
 
 def test_numbers_are_read_as_yaml_1_2_and_json_read_them(tmp_path):
-    text = ("server: {profile: prof, load: 5e-1}\n"
-            "devices:\n  - " + GROUP.format(name="no", count="010", uplink="1e1") + "\n")
+    text = (
+        "server: {profile: prof, load: 5e-1}\n"
+        "devices:\n  - " + GROUP.format(name="no", count="010", uplink="1e1") + "\n"
+    )
     scenario = load_scenario(raw_scenario(tmp_path, text))
-    assert scenario.load == 0.5                      # YAML 1.1 reads 5e-1 as a string
+    assert scenario.load == 0.5  # YAML 1.1 reads 5e-1 as a string
     (group,) = scenario.groups
     assert group.uplink_mbps == 10.0 and group.count == 10 and group.name == "no"  # 1.1: a string, 8, False
     compiled = compile_scenario(scenario)
@@ -237,38 +260,51 @@ def test_alias_bomb_is_refused_before_it_expands(tmp_path):
     text = "server: {profile: prof}\n" + "\n".join(lines) + "\ndevices: *h\n"
     with pytest.raises(ScenarioError) as info:
         load_scenario(raw_scenario(tmp_path, text))
-    assert str(info.value) == (f"{tmp_path / 'scenario.yaml'}: line 2, column 4: not valid YAML/JSON: anchors and "
-                               "aliases (&name, *name) are not allowed in scenario files")
+    assert str(info.value) == (
+        f"{tmp_path / 'scenario.yaml'}: line 2, column 4: not valid YAML/JSON: anchors and "
+        "aliases (&name, *name) are not allowed in scenario files"
+    )
 
 
 def test_a_lone_anchor_or_merge_key_is_refused_too(tmp_path):
-    text = ("server: &srv {profile: prof}\n"
-            "devices:\n  - " + GROUP.format(name="a", count=1, uplink=1) + "\n")
-    with pytest.raises(ScenarioError, match=r"scenario\.yaml: line 1, column 9: not valid YAML/JSON: anchors and "
-                                            r"aliases \(&name, \*name\) are not allowed in scenario files$"):
+    text = "server: &srv {profile: prof}\ndevices:\n  - " + GROUP.format(name="a", count=1, uplink=1) + "\n"
+    with pytest.raises(
+        ScenarioError,
+        match=r"scenario\.yaml: line 1, column 9: not valid YAML/JSON: anchors and "
+        r"aliases \(&name, \*name\) are not allowed in scenario files$",
+    ):
         load_scenario(raw_scenario(tmp_path, text))
 
 
-@pytest.mark.parametrize("counts, message", [
-    ([20_000], "devices[0].count: must be <= 10000, got 20000"),
-    ([6_000, 6_000], "devices: 12000 devices in all groups, more than the limit of 10000"),
-    ([10 ** 400], "devices[0].count: must be <= 10000, got 100000000000000000...0000000000000000000"),
-])
+@pytest.mark.parametrize(
+    "counts, message",
+    [
+        ([20_000], "devices[0].count: must be <= 10000, got 20000"),
+        ([6_000, 6_000], "devices: 12000 devices in all groups, more than the limit of 10000"),
+        ([10**400], "devices[0].count: must be <= 10000, got 100000000000000000...0000000000000000000"),
+    ],
+)
 def test_huge_device_counts_are_refused(tmp_path, counts, message):
-    text = ("server: {profile: prof}\ndevices:\n" +
-            "".join("  - " + GROUP.format(name=f"g{i}", count=c, uplink=1) + "\n" for i, c in enumerate(counts)))
+    text = "server: {profile: prof}\ndevices:\n" + "".join(
+        "  - " + GROUP.format(name=f"g{i}", count=c, uplink=1) + "\n" for i, c in enumerate(counts)
+    )
     with pytest.raises(ScenarioError) as info:
         load_scenario(raw_scenario(tmp_path, text))
     assert str(info.value) == f"{tmp_path / 'scenario.yaml'}: {message}"
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"server: {profile: caf\xe9}\n", "not UTF-8 text: invalid continuation byte at byte 21"),
-    (b"#" * (16 * 2**20 + 1), "the file is larger than the limit of 16,777,216 bytes for input files"),
-    (b"[" * 20_000, "not readable: nested too deeply"),
-    (b"devices: [{count: " + b"9" * 5000 + b"}]\n",
-     "not readable: Exceeds the limit (4300 digits) for integer string conversion: value has 5000..."),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"server: {profile: caf\xe9}\n", "not UTF-8 text: invalid continuation byte at byte 21"),
+        (b"#" * (16 * 2**20 + 1), "the file is larger than the limit of 16,777,216 bytes for input files"),
+        (b"[" * 20_000, "not readable: nested too deeply"),
+        (
+            b"devices: [{count: " + b"9" * 5000 + b"}]\n",
+            "not readable: Exceeds the limit (4300 digits) for integer string conversion: value has 5000...",
+        ),
+    ],
+)
 def test_unreadable_files_are_refused_in_one_line(tmp_path, content, message):
     path = tmp_path / "scenario.yaml"
     path.write_bytes(content)

@@ -1,10 +1,10 @@
 """Schedule timing and the independent checker."""
-import pandas as pd
+
 import pytest
 
 from dnnpart.optimiser.instance import load_instance
-from dnnpart.paths import PROJ_ROOT
 from dnnpart.optimiser.schedule import Schedule, ScheduleError
+from dnnpart.paths import PROJ_ROOT
 
 EXAMPLE = PROJ_ROOT / "tests" / "data" / "interleaving-example.json"
 INTERLEAVED = [(0, 1), (0, 2), (0, 3), (1, 3), (0, 4)]
@@ -40,12 +40,15 @@ def test_names_accepted_in_order(inst):
     assert Schedule(inst, [0, 2], named).avg_delay_ms == 71.0
 
 
-@pytest.mark.parametrize("cuts, order, match", [
-    ([0, 2], [(0, 2), (0, 1), (0, 3), (1, 3), (0, 4)], "in that order"),
-    ([0, 2], [(0, 1), (0, 2), (0, 3), (0, 4)], "device 'B'"),
-    ([5, 2], None, "0..4"),
-    ([0], None, "one cut per device"),
-])
+@pytest.mark.parametrize(
+    "cuts, order, match",
+    [
+        ([0, 2], [(0, 2), (0, 1), (0, 3), (1, 3), (0, 4)], "in that order"),
+        ([0, 2], [(0, 1), (0, 2), (0, 3), (0, 4)], "device 'B'"),
+        ([5, 2], None, "0..4"),
+        ([0], None, "one cut per device"),
+    ],
+)
 def test_bad_cuts_or_order_rejected(inst, cuts, order, match):
     with pytest.raises(ScheduleError, match=match):
         Schedule(inst, cuts, order)
@@ -80,10 +83,13 @@ def test_validate_catches_violations(inst):
 
 def test_plot_draws_lanes(inst):
     import matplotlib
+
     matplotlib.use("agg")
     ax = Schedule(inst, [0, 2], INTERLEAVED).plot()
     assert [t.get_text() for t in ax.get_yticklabels()] == ["server", "A", "B"]
-    assert len(ax.collections) == 5 + 4 + 4  # server lane 5; A: 4 server (0-ms upload skipped); B: 2 local, upload, server
+    assert (
+        len(ax.collections) == 5 + 4 + 4
+    )  # server lane 5; A: 4 server (0-ms upload skipped); B: 2 local, upload, server
 
 
 def test_huge_times_validate_with_a_relative_tolerance():
@@ -91,8 +97,9 @@ def test_huge_times_validate_with_a_relative_tolerance():
     from dnnpart.optimiser import solve
     from dnnpart.optimiser.instance import Device, Instance
 
-    inst = Instance([Device(f"d{i}", [1e12 / 3 + i, 7e11 / 3], [1e11 / 7, 3e10 / 7 + i], [1e-8, 3.3], 1e9 + i)
-                     for i in range(3)])
+    inst = Instance(
+        [Device(f"d{i}", [1e12 / 3 + i, 7e11 / 3], [1e11 / 7, 3e10 / 7 + i], [1e-8, 3.3], 1e9 + i) for i in range(3)]
+    )
     sol = solve(inst)
     assert sol.schedule.validate() == pytest.approx(sol.avg_delay_ms, rel=1e-12)
     tiny = Instance([Device("a", [1e-9, 2e-9], [1e-10, 1e-10], [33.18634, 1e-3])])

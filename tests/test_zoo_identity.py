@@ -1,5 +1,6 @@
 """The paper's four chain networks must not change while the zoo grows: their layer tables (every column, the
 dtypes and the attrs) are pinned by a hash of their CSV text, so make reproduce's figures stay as they are."""
+
 import hashlib
 
 import pytest

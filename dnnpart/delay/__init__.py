@@ -5,25 +5,42 @@
 - `paper_profile`: the ``paper`` profile, eq. (1)/(2) for convolutions;
 - `additivity`: sum of predicted layer delays against a whole-network run.
 """
+
 from dnnpart.delay.additivity import additivity_check, measure_network, profile_threads
 from dnnpart.delay.models import (
-                                  FAMILIES,
-                                  METRIC_COLUMNS,
-                                  DelayModel,
-                                  LayerModel,
-                                  available_profiles,
-                                  conv_coefficients,
-                                  features,
-                                  fit_report,
-                                  heldout_predictions,
-                                  load_delay_model,
-                                  read_profile_csv,
-                                  resolve_profile,
-                                  split_train_test,
+    FAMILIES,
+    METRIC_COLUMNS,
+    DelayModel,
+    LayerModel,
+    available_profiles,
+    conv_coefficients,
+    features,
+    fit_report,
+    heldout_predictions,
+    load_delay_model,
+    read_profile_csv,
+    resolve_profile,
+    split_train_test,
 )
 from dnnpart.delay.paper_profile import PAPER_PROFILE, build_paper_profile
 
-__all__ = ["FAMILIES", "METRIC_COLUMNS", "PAPER_PROFILE", "DelayModel", "LayerModel", "additivity_check",
-           "available_profiles", "build_paper_profile", "conv_coefficients", "features", "fit_report",
-           "heldout_predictions", "load_delay_model", "measure_network", "profile_threads", "read_profile_csv",
-           "resolve_profile", "split_train_test"]
+__all__ = [
+    "FAMILIES",
+    "METRIC_COLUMNS",
+    "PAPER_PROFILE",
+    "DelayModel",
+    "LayerModel",
+    "additivity_check",
+    "available_profiles",
+    "build_paper_profile",
+    "conv_coefficients",
+    "features",
+    "fit_report",
+    "heldout_predictions",
+    "load_delay_model",
+    "measure_network",
+    "profile_threads",
+    "read_profile_csv",
+    "resolve_profile",
+    "split_train_test",
+]

@@ -1,4 +1,5 @@
 """Additivity: does the sum of a network's predicted layer delays match a measured whole-network run?"""
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,15 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
     return {**fastest, "repeats": sum(b["repeats"] for b in blocks)}
 
 
-def additivity_check(profile: str | Path, role: str, network_names: list[str] | None = None, family: str = "dnnpart",
-                     threads: int | None = None, repeats: int | None = None, seed: int = 0) -> pd.DataFrame:
+def additivity_check(
+    profile: str | Path,
+    role: str,
+    network_names: list[str] | None = None,
+    family: str = "dnnpart",
+    threads: int | None = None,
+    repeats: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per zoo network: sum of predicted layer delays vs a measured whole-network run, and their ratio.
 
     ratio = predicted_ms / measured_ms (1 = layer delays add up exactly). The whole network runs with the
@@ -66,8 +74,18 @@ def additivity_check(profile: str | Path, role: str, network_names: list[str] | 
         table = networks.get(name)
         predicted = float(model.predict(table, role).sum())
         run = measure_network(name, threads, repeats, seed)
-        rows.append({"network": name, "role": role, "threads": threads, "layers": len(table),
-                     "predicted_ms": predicted, "measured_ms": run["latency_ms"], "measured_p10_ms": run["p10_ms"],
-                     "measured_p90_ms": run["p90_ms"], "repeats": run["repeats"],
-                     "ratio": predicted / run["latency_ms"]})
+        rows.append(
+            {
+                "network": name,
+                "role": role,
+                "threads": threads,
+                "layers": len(table),
+                "predicted_ms": predicted,
+                "measured_ms": run["latency_ms"],
+                "measured_p10_ms": run["p10_ms"],
+                "measured_p90_ms": run["p90_ms"],
+                "repeats": run["repeats"],
+                "ratio": predicted / run["latency_ms"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -6,6 +6,7 @@ latency; the factors the layer table has beyond those default as described in IM
 configurations are aggregated (models.aggregate_repeats) so that the fit's test rows have no twin in training,
 and rows far from their type's fit are flagged (models.flagged_rows) in the metadata, not dropped.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,7 +32,7 @@ IMPORT_DEFAULTS = {
     "pad": "0",
     "groups": "1 (dwconv: in_channels)",
     "out_side": "from in_side, kernel, stride and pad (conv, dwconv, pool rounding down); 1 for fc and gap; "
-                "else in_side",
+    "else in_side",
 }
 FORMATS = ("csv",)
 # ONNX operator names are accepted for layer_type too (a vendor tool reports operators), mapped as from_onnx does
@@ -49,17 +50,21 @@ def map_rows(raw: pd.DataFrame, role: str, source: str) -> pd.DataFrame:
     """Rows of the minimal schema -> profile rows (CSV_COLUMNS); ProfileError names the line and column."""
     missing = [c for c in IMPORT_REQUIRED if c not in raw.columns]
     if missing:
-        raise ProfileError(f"{source}: missing column(s) {', '.join(missing)}; the import schema needs "
-                           f"{', '.join(IMPORT_REQUIRED)} (optional: {', '.join(IMPORT_DEFAULTS)}, "
-                           f"{', '.join(OPTIONAL_MEASURES)}, role)")
+        raise ProfileError(
+            f"{source}: missing column(s) {', '.join(missing)}; the import schema needs "
+            f"{', '.join(IMPORT_REQUIRED)} (optional: {', '.join(IMPORT_DEFAULTS)}, "
+            f"{', '.join(OPTIONAL_MEASURES)}, role)"
+        )
     if raw.empty:
         raise ProfileError(f"{source}: no rows")
     df = pd.DataFrame(index=raw.index)
     types = raw["layer_type"].map(_layer_type)
     if types.isna().any():
         i = raw.index[types.isna()][0]
-        raise ProfileError(f"{source}: line {i + 2}: unknown layer_type {raw.at[i, 'layer_type']!r}; valid: "
-                           f"{', '.join(LAYER_TYPES)} or an ONNX operator ({', '.join(OPERATOR_TYPES)})")
+        raise ProfileError(
+            f"{source}: line {i + 2}: unknown layer_type {raw.at[i, 'layer_type']!r}; valid: "
+            f"{', '.join(LAYER_TYPES)} or an ONNX operator ({', '.join(OPERATOR_TYPES)})"
+        )
     if "role" in raw.columns and (raw["role"].astype(str) != role).any():
         i = raw.index[raw["role"].astype(str) != role][0]
         raise ProfileError(f"{source}: line {i + 2} has role {raw.at[i, 'role']!r} but --role is {role!r}")
@@ -90,13 +95,19 @@ def map_rows(raw: pd.DataFrame, role: str, source: str) -> pd.DataFrame:
     kernel = number("kernel").fillna(pd.Series(np.where(types == "gap", side, 1), index=raw.index))
     stride, pad = number("stride", 1), number("pad", 0)
     windowed = types.isin(["conv", "dwconv", "pool"])
-    computed = np.where(windowed, (side + 2 * pad - kernel) // stride + 1,
-                        np.where(types.isin(["fc", "gap"]), 1, side))
+    computed = np.where(windowed, (side + 2 * pad - kernel) // stride + 1, np.where(types.isin(["fc", "gap"]), 1, side))
     df["role"] = role
     df["layer_type"] = types
-    for col, values in (("kernel", kernel), ("stride", stride), ("pad", pad), ("groups", groups),
-                        ("in_channels", cin), ("out_channels", cout), ("in_side", side),
-                        ("out_side", number("out_side").fillna(pd.Series(computed, index=raw.index)))):
+    for col, values in (
+        ("kernel", kernel),
+        ("stride", stride),
+        ("pad", pad),
+        ("groups", groups),
+        ("in_channels", cin),
+        ("out_channels", cout),
+        ("in_side", side),
+        ("out_side", number("out_side").fillna(pd.Series(computed, index=raw.index))),
+    ):
         df[col] = values
     df["latency_ms"] = number("latency_ms")
     for col in OPTIONAL_MEASURES:
@@ -118,8 +129,10 @@ def import_profile(path: str | Path, role: str, out: str | Path, fmt: str = "csv
     if not path.is_file():
         raise ProfileError(f"{path}: no such file to import")
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise ProfileError(f"{path}: {path.stat().st_size:,} bytes; at most {MAX_FILE_BYTES:,} are read "
-                           "(dnnpart.limits.MAX_FILE_BYTES)")
+        raise ProfileError(
+            f"{path}: {path.stat().st_size:,} bytes; at most {MAX_FILE_BYTES:,} are read "
+            "(dnnpart.limits.MAX_FILE_BYTES)"
+        )
     try:
         raw = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -132,16 +145,25 @@ def import_profile(path: str | Path, role: str, out: str | Path, fmt: str = "csv
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(rows, out / f"{role}.csv")
     read_profile_csv(csv_path)  # what was written is what the fitter accepts
-    meta = {"role": role, "source": "imported", "imported_from": str(path), "format": fmt,
-            "sha256": sha256_file(path), "rows_read": int(len(raw)), "configurations": int(len(rows)),
-            "configs_per_type": {t: int(n) for t, n in rows["layer_type"].value_counts().reindex(LAYER_TYPES)
-                                 .dropna().items()},
-            "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    meta = {
+        "role": role,
+        "source": "imported",
+        "imported_from": str(path),
+        "format": fmt,
+        "sha256": sha256_file(path),
+        "rows_read": int(len(raw)),
+        "configurations": int(len(rows)),
+        "configs_per_type": {
+            t: int(n) for t, n in rows["layer_type"].value_counts().reindex(LAYER_TYPES).dropna().items()
+        },
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     try:
         flagged = flagged_rows(out, seed)
-        meta["flagged"] = [{k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}
-                           for r in flagged[["layer_type", *FACTORS, "measured_ms", "predicted_ms"]]
-                           .to_dict(orient="records")]
+        meta["flagged"] = [
+            {k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}
+            for r in flagged[["layer_type", *FACTORS, "measured_ms", "predicted_ms"]].to_dict(orient="records")
+        ]
     except ProfileError as exc:  # e.g. too few rows of a type to fit: the profile is written, the fit says why
         meta["flagged"] = None
         meta["fit_error"] = str(exc)

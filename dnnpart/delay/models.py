@@ -17,6 +17,7 @@ role, the family, the split seed and CACHE_VERSION: a changed CSV or another see
 nothing is written into a profile folder. A profile folder holds either measured CSVs (<role>.csv) or fixed models
 (<role>.json with a "models" entry, as in the ``paper`` profile, see `build_paper_profile`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,8 +104,15 @@ def features(layers: pd.DataFrame) -> pd.DataFrame:
     f["Cin"] = layers["in_channels"].astype(float) / groups
     f["S"] = layers["stride"].astype(float)
     f["groups"] = groups
-    for col, src in (("lg", "G"), ("lk", "K"), ("ll", "L"), ("lo", "O"), ("lcin", "Cin"), ("ls", "S"),
-                     ("lgroups", "groups")):
+    for col, src in (
+        ("lg", "G"),
+        ("lk", "K"),
+        ("ll", "L"),
+        ("lo", "O"),
+        ("lcin", "Cin"),
+        ("ls", "S"),
+        ("lgroups", "groups"),
+    ):
         f[col] = np.log(f[src].clip(lower=1))
     # log2 of bytes streamed per run, for the cache-size hinges: weights (conv: K^2 I O, fc: I O floats) and
     # conv's im2col buffer (K^2 I G^2 floats per group)
@@ -132,8 +140,8 @@ def conv_cost_terms(layers: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     and rows; inp, the input elements; w, the weights; k_panels and n_panels, the GEMM's blocks along K (256)
     and N (16) times the other dimension.
     """
-    g, G, K, O, Cin, L = f["groups"], f["G"], f["K"], f["O"], f["Cin"], f["L"]
-    N, Kd, M = G ** 2, K ** 2 * Cin, O / g
+    g, G, K, O, Cin, L = f["groups"], f["G"], f["K"], f["O"], f["Cin"], f["L"]  # noqa: E741 (the paper's symbols)
+    N, Kd, M = G**2, K**2 * Cin, O / g
     c = pd.DataFrame(index=f.index)
     c["macs"] = g * N * Kd * M / 1e6
     c["macs_n16"] = g * np.ceil(N / 16) * 16 * Kd * M / 1e6
@@ -141,7 +149,7 @@ def conv_cost_terms(layers: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     c["col_rows"] = g * Kd * G / 1e6
     c["out"] = O * N / 1e6
     c["out_rows"] = O * G / 1e6
-    c["inp"] = Cin * g * L ** 2 / 1e6
+    c["inp"] = Cin * g * L**2 / 1e6
     c["w"] = Kd * O / 1e6
     c["k_panels"] = g * np.ceil(Kd / 256) * N / 1e6
     c["n_panels"] = g * np.ceil(N / 16) * Kd / 1e6
@@ -222,8 +230,11 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
         hv = HINGE_VARIABLES[layer_type]
         knots = [k for k in BYTE_KNOTS_LOG2 if (train[hv] > k).sum() >= 5]
         for d in (2, 3):
-            cands.append(polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) + " + "
-                         + " + ".join(hinge_terms(hv, knots)))
+            cands.append(
+                polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables})
+                + " + "
+                + " + ".join(hinge_terms(hv, knots))
+            )
     weighted = [(cost_formula(v), RELATIVE_WEIGHTS) for v in COST_TERMS] if layer_type == "conv" else []
     if layer_type in LINEAR_COST_TYPES:  # a per-call overhead plus a cost per element, weighted as for conv
         weighted.append((PAPER_FORMULAS[layer_type], RELATIVE_WEIGHTS))
@@ -249,8 +260,10 @@ def resolve_profile(profile: str | Path) -> Path:
     candidate = PROFILES_DIR / str(profile)
     if isinstance(profile, str) and "/" not in profile and candidate.is_dir():
         return candidate
-    raise ProfileError(f"profile {str(profile)!r} not found: not a folder and not one of the profiles in "
-                       f"{PROFILES_DIR}: {', '.join(available_profiles()) or '(none)'}")
+    raise ProfileError(
+        f"profile {str(profile)!r} not found: not a folder and not one of the profiles in "
+        f"{PROFILES_DIR}: {', '.join(available_profiles()) or '(none)'}"
+    )
 
 
 def read_profile_csv(path: str | Path) -> pd.DataFrame:
@@ -272,8 +285,10 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
     required = [c for c in CSV_COLUMNS if c not in OPTIONAL_MEASURES]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ProfileError(f"{path}: missing column(s) {', '.join(missing)}; a profile CSV needs "
-                           f"{', '.join(required)} (and optionally {', '.join(OPTIONAL_MEASURES)})")
+        raise ProfileError(
+            f"{path}: missing column(s) {', '.join(missing)}; a profile CSV needs "
+            f"{', '.join(required)} (and optionally {', '.join(OPTIONAL_MEASURES)})"
+        )
     if df.empty:
         raise ProfileError(f"{path}: no rows")
 
@@ -283,13 +298,16 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
     bad_type = ~df["layer_type"].isin(LAYER_TYPES)
     if bad_type.any():
         i = df.index[bad_type][0]
-        raise ProfileError(f"{path}: line {row_no(i)} has unknown layer_type {df.at[i, 'layer_type']!r}; "
-                           f"valid types: {', '.join(LAYER_TYPES)}")
+        raise ProfileError(
+            f"{path}: line {row_no(i)} has unknown layer_type {df.at[i, 'layer_type']!r}; "
+            f"valid types: {', '.join(LAYER_TYPES)}"
+        )
     bad_role = ~df["role"].isin(ROLES)
     if bad_role.any():
         i = df.index[bad_role][0]
-        raise ProfileError(f"{path}: line {row_no(i)} has unknown role {df.at[i, 'role']!r}; "
-                           f"valid roles: {', '.join(ROLES)}")
+        raise ProfileError(
+            f"{path}: line {row_no(i)} has unknown role {df.at[i, 'role']!r}; valid roles: {', '.join(ROLES)}"
+        )
     for col in (*FACTORS, "latency_ms", *OPTIONAL_MEASURES):
         if col not in df.columns:
             df[col] = np.nan
@@ -299,8 +317,10 @@ def read_profile_csv(path: str | Path) -> pd.DataFrame:
         bad = ~blank & (~np.isfinite(values) | (values <= 0 if positive else values < 0))
         if bad.any():
             i = df.index[bad][0]
-            raise ProfileError(f"{path}: line {row_no(i)}: column {col} = {df.at[i, col]!r} must be a "
-                               f"{'positive' if col != 'pad' else 'non-negative'} finite number")
+            raise ProfileError(
+                f"{path}: line {row_no(i)}: column {col} = {df.at[i, col]!r} must be a "
+                f"{'positive' if col != 'pad' else 'non-negative'} finite number"
+            )
         df[col] = values
     return df
 
@@ -372,21 +392,36 @@ class LayerModel:
         X = patsy.dmatrix(rhs, feats, return_type="dataframe", NA_action="raise")
         names = list(self.params)
         if list(X.columns) != names:
-            raise ProfileError(f"cached model terms {names} do not match the formula's terms {list(X.columns)}; "
-                               "delete the cached fit under paths.CACHE_DIR to refit")
+            raise ProfileError(
+                f"cached model terms {names} do not match the formula's terms {list(X.columns)}; "
+                "delete the cached fit under paths.CACHE_DIR to refit"
+            )
         eta = X.to_numpy() @ np.array([self.params[n] for n in names])
         pred = np.exp(eta) if self.log_response else np.maximum(eta, self.floor_ms)
         return pd.Series(pred * self.scale, index=feats.index)
 
     def to_dict(self) -> dict:
-        return {"formula": self.formula, "log_response": self.log_response, "params": self.params,
-                "scale": self.scale, "floor_ms": self.floor_ms, **({"weights": self.weights} if self.weights else {}),
-                **({"info": self.info} if self.info else {})}
+        return {
+            "formula": self.formula,
+            "log_response": self.log_response,
+            "params": self.params,
+            "scale": self.scale,
+            "floor_ms": self.floor_ms,
+            **({"weights": self.weights} if self.weights else {}),
+            **({"info": self.info} if self.info else {}),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> LayerModel:
-        return cls(d["formula"], {k: float(v) for k, v in d["params"].items()}, bool(d["log_response"]),
-                   float(d.get("scale", 1.0)), d.get("info", {}), float(d.get("floor_ms", 0.0)), d.get("weights", ""))
+        return cls(
+            d["formula"],
+            {k: float(v) for k, v in d["params"].items()},
+            bool(d["log_response"]),
+            float(d.get("scale", 1.0)),
+            d.get("info", {}),
+            float(d.get("floor_ms", 0.0)),
+            d.get("weights", ""),
+        )
 
 
 def fit_formula(formula: str, train_feats: pd.DataFrame, weights: str = "") -> LayerModel:
@@ -412,8 +447,14 @@ def fit_formula(formula: str, train_feats: pd.DataFrame, weights: str = "") -> L
     rank_deficient = any(issubclass(w.category, SingularMatrixWarning) for w in caught)
     log_response = formula.startswith("log_ms")
     floor = 0.0 if log_response else float(train_feats["latency_ms"].min())
-    return LayerModel(formula, {k: float(v) for k, v in res.params.items()}, log_response, floor_ms=floor,
-                      info={"rank_deficient": True} if rank_deficient else {}, weights=weights)
+    return LayerModel(
+        formula,
+        {k: float(v) for k, v in res.params.items()},
+        log_response,
+        floor_ms=floor,
+        info={"rank_deficient": True} if rank_deficient else {},
+        weights=weights,
+    )
 
 
 def metrics(measured: np.ndarray, predicted: np.ndarray) -> dict:
@@ -421,8 +462,12 @@ def metrics(measured: np.ndarray, predicted: np.ndarray) -> dict:
     y, p = np.asarray(measured, float), np.asarray(predicted, float)
     rel = np.abs(p - y) / y
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    return {"r2_test": 1.0 - float(((y - p) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
-            "mae_ms": float(np.abs(p - y).mean()), "mape": float(rel.mean()), "within10": float((rel <= 0.10).mean())}
+    return {
+        "r2_test": 1.0 - float(((y - p) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+        "mae_ms": float(np.abs(p - y).mean()),
+        "mape": float(rel.mean()),
+        "within10": float((rel <= 0.10).mean()),
+    }
 
 
 def select_dnnpart_formula(layer_type: str, train_feats: pd.DataFrame, seed: int) -> tuple[str, str, dict]:
@@ -462,8 +507,13 @@ def fit_layer_type(df_type: pd.DataFrame, layer_type: str, family: str, seed: in
         formula, weights, scores = select_dnnpart_formula(layer_type, ftrain, seed)
     model = fit_formula(formula, ftrain, weights)
     m = metrics(ftest["latency_ms"].to_numpy(), model.predict(ftest).to_numpy()) if len(test) else {}
-    model.info = {**model.info, **m, "n_train": len(train), "n_test": len(test),
-                  **({"validation_mape": scores} if scores else {})}
+    model.info = {
+        **model.info,
+        **m,
+        "n_train": len(train),
+        "n_test": len(test),
+        **({"validation_mape": scores} if scores else {}),
+    }
     return model
 
 
@@ -476,11 +526,16 @@ def fit_profile_role(df_role: pd.DataFrame, family: str, seed: int = 0) -> dict[
     short = {t: int(counts[t]) for t in LAYER_TYPES if 0 < counts.get(t, 0) < MIN_ROWS_PER_TYPE}
     if short:
         role = str(df_role["role"].iloc[0]) if "role" in df_role and len(df_role) else "?"
-        raise ProfileError(f"role {role}: too few measured configurations to fit and test a model "
-                           f"({', '.join(f'{t}: {n}' for t, n in short.items())}; each layer type needs at least "
-                           f"{MIN_ROWS_PER_TYPE}); measure more with `dnnpart profile`")
-    return {t: fit_layer_type(df_role[df_role["layer_type"] == t], t, family, seed)
-            for t in LAYER_TYPES if (df_role["layer_type"] == t).any()}
+        raise ProfileError(
+            f"role {role}: too few measured configurations to fit and test a model "
+            f"({', '.join(f'{t}: {n}' for t, n in short.items())}; each layer type needs at least "
+            f"{MIN_ROWS_PER_TYPE}); measure more with `dnnpart profile`"
+        )
+    return {
+        t: fit_layer_type(df_role[df_role["layer_type"] == t], t, family, seed)
+        for t in LAYER_TYPES
+        if (df_role["layer_type"] == t).any()
+    }
 
 
 # ------------------------------------------------------------------------------------------- delay model
@@ -501,8 +556,10 @@ class DelayModel:
             raise ProfileError(f"profile {self.name!r} has no {role!r} role; roles: {', '.join(sorted(self.models))}")
         by_type = self.models[role]
         if layer_type not in by_type:
-            raise MissingModelError(f"no {role} delay model for layer type {layer_type!r} in profile "
-                                    f"{self.name!r}; covered types: {', '.join(sorted(by_type)) or '(none)'}")
+            raise MissingModelError(
+                f"no {role} delay model for layer type {layer_type!r} in profile "
+                f"{self.name!r}; covered types: {', '.join(sorted(by_type)) or '(none)'}"
+            )
         return by_type[layer_type]
 
     def predict(self, layers: pd.DataFrame, role: str) -> pd.Series:
@@ -537,8 +594,12 @@ def _read_cache(cache: Path, fingerprint: str, seed: int):
     """The cached models, or None when the cache is missing, unreadable or for other inputs (then refit)."""
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
-        if (cached.get("csv_sha256") == fingerprint and cached.get("seed") == seed
-                and cached.get("formula_engine") == FORMULA_ENGINE and cached.get("cache_version") == CACHE_VERSION):
+        if (
+            cached.get("csv_sha256") == fingerprint
+            and cached.get("seed") == seed
+            and cached.get("formula_engine") == FORMULA_ENGINE
+            and cached.get("cache_version") == CACHE_VERSION
+        ):
             return {t: LayerModel.from_dict(d) for t, d in cached["models"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, garbage bytes, wrong shape
         pass
@@ -561,10 +622,19 @@ def fitted_role_models(folder: Path, role: str, family: str, seed: int = 0):
     import statsmodels
 
     try:
-        write_json(cache, {"cache_version": CACHE_VERSION, "csv": str(csv_path), "csv_sha256": fingerprint,
-                           "seed": seed, "family": family, "formula_engine": FORMULA_ENGINE,
-                           "statsmodels": statsmodels.__version__,
-                           "models": {t: m.to_dict() for t, m in models.items()}})
+        write_json(
+            cache,
+            {
+                "cache_version": CACHE_VERSION,
+                "csv": str(csv_path),
+                "csv_sha256": fingerprint,
+                "seed": seed,
+                "family": family,
+                "formula_engine": FORMULA_ENGINE,
+                "statsmodels": statsmodels.__version__,
+                "models": {t: m.to_dict() for t, m in models.items()},
+            },
+        )
     except OSError:
         pass  # an unwritable cache folder still works, just without the cache
     return models
@@ -602,8 +672,14 @@ def fit_report(profile: str | Path, seed: int = 0) -> pd.DataFrame:
     for role in roles:
         for family in FAMILIES:
             for t, m in fitted_role_models(folder, role, family, seed).items():
-                rows.append({"role": role, "layer_type": t, "family": family,
-                             **{k: m.info.get(k, float("nan")) for k in METRIC_COLUMNS[3:]}})
+                rows.append(
+                    {
+                        "role": role,
+                        "layer_type": t,
+                        "family": family,
+                        **{k: m.info.get(k, float("nan")) for k in METRIC_COLUMNS[3:]},
+                    }
+                )
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     return df.astype({"n_train": int, "n_test": int})
 
@@ -628,8 +704,15 @@ def conv_coefficients(profile: str | Path, seed: int = 0) -> pd.DataFrame:
     for role in [r for r in ROLES if (folder / f"{r}.csv").is_file()]:
         fitted = fitted_role_models(folder, role, "paper", seed)["conv"].params
         for term, paper in PAPER_CONV_COEFFICIENTS[role].items():
-            rows.append({"role": role, "term": term, "paper_coef": paper, "fitted_coef": fitted[term],
-                         "fitted_over_paper": fitted[term] / paper})
+            rows.append(
+                {
+                    "role": role,
+                    "term": term,
+                    "paper_coef": paper,
+                    "fitted_coef": fitted[term],
+                    "fitted_over_paper": fitted[term] / paper,
+                }
+            )
     if not rows:
         raise ProfileError(f"profile {str(profile)!r} has no measured CSV (device.csv/server.csv)")
     return pd.DataFrame(rows)
@@ -651,9 +734,15 @@ def heldout_predictions(profile: str | Path, seed: int = 0, roles=ROLES, familie
                 train, test = split_train_test(df[df["layer_type"] == t], seed)
                 for split, part in (("train", train), ("test", test)):
                     pred = model.predict(features(part)).to_numpy()
-                    frames.append(part[["role", "layer_type", *FACTORS]].assign(
-                        family=family, split=split, measured_ms=part["latency_ms"].to_numpy(), predicted_ms=pred,
-                        rel_error=pred / part["latency_ms"].to_numpy() - 1.0))
+                    frames.append(
+                        part[["role", "layer_type", *FACTORS]].assign(
+                            family=family,
+                            split=split,
+                            measured_ms=part["latency_ms"].to_numpy(),
+                            predicted_ms=pred,
+                            rel_error=pred / part["latency_ms"].to_numpy() - 1.0,
+                        )
+                    )
     if not frames:
         raise ProfileError(f"profile {str(profile)!r} has no measured CSV (device.csv/server.csv)")
     cols = ["role", "layer_type", "family", "split", *FACTORS, "measured_ms", "predicted_ms", "rel_error"]

@@ -1,4 +1,5 @@
 """The ``paper`` profile: the paper's eq. (1)/(2) for convolutions, our measured models rescaled for the rest."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,12 +35,17 @@ def zoo_layers(layer_type: str | None = None) -> pd.DataFrame:
 
 def paper_conv_model(role: str) -> LayerModel:
     """Eq. (1) (device) or eq. (2) (server) verbatim, in ms; I = in_channels / groups."""
-    return LayerModel(PAPER_CONV_FORMULA, dict(PAPER_CONV_COEFFICIENTS[role]), log_response=False,
-                      info={"source": "Gao et al., eq. (1)" if role == "device" else "Gao et al., eq. (2)"})
+    return LayerModel(
+        PAPER_CONV_FORMULA,
+        dict(PAPER_CONV_COEFFICIENTS[role]),
+        log_response=False,
+        info={"source": "Gao et al., eq. (1)" if role == "device" else "Gao et al., eq. (2)"},
+    )
 
 
-def build_paper_profile(source: str | Path = "measured", family: str = "dnnpart", seed: int = 0,
-                        out: str | Path | None = None) -> Path:
+def build_paper_profile(
+    source: str | Path = "measured", family: str = "dnnpart", seed: int = 0, out: str | Path | None = None
+) -> Path:
     """Write the ``paper`` profile: conv from eq. (1)/(2), every other type the measured model rescaled.
 
     The paper gives coefficients only for conv. For each role, s_role = (sum over the zoo's conv layers of the
@@ -59,18 +65,30 @@ def build_paper_profile(source: str | Path = "measured", family: str = "dnnpart"
         models = {"conv": eq.to_dict()}
         for t, m in measured.models[role].items():
             if t != "conv":
-                models[t] = LayerModel(m.formula, m.params, m.log_response, m.scale * scale,
-                                       {"source": f"{source} profile, {family} family, x s_{role}"},
-                                       m.floor_ms, m.weights).to_dict()
+                models[t] = LayerModel(
+                    m.formula,
+                    m.params,
+                    m.log_response,
+                    m.scale * scale,
+                    {"source": f"{source} profile, {family} family, x s_{role}"},
+                    m.floor_ms,
+                    m.weights,
+                ).to_dict()
         csv_path = source_folder / f"{role}.csv"
         meta = {
             "role": role,
             "profile": PAPER_PROFILE,
-            "description": ("conv: Gao et al. eq. (1)/(2) verbatim in ms with G=out_side, K=kernel, O=out_channels, "
-                            "I=in_channels/groups. Other types: the measured model rescaled by s_role = sum of the "
-                            "equation over the zoo's conv layers / sum of the measured conv model over them."),
-            "derived_from": {"profile": str(source), "family": family, "seed": seed,
-                             "csv_sha256": sha256_file(csv_path) if csv_path.is_file() else None},
+            "description": (
+                "conv: Gao et al. eq. (1)/(2) verbatim in ms with G=out_side, K=kernel, O=out_channels, "
+                "I=in_channels/groups. Other types: the measured model rescaled by s_role = sum of the "
+                "equation over the zoo's conv layers / sum of the measured conv model over them."
+            ),
+            "derived_from": {
+                "profile": str(source),
+                "family": family,
+                "seed": seed,
+                "csv_sha256": sha256_file(csv_path) if csv_path.is_file() else None,
+            },
             "zoo_conv_layers": int(len(convs)),
             "zoo_conv_equation_ms": eq_sum,
             "zoo_conv_measured_model_ms": measured_sum,

@@ -18,6 +18,7 @@ A profile folder holds <role>.runs.csv (one row per configuration and pass, appe
 including the reference layer's latency). Both are written atomically. An interrupted run resumes: windows already
 in the runs CSV are skipped, and a half-written trailing line left by a crash is dropped first.
 """
+
 from __future__ import annotations
 
 import csv
@@ -144,7 +145,7 @@ def _conv_sweep() -> list[Config]:
 
 
 def _conv_macs(c: Config) -> float:
-    return c.out_side ** 2 * c.kernel ** 2 * c.out_channels * c.in_channels / c.groups
+    return c.out_side**2 * c.kernel**2 * c.out_channels * c.in_channels / c.groups
 
 
 def _channels(rng, lo, hi) -> int:
@@ -190,9 +191,12 @@ def _fc_large() -> list[Config]:
     Appended after the random ones so that adding them left every earlier configuration (and resumed
     profiles) unchanged.
     """
-    return [fc(n_in, n_out) for n_in in (10240, 12544, 14336, 16384, 18432, 20480, 22528, 25088)
-            for n_out in (2048, 2560, 3072, 3584, 4096)
-            if n_in * n_out > FC_MAX_WEIGHTS]
+    return [
+        fc(n_in, n_out)
+        for n_in in (10240, 12544, 14336, 16384, 18432, 20480, 22528, 25088)
+        for n_out in (2048, 2560, 3072, 3584, 4096)
+        if n_in * n_out > FC_MAX_WEIGHTS
+    ]
 
 
 def _fc_random(rng, n) -> list[Config]:
@@ -205,8 +209,13 @@ def _fc_random(rng, n) -> list[Config]:
 
 
 def _pool_designs(rng, n) -> list[Config]:
-    out = [pool(k, s, 0, c, side) for k, s in ((2, 2), (3, 2)) for c in (6, 16, 64, 96, 256, 512)
-           for side in (14, 28, 55, 112, 224) if c * side * side <= ELEMENTWISE_MAX]
+    out = [
+        pool(k, s, 0, c, side)
+        for k, s in ((2, 2), (3, 2))
+        for c in (6, 16, 64, 96, 256, 512)
+        for side in (14, 28, 55, 112, 224)
+        if c * side * side <= ELEMENTWISE_MAX
+    ]
     while len(out) < n:
         k = int(rng.choice([2, 3, 3, 5]))
         s = int(rng.choice([1, 2, 2, 2, 3]))
@@ -218,8 +227,12 @@ def _pool_designs(rng, n) -> list[Config]:
 
 def _elementwise_designs(layer_type, rng, n) -> list[Config]:
     """relu / dropout on both conv maps (C x L x L) and fc vectors (C features, side 1)."""
-    out = [elementwise(layer_type, c, side) for c in (16, 64, 256, 512) for side in (7, 14, 28, 56, 112, 224)
-           if c * side * side <= ELEMENTWISE_MAX]
+    out = [
+        elementwise(layer_type, c, side)
+        for c in (16, 64, 256, 512)
+        for side in (7, 14, 28, 56, 112, 224)
+        if c * side * side <= ELEMENTWISE_MAX
+    ]
     out += [elementwise(layer_type, c, 1) for c in (10, 84, 500, 1000, 4096, 9216, 25088)]
     while len(out) < n:
         if rng.random() < 0.25:
@@ -252,10 +265,32 @@ def _conv_modern(rng) -> list[Config]:
     and profiles measured with them, stay as they were): 1x1 convs (ResNet's bottlenecks, MobileNet's expansions
     and projections, strided shortcuts) over the channel counts they use, then grouped convs (ResNeXt-style,
     4 to 64 groups)."""
-    out = [conv(1, 1, 0, 1, cin, cout, side) for side in (7, 14, 28, 56, 112)
-           for cin, cout in ((16, 96), (24, 144), (32, 192), (64, 384), (96, 576), (160, 960), (320, 1280),
-                             (96, 24), (144, 32), (384, 64), (576, 160), (960, 320), (64, 256), (256, 64),
-                             (128, 512), (512, 128), (256, 1024), (1024, 256), (512, 2048), (2048, 512))]
+    out = [
+        conv(1, 1, 0, 1, cin, cout, side)
+        for side in (7, 14, 28, 56, 112)
+        for cin, cout in (
+            (16, 96),
+            (24, 144),
+            (32, 192),
+            (64, 384),
+            (96, 576),
+            (160, 960),
+            (320, 1280),
+            (96, 24),
+            (144, 32),
+            (384, 64),
+            (576, 160),
+            (960, 320),
+            (64, 256),
+            (256, 64),
+            (128, 512),
+            (512, 128),
+            (256, 1024),
+            (1024, 256),
+            (512, 2048),
+            (2048, 512),
+        )
+    ]
     out += [conv(1, 2, 0, 1, cin, 2 * cin, side) for cin in (64, 128, 256, 512, 1024) for side in (14, 28, 56)]
     out = [c for c in out if _conv_macs(c) <= CONV_MAX_MACS]
     while len(out) < 300:
@@ -285,7 +320,7 @@ def _dwconv_designs(rng, n) -> list[Config]:
         for side in (4, 7, 10, 14, 20, 28, 40, 56, 80, 112):
             out.append(dwconv(**{**base, "side": side}))
         out.append(dwconv(**{**base, "s": 2}))
-    out = [c for c in out if c.in_channels * c.in_side ** 2 <= ELEMENTWISE_MAX]
+    out = [c for c in out if c.in_channels * c.in_side**2 <= ELEMENTWISE_MAX]
     while len(out) < n:
         k = int(rng.choice([3, 3, 3, 5, 7]))
         c, side = _channels(rng, 8, 1920), _log_uniform_int(rng, 3, 224)
@@ -296,8 +331,12 @@ def _dwconv_designs(rng, n) -> list[Config]:
 
 def _map_designs(make, rng, n, lo=1, hi=2048) -> list[Config]:
     """C x L x L maps (add, concat, gap, batchnorm): a grid, then random, all within ELEMENTWISE_MAX."""
-    out = [make(c, side) for c in (16, 64, 256, 512, 1024, 2048) for side in (1, 7, 14, 28, 56, 112)
-           if c * side * side <= ELEMENTWISE_MAX]
+    out = [
+        make(c, side)
+        for c in (16, 64, 256, 512, 1024, 2048)
+        for side in (1, 7, 14, 28, 56, 112)
+        if c * side * side <= ELEMENTWISE_MAX
+    ]
     while len(out) < n:
         c, side = _log_uniform_int(rng, lo, hi), _log_uniform_int(rng, 1, 224)
         if c * side * side <= ELEMENTWISE_MAX:
@@ -306,8 +345,21 @@ def _map_designs(make, rng, n, lo=1, hi=2048) -> list[Config]:
 
 
 # Configurations per layer type: >= 1,000 for conv and fc (the paper's "over 1000"), fewer for cheap types.
-DESIGN_SIZES = {"conv": 1100, "fc": 1050, "pool": 200, "relu": 200, "lrn": 120, "softmax": 80, "dropout": 120,
-                "dwconv": 600, "batchnorm": 200, "add": 200, "clip": 200, "gap": 120, "concat": 120}
+DESIGN_SIZES = {
+    "conv": 1100,
+    "fc": 1050,
+    "pool": 200,
+    "relu": 200,
+    "lrn": 120,
+    "softmax": 80,
+    "dropout": 120,
+    "dwconv": 600,
+    "batchnorm": 200,
+    "add": 200,
+    "clip": 200,
+    "gap": 120,
+    "concat": 120,
+}
 
 
 def design(layer_type: str, seed: int = 0) -> list[Config]:
@@ -356,8 +408,16 @@ def config_layer(config: Config) -> Layer:
     """The `Layer` spec of a configuration, for the shared ONNX node builder (pools round down, as measured)."""
     c = config
     out = c.out_channels if c.layer_type in ("conv", "dwconv", "fc") else None
-    return Layer(f"{c.layer_type}_layer", c.layer_type, out=out, kernel=c.kernel, stride=c.stride, pad=c.pad,
-                 groups=c.groups, ceil=False)
+    return Layer(
+        f"{c.layer_type}_layer",
+        c.layer_type,
+        out=out,
+        kernel=c.kernel,
+        stride=c.stride,
+        pad=c.pad,
+        groups=c.groups,
+        ceil=False,
+    )
 
 
 def build_layer_model(config: Config, rng=None):
@@ -379,9 +439,13 @@ def build_layer_model(config: Config, rng=None):
         names = ["x0", "x1"]
     nodes, weights = layer_nodes(config_layer(c), c.in_channels, names if len(names) > 1 else names[0], "y", rng)
     inits = [numpy_helper.from_array(w, name) for name, w in weights.items()]
-    graph = helper.make_graph(nodes, f"{c.layer_type}_layer",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, x_shape) for n in names],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        f"{c.layer_type}_layer",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, x_shape) for n in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     feed = {n: rng.standard_normal(size=x_shape, dtype=np.float32) for n in names}
     return model, feed
@@ -452,8 +516,12 @@ def time_session(session, feed, repeats: int | None = None, threads: int = 1) ->
     while not _enough(len(times), start, repeats):
         times.append(_timed_run_ms(session, feed, threads))
     arr = np.asarray(times)
-    return {"latency_ms": float(np.median(arr)), "p10_ms": float(np.percentile(arr, 10)),
-            "p90_ms": float(np.percentile(arr, 90)), "repeats": len(arr)}
+    return {
+        "latency_ms": float(np.median(arr)),
+        "p10_ms": float(np.percentile(arr, 10)),
+        "p90_ms": float(np.percentile(arr, 90)),
+        "repeats": len(arr),
+    }
 
 
 def time_reference(reference, threads: int = 1) -> float:
@@ -468,8 +536,9 @@ def make_session(config: Config, threads: int, rng=None):
     import onnxruntime as ort
 
     model, feed = build_layer_model(config, rng)
-    session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
+    )
     return session, feed
 
 
@@ -491,12 +560,24 @@ def measure_window(config: Config, threads: int, reference, repeats: int | None 
     reference_ms = time_reference(reference, threads)
     session, feed = make_session(config, threads, rng)
     stats = time_session(session, feed, repeats, threads)
-    return {"raw_ms": stats["latency_ms"], "p10_ms": stats["p10_ms"], "p90_ms": stats["p90_ms"],
-            "repeats": stats["repeats"], "reference_ms": reference_ms}
+    return {
+        "raw_ms": stats["latency_ms"],
+        "p10_ms": stats["p10_ms"],
+        "p90_ms": stats["p90_ms"],
+        "repeats": stats["repeats"],
+        "reference_ms": reference_ms,
+    }
 
 
-def retest(profile_dir: str | Path, role: str, layer_type: str = "conv", n: int = 100, threads: int | None = None,
-           seed: int = 0, passes: int = PASSES):
+def retest(
+    profile_dir: str | Path,
+    role: str,
+    layer_type: str = "conv",
+    n: int = 100,
+    threads: int | None = None,
+    seed: int = 0,
+    passes: int = PASSES,
+):
     """Test-retest: re-measure `n` random rows of a profile and compare with the stored latencies.
 
     Each row is re-measured as the profile was: one window per pass, each pass over the sample in its own
@@ -529,7 +610,7 @@ def retest(profile_dir: str | Path, role: str, layer_type: str = "conv", n: int 
 # ------------------------------------------------------------------------------------------------- CSV I/O
 def _run_key(row) -> tuple:
     """(role, layer_type, factors..., pass) of a runs-CSV row (strings)."""
-    return (row[0], row[1], *(int(v) for v in row[2:2 + len(FACTORS)]), int(row[2 + len(FACTORS)]))
+    return (row[0], row[1], *(int(v) for v in row[2 : 2 + len(FACTORS)]), int(row[2 + len(FACTORS)]))
 
 
 def _recover_runs(path: Path) -> set[tuple]:
@@ -555,18 +636,27 @@ def _recover_runs(path: Path) -> set[tuple]:
         try:
             if len(row) != len(RUN_COLUMNS):
                 raise ValueError(f"{len(row)} fields instead of {len(RUN_COLUMNS)}")
-            [float(v) for v in row[3 + len(FACTORS):]]  # the measurements must be numbers too
+            [float(v) for v in row[3 + len(FACTORS) :]]  # the measurements must be numbers too
             keys.add(_run_key(row))
         except ValueError as exc:
-            raise ProfileError(f"{path}: line {number} is not a profiler run ({exc}); fix or delete that line "
-                               "and rerun to resume") from None
+            raise ProfileError(
+                f"{path}: line {number} is not a profiler run ({exc}); fix or delete that line and rerun to resume"
+            ) from None
     return keys
 
 
 def _format_run(role: str, config: Config, pass_: int, w: dict) -> str:
-    values = [role, config.layer_type, *(str(int(getattr(config, f))) for f in FACTORS), str(pass_),
-              f"{w['raw_ms']:.6f}", f"{w['p10_ms']:.6f}", f"{w['p90_ms']:.6f}", str(w["repeats"]),
-              f"{w['reference_ms']:.6f}"]
+    values = [
+        role,
+        config.layer_type,
+        *(str(int(getattr(config, f))) for f in FACTORS),
+        str(pass_),
+        f"{w['raw_ms']:.6f}",
+        f"{w['p10_ms']:.6f}",
+        f"{w['p90_ms']:.6f}",
+        str(w["repeats"]),
+        f"{w['reference_ms']:.6f}",
+    ]
     return ",".join(values) + "\n"
 
 
@@ -605,8 +695,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _write_metadata(out: Path, role: str, threads: int, seed: int, passes: int, started: str, profile,
-                    reference_ms: float, command: str | None, measured: int = 0) -> dict:
+def _write_metadata(
+    out: Path,
+    role: str,
+    threads: int,
+    seed: int,
+    passes: int,
+    started: str,
+    profile,
+    reference_ms: float,
+    command: str | None,
+    measured: int = 0,
+) -> dict:
     import onnx
     import onnxruntime as ort
 
@@ -629,12 +729,15 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, passes: int, 
         "passes": passes,
         "warmup_runs": WARMUP_RUNS,
         "repeats_rule": f"per pass, {REFERENCE_RUNS} reference-layer runs after {REFERENCE_WARMUP_RUNS} untimed, "
-                        f"then adaptive layer runs: at least {MIN_REPEATS}, at most {MAX_REPEATS}, stop after "
-                        f"{TARGET_SECONDS} s",
+        f"then adaptive layer runs: at least {MIN_REPEATS}, at most {MAX_REPEATS}, stop after "
+        f"{TARGET_SECONDS} s",
         "latency_rule": "the fastest window (lowest median) over the passes: its median, p10 and p90; raw_ms is "
-                        "the median over passes of the window medians; reference_ms in the runs file records the "
-                        "machine's speed per window and is not applied",
-        "reference_layer": {"layer_type": REFERENCE_LAYER.layer_type, **dict(zip(FACTORS, REFERENCE_LAYER.key(role)[2:]))},
+        "the median over passes of the window medians; reference_ms in the runs file records the "
+        "machine's speed per window and is not applied",
+        "reference_layer": {
+            "layer_type": REFERENCE_LAYER.layer_type,
+            **dict(zip(FACTORS, REFERENCE_LAYER.key(role)[2:])),
+        },
         "reference_ms": reference_ms,
         "started_utc": started,
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -653,8 +756,16 @@ def _write_metadata(out: Path, role: str, threads: int, seed: int, passes: int, 
     meta["note"] = old.get("note", "")  # keep the note (e.g. "shared VM") across resumed runs
     # one entry per run that wrote into this profile, so a resumed profile keeps the provenance of every run
     runs = [r for r in old.get("runs", []) if r.get("started_utc") != started]
-    runs.append({"started_utc": started, "ended_utc": meta["date_utc"], "command": command, "threads": threads,
-                 "load_average_end": meta["load_average"], "windows_measured": measured})
+    runs.append(
+        {
+            "started_utc": started,
+            "ended_utc": meta["date_utc"],
+            "command": command,
+            "threads": threads,
+            "load_average_end": meta["load_average"],
+            "windows_measured": measured,
+        }
+    )
     meta["runs"] = runs
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return meta
@@ -682,13 +793,25 @@ def _check_resume(meta_path: Path, role: str, threads: int) -> None:
     if meta.get("role", role) != role:
         raise ProfileError(f"{meta_path}: this folder holds a {meta.get('role')!r} profile, not {role!r}")
     if "threads" in meta and int(meta["threads"]) != threads:
-        raise ProfileError(f"{meta_path}: the profile was begun with --threads {meta['threads']}; resume it with "
-                           f"the same count (got {threads}) or measure into another --out folder")
+        raise ProfileError(
+            f"{meta_path}: the profile was begun with --threads {meta['threads']}; resume it with "
+            f"the same count (got {threads}) or measure into another --out folder"
+        )
 
 
-def run_profile(out: str | Path, role: str, threads: int | None = None, layer_types=None, limit: int | None = None,
-                repeats: int | None = None, seed: int = 0, passes: int = PASSES, progress: bool = True,
-                command: str | None = None, note: str | None = None) -> Path:
+def run_profile(
+    out: str | Path,
+    role: str,
+    threads: int | None = None,
+    layer_types=None,
+    limit: int | None = None,
+    repeats: int | None = None,
+    seed: int = 0,
+    passes: int = PASSES,
+    progress: bool = True,
+    command: str | None = None,
+    note: str | None = None,
+) -> Path:
     """Measure every (configuration, pass) window not yet in <out>/<role>.runs.csv; return <out>/<role>.csv.
 
     Each pass visits the whole sweep (all requested types) in its own seeded shuffled order. Windows are
@@ -748,8 +871,12 @@ def run_profile(out: str | Path, role: str, threads: int | None = None, layer_ty
         _write_metadata(out, role, threads, seed, passes, started, profile, reference_ms, command, measured)
 
     measured = 0
-    with open(runs_path, "a", newline="") as fh, tqdm(total=sum(map(len, todo)), desc=f"profile {role}",
-                                                      unit="window", disable=not progress, file=sys.stderr) as bar:
+    with (
+        open(runs_path, "a", newline="") as fh,
+        tqdm(
+            total=sum(map(len, todo)), desc=f"profile {role}", unit="window", disable=not progress, file=sys.stderr
+        ) as bar,
+    ):
         for p, pass_todo in enumerate(todo):
             bar.set_postfix_str(f"pass {p + 1}/{passes}")
             for c in pass_todo:

@@ -10,6 +10,7 @@ layers and everything here returns the layer table's own values. DAG layer table
 `inputs` (the comma-separated names of the layers a layer reads; "data" is the network input) and `block`
 (1-based); chain tables do not, so the paper's networks keep their tables exactly.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -91,11 +92,19 @@ def block_table(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     in_bytes = block_in_bytes(table)
     for b, (start, stop) in enumerate(block_bounds(table)):
-        rows.append({"block": b + 1, "name": names[stop - 1], "first": names[start], "layers": stop - start,
-                     "types": "+".join(types[start:stop]), "in_bytes": int(in_bytes[b]),
-                     "out_bytes": int(table["out_bytes"].iloc[stop - 1]),
-                     "macs": int(table["macs"].iloc[start:stop].sum()),
-                     "params": int(table["params"].iloc[start:stop].sum())})
+        rows.append(
+            {
+                "block": b + 1,
+                "name": names[stop - 1],
+                "first": names[start],
+                "layers": stop - start,
+                "types": "+".join(types[start:stop]),
+                "in_bytes": int(in_bytes[b]),
+                "out_bytes": int(table["out_bytes"].iloc[stop - 1]),
+                "macs": int(table["macs"].iloc[start:stop].sum()),
+                "params": int(table["params"].iloc[start:stop].sum()),
+            }
+        )
     out = pd.DataFrame(rows, columns=BLOCK_COLUMNS)
     out.attrs = dict(table.attrs)
     return out

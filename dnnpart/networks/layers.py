@@ -18,6 +18,7 @@ Parameters are counted as torchvision counts them: weights and biases, and for b
 and shift (2 per channel); the running mean and variance are buffers, not parameters. Batch normalisation is a
 layer of its own (not folded into the convolution before it), so MACs are those of conv and fc layers only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,8 +36,22 @@ BYTES_PER_ELEMENT = 4  # float32
 NETWORK_INPUT = "data"  # how a layer's `inputs` name the network input (Caffe's name for it)
 
 COLUMNS = [
-    "name", "type", "kernel", "stride", "pad", "groups", "in_channels", "out_channels", "in_side", "out_side",
-    "in_elements", "in_bytes", "out_elements", "out_bytes", "macs", "params",
+    "name",
+    "type",
+    "kernel",
+    "stride",
+    "pad",
+    "groups",
+    "in_channels",
+    "out_channels",
+    "in_side",
+    "out_side",
+    "in_elements",
+    "in_bytes",
+    "out_elements",
+    "out_bytes",
+    "macs",
+    "params",
 ]
 NUMERIC_COLUMNS = COLUMNS[2:]
 DAG_COLUMNS = ["inputs", "block"]  # only in the tables of networks that are not chains
@@ -72,10 +87,19 @@ class Layer:
     inputs: tuple[str, ...] = ()
 
 
-def conv(name: str, out: int, kernel: int, stride: int = 1, pad: int = 0, groups: int = 1, bias: bool = True,
-         inputs: tuple[str, ...] = ()) -> Layer:
-    return Layer(name, "conv", out=out, kernel=kernel, stride=stride, pad=pad, groups=groups, bias=bias,
-                 inputs=tuple(inputs))
+def conv(
+    name: str,
+    out: int,
+    kernel: int,
+    stride: int = 1,
+    pad: int = 0,
+    groups: int = 1,
+    bias: bool = True,
+    inputs: tuple[str, ...] = (),
+) -> Layer:
+    return Layer(
+        name, "conv", out=out, kernel=kernel, stride=stride, pad=pad, groups=groups, bias=bias, inputs=tuple(inputs)
+    )
 
 
 def dwconv(name: str, channels: int, kernel: int, stride: int = 1, pad: int = 0, bias: bool = True) -> Layer:
@@ -149,8 +173,9 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
     after the tensor was flattened, a join of unequal shapes, an input that is not an earlier layer).
     """
     if len(layers) > MAX_LAYERS:
-        raise DnnpartError(f"{network}: {len(layers):,} layers; at most {MAX_LAYERS:,} are supported "
-                           "(dnnpart.limits.MAX_LAYERS)")
+        raise DnnpartError(
+            f"{network}: {len(layers):,} layers; at most {MAX_LAYERS:,} are supported (dnnpart.limits.MAX_LAYERS)"
+        )
     shape = [int(v) for v in input_shape]
     if len(shape) != 4 or shape[0] != 1 or shape[2] != shape[3] or min(shape) < 1:
         raise DnnpartError(f"{network}: input shape must be [1, C, H, W] with H == W, got {list(input_shape)}")
@@ -161,11 +186,14 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
     if explicit:
         clashes = sorted({n for n in names if names.count(n) > 1 or n == NETWORK_INPUT})
         if clashes:
-            raise DnnpartError(f"{network}: layers that name their inputs need unique layer names other than "
-                               f"{NETWORK_INPUT!r}: {clashes}")
+            raise DnnpartError(
+                f"{network}: layers that name their inputs need unique layer names other than "
+                f"{NETWORK_INPUT!r}: {clashes}"
+            )
     rows, sources = [], []
     previous = NETWORK_INPUT
     for layer in layers:
+
         def fail(problem: str, layer: Layer = layer) -> DnnpartError:
             err = DnnpartError(f"{network}: layer '{layer.name}' ({layer.type}): {problem}")
             err.layer = layer.name  # lets from_onnx name the ONNX node behind the layer
@@ -176,8 +204,7 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
         srcs = tuple(layer.inputs) or (previous,)
         for src in srcs:
             if src not in tensors:
-                raise fail(f"reads {src!r}, which is neither an earlier layer nor the network input "
-                           f"{NETWORK_INPUT!r}")
+                raise fail(f"reads {src!r}, which is neither an earlier layer nor the network input {NETWORK_INPUT!r}")
         if layer.type in JOINS and len(srcs) < 2:
             raise fail(f"joins two or more inputs, got {list(srcs)}")
         if layer.type not in JOINS and len(srcs) != 1:
@@ -186,9 +213,9 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
         if layer.type in JOINS:
             parts = [tensors[src] for src in srcs]
             if any((p[1], p[2]) != (side, flat) for p in parts) or (
-                    layer.type == "add" and any(p[0] != channels for p in parts)):
-                raise fail(f"inputs {list(srcs)} have unequal shapes "
-                           f"{[(p[0], p[1]) for p in parts]} (channels, side)")
+                layer.type == "add" and any(p[0] != channels for p in parts)
+            ):
+                raise fail(f"inputs {list(srcs)} have unequal shapes {[(p[0], p[1]) for p in parts]} (channels, side)")
             in_channels = sum(p[0] for p in parts)
             channels = channels if layer.type == "add" else in_channels
             in_elements = in_channels * side * side
@@ -249,13 +276,26 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
         tensors[layer.name] = (channels, side, flat)
         sources.append(srcs)
         previous = layer.name
-        rows.append({
-            "name": layer.name, "type": kind, "kernel": kernel, "stride": stride, "pad": pad,
-            "groups": groups, "in_channels": in_channels, "out_channels": channels, "in_side": in_side,
-            "out_side": side, "in_elements": in_elements, "in_bytes": in_elements * BYTES_PER_ELEMENT,
-            "out_elements": out_elements, "out_bytes": out_elements * BYTES_PER_ELEMENT,
-            "macs": macs, "params": params,
-        })
+        rows.append(
+            {
+                "name": layer.name,
+                "type": kind,
+                "kernel": kernel,
+                "stride": stride,
+                "pad": pad,
+                "groups": groups,
+                "in_channels": in_channels,
+                "out_channels": channels,
+                "in_side": in_side,
+                "out_side": side,
+                "in_elements": in_elements,
+                "in_bytes": in_elements * BYTES_PER_ELEMENT,
+                "out_elements": out_elements,
+                "out_bytes": out_elements * BYTES_PER_ELEMENT,
+                "macs": macs,
+                "params": params,
+            }
+        )
     if not rows:
         raise DnnpartError(f"{network}: a network needs at least one layer")
     table = pd.DataFrame(rows, columns=COLUMNS)
@@ -265,8 +305,10 @@ def build_table(network: str, input_shape: Sequence[int], layers: Sequence[Layer
         read = {src for srcs in sources for src in srcs}
         unused = [n for n in names[:-1] if n not in read]
         if unused:
-            err = DnnpartError(f"{network}: layer '{unused[0]}' ({rows[names.index(unused[0])]['type']}): its "
-                               "output is read by no later layer; a network has one output, its last layer's")
+            err = DnnpartError(
+                f"{network}: layer '{unused[0]}' ({rows[names.index(unused[0])]['type']}): its "
+                "output is read by no later layer; a network has one output, its last layer's"
+            )
             err.layer = unused[0]
             raise err
         cuts = cut_points(sources, names, NETWORK_INPUT)
@@ -301,25 +343,33 @@ def layers_from_table(table: pd.DataFrame) -> list[Layer]:
         inputs = tuple(str(row.inputs).split(",")) if dag else ()
         if dag:
             prev = shapes.get(inputs[0], (-1, -1))
-        weights = {"conv": o * (i // max(g, 1)) * k * k, "dwconv": o * k * k, "fc": i * o,
-                   "batchnorm": 0}.get(kind, 0)
+        weights = {"conv": o * (i // max(g, 1)) * k * k, "dwconv": o * k * k, "fc": i * o, "batchnorm": 0}.get(kind, 0)
         extra = 2 * o if kind == "batchnorm" else 0
-        layers.append(Layer(
-            str(row.name), kind, out=o if kind in ("conv", "dwconv", "fc") else None,
-            kernel=k if kind not in ("gap",) else 1, stride=s, pad=p, groups=g,
-            ceil=kind == "pool" and int(row.out_side) == pooled_side(int(row.in_side), k, s, p, True),
-            bias=int(row.params) - extra != weights,
-            flatten=kind in FLATTENABLE and (i, int(row.in_side)) != prev,
-            inputs=inputs,
-        ))
+        layers.append(
+            Layer(
+                str(row.name),
+                kind,
+                out=o if kind in ("conv", "dwconv", "fc") else None,
+                kernel=k if kind not in ("gap",) else 1,
+                stride=s,
+                pad=p,
+                groups=g,
+                ceil=kind == "pool" and int(row.out_side) == pooled_side(int(row.in_side), k, s, p, True),
+                bias=int(row.params) - extra != weights,
+                flatten=kind in FLATTENABLE and (i, int(row.in_side)) != prev,
+                inputs=inputs,
+            )
+        )
         prev = (o, int(row.out_side))
         shapes[str(row.name)] = prev
     rebuilt = build_table(network, table.attrs["input_shape"], layers)
     for (r, want), (_, got) in zip(rebuilt[NUMERIC_COLUMNS].iterrows(), table[NUMERIC_COLUMNS].iterrows()):
         bad = [c for c in NUMERIC_COLUMNS if int(want[c]) != int(got[c])]
         if bad:
-            raise DnnpartError(f"{network}: layer '{table['name'].iloc[r]}' is inconsistent in {bad}: "
-                               f"its hyper-parameters give {[int(want[c]) for c in bad]}")
+            raise DnnpartError(
+                f"{network}: layer '{table['name'].iloc[r]}' is inconsistent in {bad}: "
+                f"its hyper-parameters give {[int(want[c]) for c in bad]}"
+            )
     return layers
 
 

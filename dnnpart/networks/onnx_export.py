@@ -9,6 +9,7 @@ Node and tensor names are the layer names, so the tensor crossing a cut point is
 layer. A DAG network splits only at its cut points: `block_steps` gives one step per block (for a chain, exactly
 `layer_steps`), and `extract_blocks` cuts blocks i..j out of any ONNX file, ours or imported.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -33,15 +34,15 @@ class LayerStep:
     """One layer of the exported graph: its nodes (a Flatten first where the layer flattens a 4-D input),
     their weights, and the tensors it reads and writes with their shapes."""
 
-    index: int                      # 1-based layer number, as in the optimiser
+    index: int  # 1-based layer number, as in the optimiser
     layer: Layer
     nodes: list
     weights: dict[str, np.ndarray]
-    input_name: str                 # the (first) tensor it reads (or INPUT_NAME), before any Flatten
+    input_name: str  # the (first) tensor it reads (or INPUT_NAME), before any Flatten
     input_shape: list[int]
-    output_name: str                # the layer's name
+    output_name: str  # the layer's name
     output_shape: list[int]
-    inputs: tuple[str, ...] = ()    # every tensor it reads (a join reads two or more)
+    inputs: tuple[str, ...] = ()  # every tensor it reads (a join reads two or more)
 
 
 def layer_steps(table: pd.DataFrame, seed: int = 0, stop: int | None = None) -> Iterator[LayerStep]:
@@ -73,8 +74,9 @@ def layer_steps(table: pd.DataFrame, seed: int = 0, stop: int | None = None) -> 
         layer_n, weights = layer_nodes(layer, int(row.in_channels), xs if len(xs) > 1 else xs[0], layer.name, rng)
         flat = len(shape) == 2 or xs != sources
         out_shape = [1, int(row.out_channels)] + ([] if flat else [int(row.out_side)] * 2)
-        yield LayerStep(index, layer, nodes + layer_n, weights, sources[0], shape, layer.name, out_shape,
-                        tuple(sources))
+        yield LayerStep(
+            index, layer, nodes + layer_n, weights, sources[0], shape, layer.name, out_shape, tuple(sources)
+        )
         current, shapes[layer.name] = layer.name, out_shape
 
 
@@ -86,9 +88,17 @@ def block_steps(table: pd.DataFrame, seed: int = 0) -> Iterator[LayerStep]:
     for b, (start, stop) in enumerate(block_bounds(table), start=1):
         part, before = steps[start:stop], steps[start - 1] if start else None
         name, shape = (before.output_name, before.output_shape) if before else (INPUT_NAME, steps[0].input_shape)
-        yield LayerStep(b, part[-1].layer, [n for s in part for n in s.nodes],
-                        {k: v for s in part for k, v in s.weights.items()}, name, shape, part[-1].output_name,
-                        part[-1].output_shape, (name,))
+        yield LayerStep(
+            b,
+            part[-1].layer,
+            [n for s in part for n in s.nodes],
+            {k: v for s in part for k, v in s.weights.items()},
+            name,
+            shape,
+            part[-1].output_name,
+            part[-1].output_shape,
+            (name,),
+        )
 
 
 def graph_model(steps: list[LayerStep], name: str, outputs: list[tuple[str, list[int]]] | None = None):
@@ -99,11 +109,14 @@ def graph_model(steps: list[LayerStep], name: str, outputs: list[tuple[str, list
     first, last = steps[0], steps[-1]
     outputs = [(last.output_name, last.output_shape)] if outputs is None else outputs
     graph = helper.make_graph(
-        [n for s in steps for n in s.nodes], name,
+        [n for s in steps for n in s.nodes],
+        name,
         [helper.make_tensor_value_info(first.input_name, TensorProto.FLOAT, first.input_shape)],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in outputs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnpart",
-                              ir_version=IR_VERSION)
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in outputs],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnpart", ir_version=IR_VERSION
+    )
     for step in steps:  # filled in place: make_graph/make_model would copy 100s of MB twice
         for wname, array in step.weights.items():
             tensor = model.graph.initializer.add()
@@ -152,8 +165,10 @@ def extract_blocks(model, table: pd.DataFrame, first: int, last: int):
 
     tensors = block_tensors(table)
     if not (isinstance(first, int) and isinstance(last, int) and 1 <= first <= last <= len(tensors)):
-        raise DnnpartError(f"{table.attrs.get('network', 'table')}: blocks {first}..{last} out of range; "
-                           f"valid: 1 <= first <= last <= {len(tensors)}")
+        raise DnnpartError(
+            f"{table.attrs.get('network', 'table')}: blocks {first}..{last} out of range; "
+            f"valid: 1 <= first <= last <= {len(tensors)}"
+        )
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     cut = [tensors[first - 1][0], tensors[last - 1][1]]

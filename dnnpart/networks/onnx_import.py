@@ -6,6 +6,7 @@ propagation as the zoo, which also finds the cut points (dnnpart.networks.blocks
 are checked against it. Batch normalisation is read as a layer of its own; a model exported with it folded into
 the convolutions (as inference runtimes and torch.onnx.export do) simply has none, and biased convs instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -19,11 +20,25 @@ from dnnpart.networks.layers import FLATTENABLE, NETWORK_INPUT, Layer, build_tab
 
 # ONNX operator -> what it becomes in the table ("fold": absorbed, no row).
 SUPPORTED_OPS = {
-    "Conv": "conv", "Relu": "relu", "LRN": "lrn", "MaxPool": "pool", "AveragePool": "pool",
-    "GlobalAveragePool": "gap", "GlobalMaxPool": "pool", "Gemm": "fc", "MatMul": "fc", "Dropout": "dropout",
-    "Softmax": "softmax", "BatchNormalization": "batchnorm", "Clip": "clip",
+    "Conv": "conv",
+    "Relu": "relu",
+    "LRN": "lrn",
+    "MaxPool": "pool",
+    "AveragePool": "pool",
+    "GlobalAveragePool": "gap",
+    "GlobalMaxPool": "pool",
+    "Gemm": "fc",
+    "MatMul": "fc",
+    "Dropout": "dropout",
+    "Softmax": "softmax",
+    "BatchNormalization": "batchnorm",
+    "Clip": "clip",
     "Add": "add",  # of two branches; with a constant, the bias of the MatMul right before it
-    "Concat": "concat", "Flatten": "fold", "Reshape": "fold", "Identity": "fold", "Constant": "fold",
+    "Concat": "concat",
+    "Flatten": "fold",
+    "Reshape": "fold",
+    "Identity": "fold",
+    "Constant": "fold",
 }
 JOIN_OPS = ("Add", "Concat")
 
@@ -33,8 +48,9 @@ def _fail(path: Path, message: str) -> OnnxImportError:
 
 
 def _supported() -> str:
-    return ", ".join("Add (of two branches, or a MatMul bias)" if op == "Add" else op
-                     for op in SUPPORTED_OPS if op != "Constant")
+    return ", ".join(
+        "Add (of two branches, or a MatMul bias)" if op == "Add" else op for op in SUPPORTED_OPS if op != "Constant"
+    )
 
 
 def _dims(value_info) -> list | None:
@@ -56,14 +72,22 @@ def _infer_shapes(model) -> tuple[dict[str, list], str | None]:
 
     g = model.graph
     small = [t for t in g.initializer if np.prod(t.dims) <= 64]
-    weight_inputs = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                     for t in g.initializer if np.prod(t.dims) > 64]
+    weight_inputs = [
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in g.initializer if np.prod(t.dims) > 64
+    ]
     graph_inputs = {i.name for i in g.input}
     light = helper.make_model(
-        helper.make_graph(list(g.node), g.name or "graph",
-                          list(g.input) + [w for w in weight_inputs if w.name not in graph_inputs],
-                          list(g.output), small, value_info=list(g.value_info)),
-        opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 4))
+        helper.make_graph(
+            list(g.node),
+            g.name or "graph",
+            list(g.input) + [w for w in weight_inputs if w.name not in graph_inputs],
+            list(g.output),
+            small,
+            value_info=list(g.value_info),
+        ),
+        opset_imports=list(model.opset_import),
+        ir_version=max(model.ir_version, 4),
+    )
     error = None
     try:
         inferred = onnx.shape_inference.infer_shapes(light, strict_mode=True)
@@ -117,8 +141,9 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
 
     data_inputs = [i for i in g.input if i.name not in weights]
     if len(data_inputs) != 1:
-        raise _fail(path, f"a network has one data input, this model has {len(data_inputs)}: "
-                          f"{[i.name for i in data_inputs]}")
+        raise _fail(
+            path, f"a network has one data input, this model has {len(data_inputs)}: {[i.name for i in data_inputs]}"
+        )
     x = data_inputs[0]
     dims = shapes.get(x.name) or _dims(x) or []
     if len(dims) not in (2, 4) or any(d is None for d in dims[1:]):
@@ -151,12 +176,17 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
             continue
         reads = [n for n in node.input if n and n not in weights]
         if op not in SUPPORTED_OPS:
-            raise _fail(path, f"{where}: operator {op} cannot be described by the layer table; "
-                              f"supported operators: {_supported()}")
+            raise _fail(
+                path,
+                f"{where}: operator {op} cannot be described by the layer table; supported operators: {_supported()}",
+            )
         for tensor in reads:
             if tensor not in source:
-                raise _fail(path, f"{where} reads tensor '{tensor}', which no earlier node produces (nodes must "
-                                  "come in topological order, and a network has one data input)")
+                raise _fail(
+                    path,
+                    f"{where} reads tensor '{tensor}', which no earlier node produces (nodes must "
+                    "come in topological order, and a network has one data input)",
+                )
         for extra in node.output[1:]:  # e.g. Dropout's mask, MaxPool's indices
             if extra and extra in consumers:
                 raise _fail(path, f"{where}'s second output '{extra}' is used; only the first output may be")
@@ -169,26 +199,40 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
             made_by = source[reads[0]][0]
             last = layers[index[made_by]] if made_by in index else None
             bias = _tensor_dims(next((n for n in node.input if n and n in weights), ""), weights, constants, shapes)
-            if (last is None or last.type != "fc" or last.bias or origin[made_by][1] != "MatMul" or bias is None
-                    or int(np.prod(bias)) != last.out or consumers.get(reads[0]) != [i]):
-                raise _fail(path, f"{where}: operator Add of a constant is supported only as the bias of a MatMul "
-                                  f"right before it; supported operators: {_supported()}")
+            if (
+                last is None
+                or last.type != "fc"
+                or last.bias
+                or origin[made_by][1] != "MatMul"
+                or bias is None
+                or int(np.prod(bias)) != last.out
+                or consumers.get(reads[0]) != [i]
+            ):
+                raise _fail(
+                    path,
+                    f"{where}: operator Add of a constant is supported only as the bias of a MatMul "
+                    f"right before it; supported operators: {_supported()}",
+                )
             layers[index[made_by]] = replace(last, bias=True)
             origin[made_by] = (*origin[made_by][:2], out)
             source[out] = source[reads[0]]
             continue
         if op in JOIN_OPS:
             if len(reads) < 2 or (op == "Add" and len(reads) != 2):
-                raise _fail(path, f"{where}: joins {'two' if op == 'Add' else 'two or more'} activation tensors, "
-                                  f"reads {reads}")
+                raise _fail(
+                    path, f"{where}: joins {'two' if op == 'Add' else 'two or more'} activation tensors, reads {reads}"
+                )
             if op == "Concat" and _attr(node, "axis") != 1:
-                raise _fail(path, f"{where}: only a Concat along the channels (axis=1) is supported, "
-                                  f"got axis={_attr(node, 'axis')}")
+                raise _fail(
+                    path,
+                    f"{where}: only a Concat along the channels (axis=1) is supported, got axis={_attr(node, 'axis')}",
+                )
             layer = Layer(label, SUPPORTED_OPS[op])
         else:
             if len(reads) != 1:
-                raise _fail(path, f"{where} reads {len(reads)} activation tensors {reads}; only Add and Concat "
-                                  "join branches")
+                raise _fail(
+                    path, f"{where} reads {len(reads)} activation tensors {reads}; only Add and Concat join branches"
+                )
             layer = _node_layer(node, op, label, where, weights, constants, shapes, path, fan_in)
         if layer == "flatten":
             source[out] = (source[reads[0]][0], True)
@@ -196,8 +240,9 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         if layer is None:
             source[out] = source[reads[0]]
             continue
-        layer = replace(layer, inputs=tuple(source[t][0] for t in reads),
-                        flatten=source[reads[0]][1] and layer.type in FLATTENABLE)
+        layer = replace(
+            layer, inputs=tuple(source[t][0] for t in reads), flatten=source[reads[0]][1] and layer.type in FLATTENABLE
+        )
         index[layer.name] = len(layers)
         layers.append(layer)
         origin[layer.name] = (label, op, out)
@@ -218,10 +263,16 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
     for layer, row in zip(layers, table.itertuples(index=False)):
         label, op, tensor = origin[row.name]
         if row.name in fan_in and fan_in[row.name] != row.in_channels:
-            raise _fail(path, f"node '{label}' ({op}): its weight expects {fan_in[row.name]} input "
-                              f"{'features' if row.type == 'fc' else 'channels'} but receives {row.in_channels}")
-        if layer.type == "pool" and layer.ceil and row.out_side != pooled_side(
-                row.in_side, row.kernel, row.stride, row.pad, ceil=True, clip=False):
+            raise _fail(
+                path,
+                f"node '{label}' ({op}): its weight expects {fan_in[row.name]} input "
+                f"{'features' if row.type == 'fc' else 'channels'} but receives {row.in_channels}",
+            )
+        if (
+            layer.type == "pool"
+            and layer.ceil
+            and row.out_side != pooled_side(row.in_side, row.kernel, row.stride, row.pad, ceil=True, clip=False)
+        ):
             onnx_shapes_trusted = False
         want = shapes.get(tensor)
         if not onnx_shapes_trusted or not want or len(want) not in (2, 4) or any(d is None for d in want[1:]):
@@ -229,8 +280,11 @@ def from_onnx(path: str | Path) -> pd.DataFrame:
         side = int(row.out_side)
         spatial_ok = want[2:] == [side, side] if len(want) == 4 else side == 1
         if want[1] != row.out_channels or not spatial_ok:
-            raise _fail(path, f"node '{label}' ({op}): the table's shape rules give {row.out_channels} channels of "
-                              f"side {side} but ONNX infers {want}")
+            raise _fail(
+                path,
+                f"node '{label}' ({op}): the table's shape rules give {row.out_channels} channels of "
+                f"side {side} but ONNX infers {want}",
+            )
     if inference_error and onnx_shapes_trusted:  # the checks above found nothing more specific to say
         raise _fail(path, f"ONNX shape inference failed: {inference_error}")
     table.attrs["onnx_input"] = x.name
@@ -253,8 +307,11 @@ def _tensor_dims(name, weights, constants, shapes) -> list | None:
 def _square(values, what: str, where: str, path: Path) -> int:
     values = [int(v) for v in values]
     if len(set(values)) != 1:
-        raise _fail(path, f"{where}: {what} {values} is not square/symmetric; the layer table describes square "
-                          f"kernels, equal strides and symmetric padding only")
+        raise _fail(
+            path,
+            f"{where}: {what} {values} is not square/symmetric; the layer table describes square "
+            f"kernels, equal strides and symmetric padding only",
+        )
     return values[0]
 
 
@@ -270,15 +327,18 @@ def _window(node, where: str, path: Path, kernel_default=None) -> dict:
     kernel = _attr(node, "kernel_shape", kernel_default)
     if kernel is None or len(kernel) != 2:
         raise _fail(path, f"{where}: needs a 2-D kernel, got {kernel}")
-    return dict(kernel=_square(kernel, "kernel", where, path),
-                stride=_square(_attr(node, "strides", [1, 1]), "strides", where, path),
-                pad=_square(_attr(node, "pads", [0, 0, 0, 0]), "pads", where, path))
+    return dict(
+        kernel=_square(kernel, "kernel", where, path),
+        stride=_square(_attr(node, "strides", [1, 1]), "strides", where, path),
+        pad=_square(_attr(node, "pads", [0, 0, 0, 0]), "pads", where, path),
+    )
 
 
 def _node_layer(node, op, label, where, weights, constants, shapes, path, fan_in):
     """The Layer a one-input node becomes, "flatten" for a folded flatten, None for a no-op; raises for the
     unsupported. For conv, fc and batchnorm, fan_in[label] receives the input channels/features the weights expect.
     """
+
     def weight_dims(k):
         return _tensor_dims(node.input[k] if len(node.input) > k else "", weights, constants, shapes)
 
@@ -293,16 +353,25 @@ def _node_layer(node, op, label, where, weights, constants, shapes, path, fan_in
         target = constants.get(node.input[1]) if len(node.input) > 1 else None
         out = shapes.get(node.output[0])
         if target is None or len(target) != 2 or not out or len(out) != 2:
-            raise _fail(path, f"{where}: only a Reshape to [N, features] with a constant shape can be folded "
-                              f"(got {None if target is None else target.tolist()})")
+            raise _fail(
+                path,
+                f"{where}: only a Reshape to [N, features] with a constant shape can be folded "
+                f"(got {None if target is None else target.tolist()})",
+            )
         return "flatten"
     if op == "Conv":
         w = weight_dims(1)
         if w is None or len(w) != 4:
             raise _fail(path, f"{where}: weight must be a 4-D initializer, got {w}")
         fan_in[label] = int(w[1]) * int(_attr(node, "group", 1))
-        return Layer(label, "conv", out=int(w[0]), groups=int(_attr(node, "group", 1)), bias=has_bias,
-                     **_window(node, where, path, kernel_default=w[2:]))
+        return Layer(
+            label,
+            "conv",
+            out=int(w[0]),
+            groups=int(_attr(node, "group", 1)),
+            bias=has_bias,
+            **_window(node, where, path, kernel_default=w[2:]),
+        )
     if op in ("MaxPool", "AveragePool"):
         return Layer(label, "pool", ceil=bool(_attr(node, "ceil_mode", 0)), **_window(node, where, path))
     if op == "GlobalAveragePool":
@@ -311,10 +380,16 @@ def _node_layer(node, op, label, where, weights, constants, shapes, path, fan_in
         return Layer(label, "pool", kernel=0)  # kernel 0: global, the window is the whole map
     if op == "BatchNormalization":
         dims = [weight_dims(k) for k in range(1, 5)]
-        if _attr(node, "training_mode", 0) or any(d is None or len(d) != 1 for d in dims) or len(
-                {d[0] for d in dims}) != 1:
-            raise _fail(path, f"{where}: needs inference mode and four 1-D initializers (scale, bias, mean, "
-                              f"variance) of one length, got {dims}")
+        if (
+            _attr(node, "training_mode", 0)
+            or any(d is None or len(d) != 1 for d in dims)
+            or len({d[0] for d in dims}) != 1
+        ):
+            raise _fail(
+                path,
+                f"{where}: needs inference mode and four 1-D initializers (scale, bias, mean, "
+                f"variance) of one length, got {dims}",
+            )
         fan_in[label] = int(dims[0][0])
         return Layer(label, "batchnorm")
     if op == "Clip":

@@ -1,5 +1,6 @@
 """ONNX nodes for one layer: the single builder behind the exporter (whole networks) and the profiler
 (one-node graphs), so both run the same operator with the same attributes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ OPSET = 17
 IR_VERSION = 8  # ONNX 1.12, the release that introduced opset 17, writes IR 8; older runtimes can read it
 
 
-def layer_nodes(layer: Layer, in_channels: int, x: str | list[str], y: str, rng: np.random.Generator
-                ) -> tuple[list, dict]:
+def layer_nodes(
+    layer: Layer, in_channels: int, x: str | list[str], y: str, rng: np.random.Generator
+) -> tuple[list, dict]:
     """ONNX nodes computing one table row from tensor x into tensor y, and their weights {name: float32 array}.
 
     `in_channels` is the layer's input channel count (of all its inputs together, for a join); `x` (a list of

@@ -1,4 +1,5 @@
 """The network zoo: the paper's networks as compact `Layer` specs, built into layer tables on demand."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from dnnpart.networks.layers import (
 )
 
 # --- the zoo -------------------------------------------------------------------------------------------
+
 
 def _classifier(hidden: int, classes: int, first: int) -> list[Layer]:
     """Caffe's fc-relu-dropout x2, fc, softmax head, numbered from `first` (fc6 ... fc8, prob)."""
@@ -66,34 +68,54 @@ def _resnet(blocks: Sequence[int], bottleneck: bool) -> list[Layer]:
             stride = 2 if (stage > 1 and i == 0) else 1
             out = width * expansion
             if bottleneck:
-                body = [*_conv_bn(f"{p}.conv1", f"{p}.bn1", width, 1, inputs=(x,)), relu(f"{p}.relu1"),
-                        *_conv_bn(f"{p}.conv2", f"{p}.bn2", width, 3, stride), relu(f"{p}.relu2"),
-                        *_conv_bn(f"{p}.conv3", f"{p}.bn3", out, 1)]
+                body = [
+                    *_conv_bn(f"{p}.conv1", f"{p}.bn1", width, 1, inputs=(x,)),
+                    relu(f"{p}.relu1"),
+                    *_conv_bn(f"{p}.conv2", f"{p}.bn2", width, 3, stride),
+                    relu(f"{p}.relu2"),
+                    *_conv_bn(f"{p}.conv3", f"{p}.bn3", out, 1),
+                ]
             else:
-                body = [*_conv_bn(f"{p}.conv1", f"{p}.bn1", width, 3, stride, inputs=(x,)), relu(f"{p}.relu1"),
-                        *_conv_bn(f"{p}.conv2", f"{p}.bn2", out, 3)]
+                body = [
+                    *_conv_bn(f"{p}.conv1", f"{p}.bn1", width, 3, stride, inputs=(x,)),
+                    relu(f"{p}.relu1"),
+                    *_conv_bn(f"{p}.conv2", f"{p}.bn2", out, 3),
+                ]
             shortcut = x
             if stride != 1 or channels != out:
                 body += _conv_bn(f"{p}.downsample.0", f"{p}.downsample.1", out, 1, stride, inputs=(x,))
                 shortcut = f"{p}.downsample.1"
-            layers += body + [add(f"{p}.add", body[-1].name if shortcut == x else body[-3].name, shortcut),
-                              relu(f"{p}.relu")]
+            layers += body + [
+                add(f"{p}.add", body[-1].name if shortcut == x else body[-3].name, shortcut),
+                relu(f"{p}.relu"),
+            ]
             x, channels = f"{p}.relu", out
     return layers + [gap("avgpool"), fc("fc", 1000)]
 
 
 # MobileNetV2 (Sandler et al. 2018, Table 2; torchvision): expansion t, channels c, repeats n, first stride s.
-_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                 (6, 320, 1, 1))
+_MOBILENET_V2 = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def _mobilenet_v2() -> list[Layer]:
     """torchvision's mobilenet_v2 (width 1.0), layers named after its modules: inverted residual blocks of a 1x1
     expansion, a 3x3 depthwise conv and a linear 1x1 projection (each with batch norm, ReLU6 as `clip`), with a
     shortcut `add` where a block keeps its shape."""
+
     def conv_bn_relu6(prefix: str, out: int, kernel: int, stride: int = 1, inputs=()) -> list[Layer]:
-        return [conv(f"{prefix}.0", out, kernel, stride, kernel // 2, bias=False, inputs=inputs),
-                batchnorm(f"{prefix}.1"), clip(f"{prefix}.2")]
+        return [
+            conv(f"{prefix}.0", out, kernel, stride, kernel // 2, bias=False, inputs=inputs),
+            batchnorm(f"{prefix}.1"),
+            clip(f"{prefix}.2"),
+        ]
 
     layers = conv_bn_relu6("features.0", 32, 3, 2)
     x, channels, index = "features.0.2", 32, 1
@@ -102,9 +124,13 @@ def _mobilenet_v2() -> list[Layer]:
             p, stride, hidden = f"features.{index}", (s if i == 0 else 1), channels * t
             body = conv_bn_relu6(f"{p}.conv.0", hidden, 1, inputs=(x,)) if t != 1 else []
             k = len(body) // 3  # index of the depthwise stage inside the block
-            body += [replace(dwconv(f"{p}.conv.{k}.0", hidden, 3, stride, 1, bias=False), inputs=() if body else (x,)),
-                     batchnorm(f"{p}.conv.{k}.1"), clip(f"{p}.conv.{k}.2"),
-                     conv(f"{p}.conv.{k + 1}", c, 1, bias=False), batchnorm(f"{p}.conv.{k + 2}")]
+            body += [
+                replace(dwconv(f"{p}.conv.{k}.0", hidden, 3, stride, 1, bias=False), inputs=() if body else (x,)),
+                batchnorm(f"{p}.conv.{k}.1"),
+                clip(f"{p}.conv.{k}.2"),
+                conv(f"{p}.conv.{k + 1}", c, 1, bias=False),
+                batchnorm(f"{p}.conv.{k + 2}"),
+            ]
             if stride == 1 and channels == c:
                 body.append(add(f"{p}.add", body[-1].name, x))
             layers += body
@@ -117,18 +143,40 @@ def _mobilenet_v2() -> list[Layer]:
 # models/bvlc_alexnet/deploy.prototxt, Simonyan & Zisserman 2015 Table 1 configurations B and D, and
 # torchvision.models (resnet.py, mobilenetv2.py) for the DAG networks.
 _ZOO: dict[str, tuple[list[int], list[Layer]]] = {
-    "lenet": ([1, 1, 28, 28], [
-        conv("conv1", 20, 5), pool("pool1", 2, 2), conv("conv2", 50, 5), pool("pool2", 2, 2),
-        fc("ip1", 500), relu("relu1"), fc("ip2", 10), softmax("prob"),
-    ]),
-    "alexnet": ([1, 3, 227, 227], [
-        conv("conv1", 96, 11, stride=4), relu("relu1"), lrn("norm1", 5), pool("pool1", 3, 2),
-        conv("conv2", 256, 5, pad=2, groups=2), relu("relu2"), lrn("norm2", 5), pool("pool2", 3, 2),
-        conv("conv3", 384, 3, pad=1), relu("relu3"),
-        conv("conv4", 384, 3, pad=1, groups=2), relu("relu4"),
-        conv("conv5", 256, 3, pad=1, groups=2), relu("relu5"), pool("pool5", 3, 2),
-        *_classifier(4096, 1000, first=6),
-    ]),
+    "lenet": (
+        [1, 1, 28, 28],
+        [
+            conv("conv1", 20, 5),
+            pool("pool1", 2, 2),
+            conv("conv2", 50, 5),
+            pool("pool2", 2, 2),
+            fc("ip1", 500),
+            relu("relu1"),
+            fc("ip2", 10),
+            softmax("prob"),
+        ],
+    ),
+    "alexnet": (
+        [1, 3, 227, 227],
+        [
+            conv("conv1", 96, 11, stride=4),
+            relu("relu1"),
+            lrn("norm1", 5),
+            pool("pool1", 3, 2),
+            conv("conv2", 256, 5, pad=2, groups=2),
+            relu("relu2"),
+            lrn("norm2", 5),
+            pool("pool2", 3, 2),
+            conv("conv3", 384, 3, pad=1),
+            relu("relu3"),
+            conv("conv4", 384, 3, pad=1, groups=2),
+            relu("relu4"),
+            conv("conv5", 256, 3, pad=1, groups=2),
+            relu("relu5"),
+            pool("pool5", 3, 2),
+            *_classifier(4096, 1000, first=6),
+        ],
+    ),
     "vgg13": ([1, 3, 224, 224], _vgg([(2, 64), (2, 128), (2, 256), (2, 512), (2, 512)])),
     "vgg16": ([1, 3, 224, 224], _vgg([(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)])),
     "resnet18": ([1, 3, 224, 224], _resnet([2, 2, 2, 2], bottleneck=False)),

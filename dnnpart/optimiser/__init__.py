@@ -5,6 +5,7 @@ inside a `Solution`. The parts: `cuts` (candidates), `heuristic`, `relaxation` a
 bounds), `exact_search` (branch and bound without a MILP), `pyomo_models` (the MILPs), `solve`, `baselines`
 (the paper's Cases 2 and 3 and independent cuts) and `oracle` (brute force for tiny instances).
 """
+
 from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.optimiser.cuts import candidate_cuts, independent_cuts
 from dnnpart.optimiser.exact_search import best_server_order, exact_search
@@ -15,7 +16,24 @@ from dnnpart.optimiser.relaxation import preemptive_bound, srpt_total_ms
 from dnnpart.optimiser.schedule import Schedule, ScheduleError
 from dnnpart.optimiser.solve import FORMULATIONS, Solution, solve
 
-__all__ = ["FORMULATIONS", "Device", "Instance", "Schedule", "ScheduleError", "Solution", "best_server_order",
-           "candidate_cuts", "dispatch", "exact_search", "heuristic", "independent_cuts", "load_instance",
-           "preemptive_bound", "scale_server", "solve", "solve_all_methods", "srpt_total_ms",
-           "time_indexed_bound"]
+__all__ = [
+    "FORMULATIONS",
+    "Device",
+    "Instance",
+    "Schedule",
+    "ScheduleError",
+    "Solution",
+    "best_server_order",
+    "candidate_cuts",
+    "dispatch",
+    "exact_search",
+    "heuristic",
+    "independent_cuts",
+    "load_instance",
+    "preemptive_bound",
+    "scale_server",
+    "solve",
+    "solve_all_methods",
+    "srpt_total_ms",
+    "time_indexed_bound",
+]

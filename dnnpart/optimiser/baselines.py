@@ -8,6 +8,7 @@
 The server schedule for given cuts comes from dnnpart.optimiser.solve.solve(fixed_cuts=...), so baselines and the
 optimiser share the timing, the checker and the objective.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,8 +41,9 @@ def independent(instance: Instance, time_limit: float | None = None, node_limit:
 BASELINES = {"case2": all_server, "case3": all_local, "independent": independent}  # vocabulary.BASELINE_METHODS
 
 
-def evaluate_all(instance: Instance, time_limit: float | None = None, node_limit: int | None = None
-                 ) -> dict[str, Solution]:
+def evaluate_all(
+    instance: Instance, time_limit: float | None = None, node_limit: int | None = None
+) -> dict[str, Solution]:
     """Every baseline by name (case2, case3, independent)."""
     return {name: fn(instance, time_limit, node_limit) for name, fn in BASELINES.items()}
 
@@ -49,15 +51,18 @@ def evaluate_all(instance: Instance, time_limit: float | None = None, node_limit
 CASE1_SHARE = 0.7  # of one time limit over all methods: the optimum's share; the baselines split the rest
 
 
-def solve_all_methods(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
-                      node_limit: int | None = None) -> dict[str, Solution]:
+def solve_all_methods(
+    instance: Instance, formulation: str = "exact", time_limit: float | None = None, node_limit: int | None = None
+) -> dict[str, Solution]:
     """The optimum ("case1") and every baseline, all solved by the same code: method -> Solution.
 
     `time_limit` holds for all of them together: the optimum gets CASE1_SHARE of it, and each baseline (fixed
     cuts: only the server order is searched) an equal part of what is left when its turn comes."""
     if time_limit is None:
-        return {"case1": solve(instance, formulation, node_limit=node_limit),
-                **evaluate_all(instance, None, node_limit)}
+        return {
+            "case1": solve(instance, formulation, node_limit=node_limit),
+            **evaluate_all(instance, None, node_limit),
+        }
     end = time.perf_counter() + time_limit
     out = {"case1": solve(instance, formulation, time_limit=CASE1_SHARE * time_limit, node_limit=node_limit)}
     for k, (name, fn) in enumerate(BASELINES.items()):

@@ -1,4 +1,5 @@
 """Which cuts a device may take: dominance-pruned candidates, and each device's selfish best cut."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """An exact combinatorial search for mostly different devices: cut choices by the nested preemptive search,
 each promising cut vector's server order by branch and bound. No MILP."""
+
 from __future__ import annotations
 
 from dnnpart.errors import DnnpartError
@@ -17,8 +18,9 @@ from dnnpart.optimiser.relaxation import (
 from dnnpart.optimiser.schedule import Schedule
 
 
-def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list, max_nodes: int,
-                      clock: Clock | None = None):
+def best_server_order(
+    instance: Instance, cuts, cutoff_ms: float, counter: list, max_nodes: int, clock: Clock | None = None
+):
     """The best server order for fixed cuts if its sum of completions is below cutoff_ms (else None), as
     (sum of completions, order). Raises BudgetExhausted when counter[0] (shared node count) passes max_nodes.
 
@@ -60,8 +62,9 @@ def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list,
             return None
         front.append((t, done))
         first_end = min(max(t, ready[i]) + devs[i].server_ms[nxt[i]] for i in live)
-        branch = [i for i in live if max(t, ready[i]) < first_end
-                  or max(t, ready[i]) + devs[i].server_ms[nxt[i]] == first_end]
+        branch = [
+            i for i in live if max(t, ready[i]) < first_end or max(t, ready[i]) + devs[i].server_ms[nxt[i]] == first_end
+        ]
         branch.sort(key=lambda i: (ready[i] > t, tail[i][nxt[i]], i))  # dispatch's choice first
         children = []
         for i in branch:
@@ -97,8 +100,9 @@ def best_server_order(instance: Instance, cuts, cutoff_ms: float, counter: list,
     return None if best[1] is None else (best[0], best[1])
 
 
-def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int = BOUND_NODES,
-                 deadline: float | None = None):
+def exact_search(
+    instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int = BOUND_NODES, deadline: float | None = None
+):
     """An optimal schedule by combinatorial branch and bound, for instances the nested preemptive search
     handles (no class of identical devices larger than EXACT_GROUP, at least two classes).
 
@@ -111,8 +115,7 @@ def exact_search(instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int 
     relax = PreemptiveRelaxation(instance, cut_sets, max_nodes, deadline)
     groups = nested_groups(relax)
     if groups is None:
-        raise DnnpartError("exact_search needs at least two classes of at most "
-                           f"{EXACT_GROUP} identical devices each")
+        raise DnnpartError(f"exact_search needs at least two classes of at most {EXACT_GROUP} identical devices each")
     counter = [0]
     orders = {}
 

@@ -1,4 +1,5 @@
 """A fast schedule: list scheduling for fixed cuts, and a greedy local search over cuts around it."""
+
 from __future__ import annotations
 
 import heapq
@@ -47,6 +48,7 @@ def suffix_sums(values) -> list[float]:
         out[j] = out[j + 1] + values[j]
     return out
 
+
 def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> Schedule:
     """Greedy local search over cuts (one device at a time), each cut vector timed by `dispatch`."""
     cut_sets = cut_sets or [candidate_cuts(d) for d in instance.devices]
@@ -57,8 +59,10 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0) -> 
     devs = instance.devices
     # moving one of several identical devices from cut a to cut b gives the same cut multiset whichever
     # device moves: try each such move once per incumbent
-    twin_of = [next(p for p in range(len(devs)) if devs[p].same_task(d) and cut_sets[p] == cut_sets[i])
-               for i, d in enumerate(devs)]
+    twin_of = [
+        next(p for p in range(len(devs)) if devs[p].same_task(d) and cut_sets[p] == cut_sets[i])
+        for i, d in enumerate(devs)
+    ]
     tried = set()
     improved = True
     while improved and time.perf_counter() < deadline:

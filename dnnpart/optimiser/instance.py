@@ -4,6 +4,7 @@ Device i runs layers 1..M_i. With cut c (0 <= c <= M_i) it runs layers 1..c loca
 of layer c+1 (upload_ms[c]; index 0 is the raw input), the server runs layers c+1..M_i, and an optional
 result download (download_ms) follows the last server layer. c = M_i is all-local: no upload, no download.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,16 +68,30 @@ class Device:
     def same_task(self, other: Device) -> bool:
         """Identical times (names may differ): such devices are interchangeable."""
         return (self.local_ms, self.server_ms, self.upload_ms, self.download_ms) == (
-            other.local_ms, other.server_ms, other.upload_ms, other.download_ms)
+            other.local_ms,
+            other.server_ms,
+            other.upload_ms,
+            other.download_ms,
+        )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "local_ms": list(self.local_ms), "server_ms": list(self.server_ms),
-                "upload_ms": list(self.upload_ms), "download_ms": self.download_ms}
+        return {
+            "name": self.name,
+            "local_ms": list(self.local_ms),
+            "server_ms": list(self.server_ms),
+            "upload_ms": list(self.upload_ms),
+            "download_ms": self.download_ms,
+        }
 
     @classmethod
     def from_spec(cls, spec: DeviceSpec) -> Device:
-        return cls(name=spec.name, local_ms=spec.local_ms, server_ms=spec.server_ms, upload_ms=spec.upload_ms,
-                   download_ms=spec.download_ms)
+        return cls(
+            name=spec.name,
+            local_ms=spec.local_ms,
+            server_ms=spec.server_ms,
+            upload_ms=spec.upload_ms,
+            download_ms=spec.download_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -164,5 +179,9 @@ def apply_server_load(server_ms, load: float) -> list[float]:
 
 def scale_server(instance: Instance, load: float) -> Instance:
     """The instance with its server at load level rho (apply_server_load on every device)."""
-    return Instance(tuple(Device(d.name, d.local_ms, tuple(apply_server_load(d.server_ms, load)), d.upload_ms,
-                                 d.download_ms) for d in instance.devices))
+    return Instance(
+        tuple(
+            Device(d.name, d.local_ms, tuple(apply_server_load(d.server_ms, load)), d.upload_ms, d.download_ms)
+            for d in instance.devices
+        )
+    )

@@ -3,6 +3,7 @@
 `dnnpart schema instance` prints it as JSON Schema (docs/schemas/instance.schema.json). Device names being
 unique is checked by `Instance` itself, as for instances built in code.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ from dnnpart.input_files import describe_errors, show
 from dnnpart.limits import MAX_DEVICES, MAX_LAYERS, MAX_MS
 
 LIST_FIELDS = ("local_ms", "server_ms", "upload_ms")
-NOUNS = {"devices": "device", **{f: "layer" for f in LIST_FIELDS}}
+NOUNS = {"devices": "device", **dict.fromkeys(LIST_FIELDS, "layer")}
 
 
 def _real(value):
@@ -34,10 +35,11 @@ def _real(value):
         raise PydanticCustomError("ms_type", "must be a number of ms, got {value}", {"value": show(value)})
     try:
         ms = float(value)
-    except OverflowError:       # an integer with hundreds of digits
-        raise PydanticCustomError("ms_too_large", "is too large for a number of ms, got {value}",
-                                  {"value": show(value)}) from None
-    if not math.isfinite(ms):   # before the >= 0 check, which NaN would fail with a misleading message
+    except OverflowError:  # an integer with hundreds of digits
+        raise PydanticCustomError(
+            "ms_too_large", "is too large for a number of ms, got {value}", {"value": show(value)}
+        ) from None
+    if not math.isfinite(ms):  # before the >= 0 check, which NaN would fail with a misleading message
         raise PydanticCustomError("finite_number", "must be finite, got {value}", {"value": show(value)})
     return ms
 
@@ -67,16 +69,21 @@ class DeviceSpec(BaseModel):
             for key in data:
                 if key not in cls.model_fields and not (isinstance(key, str) and key.startswith("_")):
                     raise PydanticCustomError(
-                        "unknown_key", "unknown key {key} (valid keys: {valid}; keys starting with '_' are comments)",
-                        {"key": show(key), "valid": ", ".join(cls.model_fields)})
+                        "unknown_key",
+                        "unknown key {key} (valid keys: {valid}; keys starting with '_' are comments)",
+                        {"key": show(key), "valid": ", ".join(cls.model_fields)},
+                    )
         return data
 
     @model_validator(mode="after")
     def _one_entry_per_layer(self):
         lengths = {field: len(getattr(self, field)) for field in LIST_FIELDS}
         if len(set(lengths.values())) != 1:
-            raise PydanticCustomError("lengths", "local_ms, server_ms and upload_ms must have one entry per layer, "
-                                                 "got lengths {lengths}", {"lengths": str(lengths)})
+            raise PydanticCustomError(
+                "lengths",
+                "local_ms, server_ms and upload_ms must have one entry per layer, got lengths {lengths}",
+                {"lengths": str(lengths)},
+            )
         return self
 
 
@@ -84,8 +91,11 @@ class InstanceFile(BaseModel):
     """An optimiser instance: the devices sharing one MEC server. Other top-level keys are annotations
     (e.g. a known optimum); device objects are checked strictly."""
 
-    model_config = ConfigDict(extra="allow", title="dnnpart instance",
-                              json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"})
+    model_config = ConfigDict(
+        extra="allow",
+        title="dnnpart instance",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
 
     devices: Annotated[list[DeviceSpec], Field(min_length=1, max_length=MAX_DEVICES)]
 
@@ -95,8 +105,11 @@ def validate_instance(data) -> InstanceFile:
     try:
         return InstanceFile.model_validate(data)
     except ValidationError as exc:
-        raise InstanceError(describe_errors(exc.errors(include_url=False), InstanceFile, NOUNS,
-                                            note=lambda loc: _device_name(data, loc))) from None
+        raise InstanceError(
+            describe_errors(
+                exc.errors(include_url=False), InstanceFile, NOUNS, note=lambda loc: _device_name(data, loc)
+            )
+        ) from None
 
 
 def _device_name(data, loc) -> str:
@@ -112,8 +125,13 @@ def _device_name(data, loc) -> str:
 
 def validate_device(name, local_ms, server_ms, upload_ms, download_ms) -> DeviceSpec:
     """The same checks for a Device built in code; InstanceError 'device NAME: <place>: <problem>'."""
-    fields = {"name": name, "local_ms": local_ms, "server_ms": server_ms, "upload_ms": upload_ms,
-              "download_ms": download_ms}
+    fields = {
+        "name": name,
+        "local_ms": local_ms,
+        "server_ms": server_ms,
+        "upload_ms": upload_ms,
+        "download_ms": download_ms,
+    }
     try:
         return DeviceSpec.model_validate(fields)
     except ValidationError as exc:

@@ -18,6 +18,7 @@ fractional, but it adds one row per variable: at N = 100 it raised the bound by 
 It is weaker than the exact preemptive bound (milp.preemptive_bound) but its size grows linearly with the
 number of devices, so it bounds instances with a hundred devices in seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,9 @@ SLOTS = 800  # time slots of the default grid (Δ = horizon / SLOTS; ~66 ms for 
 SAFETY = 1e-6  # the bound is scaled down by this (relative): the LP is solved to HiGHS's tolerances
 
 
-def time_indexed_bound(instance: Instance, cut_sets, slots: int = SLOTS,
-                       time_limit: float | None = None) -> float | None:
+def time_indexed_bound(
+    instance: Instance, cut_sets, slots: int = SLOTS, time_limit: float | None = None
+) -> float | None:
     """A lower bound on the optimal average completion time (see the module docstring), or None if HiGHS
     does not report an optimal LP (within `time_limit` seconds, if given). `cut_sets`: the candidate cuts of each
     device (all-local included)."""
@@ -41,8 +43,9 @@ def time_indexed_bound(instance: Instance, cut_sets, slots: int = SLOTS,
     devs = instance.devices
     n = len(devs)
     local = [d.local_prefix_ms(d.n_layers) for d in devs]
-    offload = [[c for c in cs if c < d.n_layers and d.alone_ms(c) < local[i]]
-               for i, (d, cs) in enumerate(zip(devs, cut_sets))]
+    offload = [
+        [c for c in cs if c < d.n_layers and d.alone_ms(c) < local[i]] for i, (d, cs) in enumerate(zip(devs, cut_sets))
+    ]
     horizon = max((local[i] - d.download_ms for i, d in enumerate(devs) if offload[i]), default=0.0)
     constant = sum(local[i] for i in range(n) if not offload[i])  # devices that can only stay local
     if horizon <= 0:

@@ -6,6 +6,7 @@ Schedule. A regular objective never gains from idle time that the rule removes, 
 optimal. A partial order is abandoned only when a valid lower bound already exceeds the best found; that
 prunes, it never changes the answer.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,8 +29,10 @@ def n_merge_orders(chain_lengths) -> int:
 
 
 def count_orders(instance: Instance) -> int:
-    return sum(n_merge_orders([d.n_layers - c for d, c in zip(instance.devices, cuts)])
-               for cuts in itertools.product(*[range(d.n_layers + 1) for d in instance.devices]))
+    return sum(
+        n_merge_orders([d.n_layers - c for d, c in zip(instance.devices, cuts)])
+        for cuts in itertools.product(*[range(d.n_layers + 1) for d in instance.devices])
+    )
 
 
 def _best_merge(instance: Instance, cuts, best_sum: float):
@@ -81,8 +84,10 @@ def brute_force(instance: Instance, max_orders: int = MAX_ORDERS) -> Schedule:
     """The optimal schedule by enumeration; OracleTooLargeError beyond max_orders candidate orders."""
     total = count_orders(instance)
     if total > max_orders:
-        raise OracleTooLargeError(f"brute force would enumerate {total} cut vectors x merge orders "
-                                  f"(limit {max_orders}); use dnnpart.optimiser.solve for instances this large")
+        raise OracleTooLargeError(
+            f"brute force would enumerate {total} cut vectors x merge orders "
+            f"(limit {max_orders}); use dnnpart.optimiser.solve for instances this large"
+        )
     best_sched = None
     best_sum = float("inf")
     for cuts in itertools.product(*[range(d.n_layers + 1) for d in instance.devices]):

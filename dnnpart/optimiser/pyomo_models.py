@@ -4,6 +4,7 @@ Each model is written in Pyomo's own idiom: upper-case Sets name what is indexed
 named, indexed Constraint per family of rows (skipped where a row does not apply), so `model.pprint()` and an
 LP dump with symbolic labels read like the formulations in docs/optimiser.md.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,8 +43,9 @@ def build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callab
     m.SERVER_LAYERS = pyo.Set(dimen=2, initialize=[(i, j) for i in range(n) for j in range(first[i] + 1, last[i] + 1)])
 
     m.z = pyo.Var(m.CUTS, domain=pyo.Binary)  # z[i, c] = 1: device i cuts after layer c
-    m.completion_ms = pyo.Var(m.DEVICES, bounds=lambda _, i: (min(devs[i].alone_ms(c) for c in cut_sets[i]),
-                                                              horizon[i]))
+    m.completion_ms = pyo.Var(
+        m.DEVICES, bounds=lambda _, i: (min(devs[i].alone_ms(c) for c in cut_sets[i]), horizon[i])
+    )
     m.s = pyo.Var(m.SERVER_LAYERS, bounds=lambda _, i, j: (0.0, horizon[i]))  # start of server layer j
     local_all = {i: (m.z[i, last[i]] if last[i] in cut_sets[i] else 0) for i in range(n)}
 
@@ -64,8 +66,9 @@ def build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callab
     @m.Constraint(m.SERVER_LAYERS)
     def release(m, i, j):  # earliest start of layer j given the cut: release plus the server work before it
         d = devs[i]
-        return m.s[i, j] >= sum(m.z[i, c] * (d.release_ms(c) + sum(d.server_ms[c:j - 1]))
-                                for c in cut_sets[i] if c < j)
+        return m.s[i, j] >= sum(
+            m.z[i, c] * (d.release_ms(c) + sum(d.server_ms[c : j - 1])) for c in cut_sets[i] if c < j
+        )
 
     @m.Constraint(m.SERVER_LAYERS)
     def precedence(m, i, j):
@@ -99,10 +102,11 @@ def build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callab
         for q, t0 in enumerate(sorted({d.release_ms(c) for c in offl})):
             late = [c for c in offl if d.release_ms(c) >= t0 - TOL_MS]
             for k, i in enumerate(members):
-                energy[i, q] = (members[:k + 1], late, t0)
+                energy[i, q] = (members[: k + 1], late, t0)
     m.TWINS = pyo.Set(dimen=2, initialize=[(p, i) for i, p in twin.items()])
-    m.CLASS_NEIGHBOURS = pyo.Set(dimen=2, initialize=[(prev, i) for members in classes.values()
-                                                      for prev, i in itertools.pairwise(members)])
+    m.CLASS_NEIGHBOURS = pyo.Set(
+        dimen=2, initialize=[(prev, i) for members in classes.values() for prev, i in itertools.pairwise(members)]
+    )
     m.CLASS_RELEASES = pyo.Set(dimen=2, initialize=list(energy))
 
     @m.Constraint(m.TWINS)
@@ -119,8 +123,9 @@ def build_exact(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callab
     @m.Constraint(m.CLASS_NEIGHBOURS)
     def twin_last_layer(m, prev, i):  # both offload: i's last server layer runs after prev's completion
         d = devs[classes_root(twin, i)]
-        return m.completion_ms[i] >= m.completion_ms[prev] + d.server_ms[-1] * (on_server(i, d.n_layers)
-                                                                               + on_server(prev, d.n_layers) - 1)
+        return m.completion_ms[i] >= m.completion_ms[prev] + d.server_ms[-1] * (
+            on_server(i, d.n_layers) + on_server(prev, d.n_layers) - 1
+        )
 
     def nest_fits(a, b, k):
         """Can b's whole server part run between a's layers k and k+1 with both done by their all-local
@@ -199,8 +204,9 @@ def build_paper(instance: Instance, cut_sets) -> tuple[pyo.ConcreteModel, callab
 
     m.DEVICES = pyo.Set(initialize=range(n))
     m.JOBS = pyo.Set(dimen=2, initialize=jobs)
-    m.LAYER_PAIRS = pyo.Set(dimen=4, initialize=[(i, j, p, q) for a, (i, j) in enumerate(jobs)
-                                                 for p, q in jobs[a + 1:] if p != i])
+    m.LAYER_PAIRS = pyo.Set(
+        dimen=4, initialize=[(i, j, p, q) for a, (i, j) in enumerate(jobs) for p, q in jobs[a + 1 :] if p != i]
+    )
     m.ORDERS = pyo.Set(initialize=["ij_first", "pq_first"])
 
     m.x = pyo.Var(m.JOBS, domain=pyo.Binary)  # x[i, j] = 1: layer j of device i runs on the server

@@ -4,6 +4,7 @@ If the server may preempt a device at any moment, a device with cut c is one job
 of server work; for fixed cuts SRPT is optimal (Schrage 1968), and a branch and bound over cut choices finds the
 relaxation's optimum. Every schedule of the model is one of the relaxation, so its value is a valid bound.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -111,7 +112,7 @@ class PreemptiveRelaxation:
         self.clock = Clock(deadline)
         self.classes, self.sizes = [], []
         for i, d in enumerate(instance.devices):
-            for k, members in enumerate(self.sizes):
+            for members in self.sizes:
                 first = members[0]
                 if instance.devices[first].same_task(d) and cut_sets[first] == cut_sets[i]:
                     members.append(i)
@@ -119,9 +120,17 @@ class PreemptiveRelaxation:
             else:
                 self.sizes.append([i])
                 # (release, work, fixed part of the completion, offloads?) per candidate cut
-                self.classes.append([(d.release_ms(c), d.server_work_ms(c),
-                                      d.download_ms if c < d.n_layers else d.local_prefix_ms(c), c < d.n_layers)
-                                     for c in cut_sets[i]])
+                self.classes.append(
+                    [
+                        (
+                            d.release_ms(c),
+                            d.server_work_ms(c),
+                            d.download_ms if c < d.n_layers else d.local_prefix_ms(c),
+                            c < d.n_layers,
+                        )
+                        for c in cut_sets[i]
+                    ]
+                )
         self.members = self.sizes
         self.sizes = [len(m) for m in self.members]
         self.nodes, self.max_nodes, self.memo = 0, max_nodes, {}
@@ -136,8 +145,9 @@ class PreemptiveRelaxation:
                 self.memo[key] = (0.0, [])
             else:  # seed: one more device added to the best choice for count - 1
                 _, prev = self.class_best(k, count - 1, pos)
-                seed = min((self._value([(k, p) for p in prev + [q]]), prev + [q])
-                           for q in range(pos, len(self.classes[k])))
+                seed = min(
+                    (self._value([(k, p) for p in prev + [q]]), prev + [q]) for q in range(pos, len(self.classes[k]))
+                )
                 self.memo[key] = self._search([(k, count)], pos, seed)
         return self.memo[key]
 
@@ -263,16 +273,25 @@ class PreemptiveRelaxation:
         search starts from the optimum of groups[1:] plus the best single candidate for the first group."""
         if groups not in self.suffix_memo:
             (k, count), rest = groups[0], groups[1:]
-            tail = [(k2, p) for k2, p in zip([k2 for k2, c in rest for _ in range(c)],
-                                             self.suffix_best(rest)[1] if rest else [])]
-            seed = min((self._value([(k, q)] * count + tail), [q] * count + [p for _, p in tail])
-                       for q in range(len(self.classes[k])))
+            tail = [
+                (k2, p)
+                for k2, p in zip([k2 for k2, c in rest for _ in range(c)], self.suffix_best(rest)[1] if rest else [])
+            ]
+            seed = min(
+                (self._value([(k, q)] * count + tail), [q] * count + [p for _, p in tail])
+                for q in range(len(self.classes[k]))
+            )
             self.suffix_memo[groups] = self._search(list(groups), 0, seed)
         return self.suffix_memo[groups]
 
 
-def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None = None,
-                     max_nodes: int = BOUND_NODES, deadline: float | None = None) -> float | None:
+def preemptive_bound(
+    instance: Instance,
+    cut_sets=None,
+    cutoff_ms: float | None = None,
+    max_nodes: int = BOUND_NODES,
+    deadline: float | None = None,
+) -> float | None:
     """A lower bound on the optimal average completion time, or None if the search needs more nodes.
 
     Relaxation: the server may preempt a device at any moment, not only between layers. With cut c a device
@@ -297,7 +316,6 @@ def preemptive_bound(instance: Instance, cut_sets=None, cutoff_ms: float | None 
     except BudgetExhausted:
         return None
     return total / n * (1 - 1e-12)  # float rounding in the sums must not make the bound invalid
-
 
 
 def nested_groups(relax: PreemptiveRelaxation):

@@ -9,6 +9,7 @@ completion is its last finish; the objective is the average completion (paper eq
 Rows of `to_frame()`: device (name), layer (1-based; an upload row carries the layer whose input it sends,
 a download row the last layer), where in {local, upload, server, download}, start_ms, finish_ms.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -76,14 +77,16 @@ class Schedule:
             got = [j for k, j in order if k == i]
             want = list(range(self.cuts[i] + 1, d.n_layers + 1))
             if got != want:
-                raise ScheduleError(f"device {d.name!r} with cut {self.cuts[i]}: the server order must hold its "
-                                    f"layers {want} in that order, got {got}")
+                raise ScheduleError(
+                    f"device {d.name!r} with cut {self.cuts[i]}: the server order must hold its "
+                    f"layers {want} in that order, got {got}"
+                )
         return order
 
     def _compute(self) -> list[tuple]:
         rows = []
         ready = []  # when each device's next server layer may start
-        for i, (d, c) in enumerate(zip(self.instance.devices, self.cuts)):
+        for d, c in zip(self.instance.devices, self.cuts):
             t = 0.0
             for j in range(1, c + 1):
                 rows.append((d.name, j, "local", t, t + d.local_ms[j - 1]))
@@ -98,7 +101,7 @@ class Schedule:
             start = max(server_free, ready[i])
             server_free = ready[i] = start + d.server_ms[j - 1]
             rows.append((d.name, j, "server", start, server_free))
-        for i, (d, c) in enumerate(zip(self.instance.devices, self.cuts)):
+        for d, c in zip(self.instance.devices, self.cuts):
             if c < d.n_layers:
                 rows.append((d.name, d.n_layers, "download", ready[i], ready[i] + d.download_ms))
         return rows
@@ -122,12 +125,21 @@ class Schedule:
         out = []
         for d, c, done in zip(self.instance.devices, self.cuts, self.completion_ms):
             up = d.upload_ms[c] if c < d.n_layers else 0.0
-            out.append({"device": d.name, "cut": c, "local_ms": d.local_prefix_ms(c), "upload_ms": up,
-                        "server_ms": d.server_work_ms(c), "completion_ms": done})
+            out.append(
+                {
+                    "device": d.name,
+                    "cut": c,
+                    "local_ms": d.local_prefix_ms(c),
+                    "upload_ms": up,
+                    "server_ms": d.server_work_ms(c),
+                    "completion_ms": done,
+                }
+            )
         return pd.DataFrame(out)
 
-    def validate(self, timing: pd.DataFrame | None = None, avg_delay_ms: float | None = None,
-                 tol: float = TOL_MS) -> float:
+    def validate(
+        self, timing: pd.DataFrame | None = None, avg_delay_ms: float | None = None, tol: float = TOL_MS
+    ) -> float:
         """Re-check a timing (default: our own) against the model; raise ScheduleError on any violation.
 
         Checks, independently of how the timing was produced: the subtasks are exactly those implied by the
@@ -139,6 +151,7 @@ class Schedule:
         Times are compared within max(tol, REL_TOL * |time|): an absolute tolerance alone fails valid schedules
         whose times reach 1e12 ms (float64 keeps about 16 significant digits).
         """
+
         def slack(*times) -> float:
             return max(tol, REL_TOL * max(abs(x) for x in times))
 
@@ -148,7 +161,7 @@ class Schedule:
             raise ScheduleError(f"timing lacks columns {missing}")
         problems = []
         completions = []
-        by_device = {name: rows for name, rows in df.groupby("device", sort=False)}  # one pass, not one per device
+        by_device = dict(list(df.groupby("device", sort=False)))  # one pass, not one filter per device
         empty = df.iloc[:0]
         for d, c in zip(self.instance.devices, self.cuts):
             rows = by_device.get(d.name, empty)
@@ -159,18 +172,25 @@ class Schedule:
             got = sorted(zip(rows["where"], rows["layer"].astype(int)))
             if got != sorted(want):
                 raise ScheduleError(f"device {d.name!r} with cut {c}: subtasks {got} differ from {sorted(want)}")
-            at = {(w, int(j)): (s, f) for w, j, s, f in
-                  zip(rows["where"], rows["layer"], rows["start_ms"], rows["finish_ms"])}
+            at = {
+                (w, int(j)): (s, f)
+                for w, j, s, f in zip(rows["where"], rows["layer"], rows["start_ms"], rows["finish_ms"])
+            }
             prev_finish = 0.0
             for w, j in want:  # `want` lists a device's subtasks in precedence order
                 s, f = at[(w, j)]
-                length = {"local": d.local_ms[j - 1], "upload": d.upload_ms[j - 1] if w == "upload" else 0.0,
-                          "server": d.server_ms[j - 1], "download": d.download_ms}[w]
+                length = {
+                    "local": d.local_ms[j - 1],
+                    "upload": d.upload_ms[j - 1] if w == "upload" else 0.0,
+                    "server": d.server_ms[j - 1],
+                    "download": d.download_ms,
+                }[w]
                 if abs((f - s) - length) > slack(s, f, length):
                     problems.append(f"{d.name} {w} layer {j}: lasts {f - s} ms, should last {length} ms")
                 if s < prev_finish - slack(s, prev_finish):
-                    problems.append(f"{d.name} {w} layer {j}: starts at {s} before its predecessor ends "
-                                    f"at {prev_finish}")
+                    problems.append(
+                        f"{d.name} {w} layer {j}: starts at {s} before its predecessor ends at {prev_finish}"
+                    )
                 prev_finish = f
             completions.append(prev_finish)
         server = df[df["where"] == "server"].sort_values(["start_ms", "finish_ms"], kind="stable")
@@ -178,8 +198,10 @@ class Schedule:
         for k in range(1, len(starts)):
             if starts[k] < finishes[k - 1] - slack(starts[k], finishes[k - 1]):
                 a, b = server.iloc[k - 1], server.iloc[k]
-                problems.append(f"server overlap: {a['device']} layer {a['layer']} ends at {finishes[k - 1]} "
-                                f"after {b['device']} layer {b['layer']} starts at {starts[k]}")
+                problems.append(
+                    f"server overlap: {a['device']} layer {a['layer']} ends at {finishes[k - 1]} "
+                    f"after {b['device']} layer {b['layer']} starts at {starts[k]}"
+                )
         if problems:
             raise ScheduleError("invalid schedule: " + "; ".join(problems[:5]))
         avg = sum(completions) / len(completions)
@@ -201,15 +223,27 @@ class Schedule:
             for r in rows.itertuples():
                 if r.finish_ms <= r.start_ms:
                     continue
-                ax.broken_barh([(r.start_ms, r.finish_ms - r.start_ms)], (k - 0.4, 0.8),
-                               facecolors=COLOURS[r.where], edgecolors="white", linewidth=0.5)
+                ax.broken_barh(
+                    [(r.start_ms, r.finish_ms - r.start_ms)],
+                    (k - 0.4, 0.8),
+                    facecolors=COLOURS[r.where],
+                    edgecolors="white",
+                    linewidth=0.5,
+                )
                 if lane == "server" and len(rows) <= 40:
-                    ax.text((r.start_ms + r.finish_ms) / 2, k, f"{r.device}:{r.layer}", ha="center",
-                            va="center", fontsize=6, color="white", clip_on=True)
+                    ax.text(
+                        (r.start_ms + r.finish_ms) / 2,
+                        k,
+                        f"{r.device}:{r.layer}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white",
+                        clip_on=True,
+                    )
         ax.set_yticks(range(len(lanes)), lanes)
         ax.invert_yaxis()
         ax.set_xlabel("time (ms)")
         ax.set_title(title or f"average completion {self.avg_delay_ms:.1f} ms, cuts {self.cuts}")
-        ax.legend(handles=[Patch(color=COLOURS[w], label=w) for w in WHERE], loc="lower right", fontsize=7,
-                  ncols=4)
+        ax.legend(handles=[Patch(color=COLOURS[w], label=w) for w in WHERE], loc="lower right", fontsize=7, ncols=4)
         return ax

@@ -16,6 +16,7 @@ no MILP); for more than LARGE_N devices with a time limit it reports the heurist
 bound (dnnpart.optimiser.lp_bound). Every result is re-timed by Schedule (as early as possible in the solver's server
 order) and validated.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,20 +65,29 @@ class Solution:
     stopped_by: str = ""  # the phase that ended the solve and how, e.g. "exact_search:optimal", "highs:time_limit"
 
     def to_dict(self) -> dict:
-        return {"avg_delay_ms": self.avg_delay_ms, "cuts": list(self.cuts), "status": self.status,
-                "proven_optimal": self.proven_optimal, "gap": self.gap, "bound_ms": self.bound_ms,
-                "solve_time_s": self.solve_time_s, "formulation": self.formulation, "stopped_by": self.stopped_by,
-                "completion_ms": list(self.schedule.completion_ms),
-                "schedule": self.schedule.to_frame().to_dict(orient="records")}
-
+        return {
+            "avg_delay_ms": self.avg_delay_ms,
+            "cuts": list(self.cuts),
+            "status": self.status,
+            "proven_optimal": self.proven_optimal,
+            "gap": self.gap,
+            "bound_ms": self.bound_ms,
+            "solve_time_s": self.solve_time_s,
+            "formulation": self.formulation,
+            "stopped_by": self.stopped_by,
+            "completion_ms": list(self.schedule.completion_ms),
+            "schedule": self.schedule.to_frame().to_dict(orient="records"),
+        }
 
 
 def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]]:
     """The server order the solver's start times imply (zero-length layers before longer ones that start
     at the same time, so re-timing never pushes them behind)."""
+
     def key(ij):
         start = round(starts[ij], 6)
         return start, start + instance.devices[ij[0]].server_ms[ij[1] - 1], ij[0], ij[1]
+
     return sorted(starts, key=key)
 
 
@@ -90,8 +100,14 @@ FINISH_RESERVE = 0.03  # of T: the last phase ends this early
 MILP_ROWS_PER_S = 20_000  # Pyomo builds about this many rows per second here; a bigger model is not started
 
 
-def solve(instance: Instance, formulation: str = "exact", time_limit: float | None = None,
-          fixed_cuts=None, warm_start: bool = True, node_limit: int | None = None) -> Solution:
+def solve(
+    instance: Instance,
+    formulation: str = "exact",
+    time_limit: float | None = None,
+    fixed_cuts=None,
+    warm_start: bool = True,
+    node_limit: int | None = None,
+) -> Solution:
     """Minimise the average completion time; see the module docstring and docs/optimiser.md.
 
     `time_limit` (seconds) is one deadline for the whole solve: every phase (local search, exact search,
@@ -132,8 +148,19 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
             bound = time_indexed_bound(instance, cut_sets, time_limit=max(0.05, by(BOUND_SHARE) - time.perf_counter()))
         best = heuristic(instance, cut_sets, time_budget_s=max(0.05, left()))
         stopped = "heuristic+lp_bound" if bound is not None else "heuristic+lp_bound:time_limit"
-        return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="heuristic",
-                       bound=bound, stopped_by=stopped)
+        return _finish(
+            instance,
+            formulation,
+            None,
+            None,
+            best,
+            None,
+            cut_sets,
+            t0,
+            status="heuristic",
+            bound=bound,
+            stopped_by=stopped,
+        )
     fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
     warm = fallback if formulation == "exact" else None
     relaxed, stopped = None, "heuristic"
@@ -146,30 +173,66 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         if len(sizes) > 1 and max(sizes) <= EXACT_GROUP:  # mostly different devices: try the exact search
             budget = EXACT_NODES if time_limit is None else min(EXACT_NODES, int(EXACT_NODES_PER_S * time_limit))
             try:
-                better = exact_search(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget,
-                                      deadline=by(SEARCH_SHARE))
+                better = exact_search(
+                    instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget, deadline=by(SEARCH_SHARE)
+                )
             except BudgetExhausted as exc:
                 stopped = f"exact_search:{exc.reason}"
             else:
                 best = warm if better is None or better.avg_delay_ms >= warm.avg_delay_ms else better
-                return _finish(instance, formulation, None, None, best, None, cut_sets, t0, status="optimal",
-                               bound=best.avg_delay_ms, stopped_by="exact_search:optimal")
-        relaxed = preemptive_bound(instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes,
-                                   deadline=by(BOUND_SHARE))
+                return _finish(
+                    instance,
+                    formulation,
+                    None,
+                    None,
+                    best,
+                    None,
+                    cut_sets,
+                    t0,
+                    status="optimal",
+                    bound=best.avg_delay_ms,
+                    stopped_by="exact_search:optimal",
+                )
+        relaxed = preemptive_bound(
+            instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes, deadline=by(BOUND_SHARE)
+        )
         if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
-            return _finish(instance, formulation, None, None, warm, None, cut_sets, t0, status="optimal",
-                           bound=relaxed, stopped_by="preemptive_bound:optimal")
+            return _finish(
+                instance,
+                formulation,
+                None,
+                None,
+                warm,
+                None,
+                cut_sets,
+                t0,
+                status="optimal",
+                bound=relaxed,
+                stopped_by="preemptive_bound:optimal",
+            )
     if time_limit is not None and fallback is not None:
         rows = milp_rows_estimate(instance, cut_sets, formulation)
         if left() < MIN_MILP_SHARE * time_limit or rows > MILP_ROWS_PER_S * left():
             # not enough time left to build the MILP and let HiGHS work: report what the searches found
-            return _finish(instance, formulation, None, None, fallback, None, cut_sets, t0, status="time_limit",
-                           bound=relaxed, stopped_by=f"{stopped}; milp skipped ({rows:,} rows, {left():.1f} s left)")
+            return _finish(
+                instance,
+                formulation,
+                None,
+                None,
+                fallback,
+                None,
+                cut_sets,
+                t0,
+                status="time_limit",
+                bound=relaxed,
+                stopped_by=f"{stopped}; milp skipped ({rows:,} rows, {left():.1f} s left)",
+            )
     build = build_exact if formulation == "exact" else build_paper
     model, extract = build(instance, cut_sets)
     if relaxed is not None and formulation == "exact":
         model.relaxation_cut = pyo.Constraint(
-            expr=sum(model.completion_ms[i] for i in model.DEVICES) >= len(instance) * relaxed)
+            expr=sum(model.completion_ms[i] for i in model.DEVICES) >= len(instance) * relaxed
+        )
     options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-7, "random_seed": 0}
     if node_limit is not None:
         options["mip_max_nodes"] = int(node_limit)
@@ -177,11 +240,26 @@ def solve(instance: Instance, formulation: str = "exact", time_limit: float | No
         options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
     remaining = left()
     if remaining is not None and remaining < 0.05 and fallback is not None:
-        return _finish(instance, formulation, None, None, fallback, None, cut_sets, t0, status="time_limit",
-                       bound=relaxed, stopped_by="milp build used the time limit")
-    res = SolverFactory("highs").solve(model, time_limit=None if remaining is None else max(0.05, remaining),
-                                       load_solutions=False, raise_exception_on_nonoptimal_result=False,
-                                       solver_options=options)
+        return _finish(
+            instance,
+            formulation,
+            None,
+            None,
+            fallback,
+            None,
+            cut_sets,
+            t0,
+            status="time_limit",
+            bound=relaxed,
+            stopped_by="milp build used the time limit",
+        )
+    res = SolverFactory("highs").solve(
+        model,
+        time_limit=None if remaining is None else max(0.05, remaining),
+        load_solutions=False,
+        raise_exception_on_nonoptimal_result=False,
+        solver_options=options,
+    )
     return _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, bound=relaxed)
 
 
@@ -199,8 +277,19 @@ def milp_rows_estimate(instance: Instance, cut_sets, formulation: str) -> int:
     return rows + 3 * sum(spans)
 
 
-def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, status="time_limit",
-            bound=None, stopped_by: str = "") -> Solution:
+def _finish(
+    instance,
+    formulation,
+    res,
+    extract,
+    fallback,
+    warm,
+    cut_sets,
+    t0,
+    status="time_limit",
+    bound=None,
+    stopped_by: str = "",
+) -> Solution:
     """Pick the best of the solver's and the heuristic's schedules, validate it, and report the bound
     (`bound`: a proven lower bound from elsewhere, e.g. preemptive_bound; status "optimal" without a solver
     run means that bound meets the fallback schedule's value)."""
@@ -214,11 +303,18 @@ def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, s
         best, bound = fallback, min(trivial, fallback.avg_delay_ms)
         best.validate()
         proven = status == "optimal"
-        return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status,
-                        proven_optimal=proven,
-                        gap=0.0 if proven else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12),
-                        bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
-                        schedule=best, stopped_by=stopped_by or status)
+        return Solution(
+            avg_delay_ms=best.avg_delay_ms,
+            cuts=list(best.cuts),
+            status=status,
+            proven_optimal=proven,
+            gap=0.0 if proven else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12),
+            bound_ms=bound,
+            solve_time_s=time.perf_counter() - t0,
+            formulation=formulation,
+            schedule=best,
+            stopped_by=stopped_by or status,
+        )
     term = res.termination_condition
     best = fallback
     if res.incumbent_objective is not None:
@@ -226,18 +322,23 @@ def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, s
         cuts, starts = extract()
         sched = Schedule(instance, cuts, _order_from_starts(instance, starts))
         if sched.avg_delay_ms > res.incumbent_objective + 1e-4 * max(1.0, res.incumbent_objective):
-            raise ScheduleError(f"re-timing the solver's order gives {sched.avg_delay_ms} ms, worse than the "
-                                f"solver's {res.incumbent_objective} ms")
+            raise ScheduleError(
+                f"re-timing the solver's order gives {sched.avg_delay_ms} ms, worse than the "
+                f"solver's {res.incumbent_objective} ms"
+            )
         if best is None or sched.avg_delay_ms < best.avg_delay_ms:
             best = sched
     proven = term == TerminationCondition.convergenceCriteriaSatisfied
     if proven and best.avg_delay_ms < res.incumbent_objective - 1e-4 * max(1.0, best.avg_delay_ms):
-        raise ScheduleError(f"HiGHS claims {res.incumbent_objective} ms optimal but the heuristic found "
-                            f"{best.avg_delay_ms} ms: the {formulation} formulation is wrong")
+        raise ScheduleError(
+            f"HiGHS claims {res.incumbent_objective} ms optimal but the heuristic found "
+            f"{best.avg_delay_ms} ms: the {formulation} formulation is wrong"
+        )
     bound = res.objective_bound
     bound = trivial if bound is None or not math.isfinite(bound) else max(bound, trivial)
     if term == TerminationCondition.objectiveLimit or (
-            warm is not None and term == TerminationCondition.provenInfeasible):
+        warm is not None and term == TerminationCondition.provenInfeasible
+    ):
         # nothing beats the heuristic's value: the heuristic schedule is optimal
         proven, bound = True, warm.avg_delay_ms
     if best is None:
@@ -248,8 +349,22 @@ def _finish(instance, formulation, res, extract, fallback, warm, cut_sets, t0, s
     gap = 0.0 if proven else (None if bound is None else (best.avg_delay_ms - bound) / max(best.avg_delay_ms, 1e-12))
     if proven:
         bound = best.avg_delay_ms if bound is None else bound
-    status = "optimal" if proven else {TerminationCondition.maxTimeLimit: "time_limit",
-                                       TerminationCondition.iterationLimit: "node_limit"}.get(term, term.name)
-    return Solution(avg_delay_ms=best.avg_delay_ms, cuts=list(best.cuts), status=status, proven_optimal=proven,
-                    gap=gap, bound_ms=bound, solve_time_s=time.perf_counter() - t0, formulation=formulation,
-                    schedule=best, stopped_by=f"highs:{status}")
+    status = (
+        "optimal"
+        if proven
+        else {TerminationCondition.maxTimeLimit: "time_limit", TerminationCondition.iterationLimit: "node_limit"}.get(
+            term, term.name
+        )
+    )
+    return Solution(
+        avg_delay_ms=best.avg_delay_ms,
+        cuts=list(best.cuts),
+        status=status,
+        proven_optimal=proven,
+        gap=gap,
+        bound_ms=bound,
+        solve_time_s=time.perf_counter() - t0,
+        formulation=formulation,
+        schedule=best,
+        stopped_by=f"highs:{status}",
+    )

@@ -11,6 +11,7 @@ Two ways in:
 - `network_instance`: the paper's experiments, n identical devices running one zoo network;
 - `compile_scenario`: a scenario file (dnnpart.planning.scenario) of heterogeneous device groups.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,8 +39,6 @@ def check_rate(rate_mbps: float, what: str) -> None:
         raise DnnpartError(f"{what} must be a positive number of Mbps, got {rate_mbps}")
 
 
-
-
 def check_n_devices(n_devices, what: str = "number of devices") -> None:
     if isinstance(n_devices, bool) or int(n_devices) != n_devices or n_devices < 1:
         raise DnnpartError(f"{what} must be a positive integer, got {n_devices}")
@@ -47,8 +46,15 @@ def check_n_devices(n_devices, what: str = "number of devices") -> None:
         raise DnnpartError(f"{what} must be at most {MAX_DEVICES:,} (dnnpart.limits.MAX_DEVICES), got {n_devices:,}")
 
 
-def device_for_table(name: str, layers: pd.DataFrame, device_model, server_model, bandwidth_mbps: float,
-                     load: float = 0.0, downlink_mbps: float | None = None) -> Device:
+def device_for_table(
+    name: str,
+    layers: pd.DataFrame,
+    device_model,
+    server_model,
+    bandwidth_mbps: float,
+    load: float = 0.0,
+    downlink_mbps: float | None = None,
+) -> Device:
     """One device running `layers`: local and server delays predicted, uploads from the layers' input sizes.
 
     A server at load level rho serves our layers at (1 - rho) of its speed, so server times scale by
@@ -56,12 +62,26 @@ def device_for_table(name: str, layers: pd.DataFrame, device_model, server_model
     costs nothing unless a downlink rate is given.
     """
     check_load(load)
-    return device_from_times(name, layers, device_model.predict(layers, "device"),
-                             server_model.predict(layers, "server"), bandwidth_mbps, load, downlink_mbps)
+    return device_from_times(
+        name,
+        layers,
+        device_model.predict(layers, "device"),
+        server_model.predict(layers, "server"),
+        bandwidth_mbps,
+        load,
+        downlink_mbps,
+    )
 
 
-def device_from_times(name: str, layers: pd.DataFrame, local_ms, server_ms, bandwidth_mbps: float,
-                      load: float = 0.0, downlink_mbps: float | None = None) -> Device:
+def device_from_times(
+    name: str,
+    layers: pd.DataFrame,
+    local_ms,
+    server_ms,
+    bandwidth_mbps: float,
+    load: float = 0.0,
+    downlink_mbps: float | None = None,
+) -> Device:
     """`device_for_table` with the per-layer delays already predicted (server times at load 0); a DAG
     network's layers are summed into its blocks."""
     local = networks.block_sums(layers, local_ms)
@@ -71,8 +91,7 @@ def device_from_times(name: str, layers: pd.DataFrame, local_ms, server_ms, band
     if downlink_mbps is not None:
         check_rate(downlink_mbps, "downlink_mbps")
         download = float(upload_ms(layers["out_bytes"].iloc[-1], downlink_mbps))
-    return Device(name=name, local_ms=local.tolist(), server_ms=server, upload_ms=upload.tolist(),
-                  download_ms=download)
+    return Device(name=name, local_ms=local.tolist(), server_ms=server, upload_ms=upload.tolist(), download_ms=download)
 
 
 def predict_tables(model, tables: list[pd.DataFrame], role: str) -> list[np.ndarray]:
@@ -83,17 +102,32 @@ def predict_tables(model, tables: list[pd.DataFrame], role: str) -> list[np.ndar
     return [times[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def network_instance(network: str, n_devices: int, bandwidth_mbps: float, load: float = 0.0,
-                     profile: str = "paper", family: str = "dnnpart") -> Instance:
+def network_instance(
+    network: str,
+    n_devices: int,
+    bandwidth_mbps: float,
+    load: float = 0.0,
+    profile: str = "paper",
+    family: str = "dnnpart",
+) -> Instance:
     """The paper's experiments: n identical devices running one zoo network (or .onnx file) over identical
     uplinks. A DAG network's subtasks are its blocks; its profile must cover its layer types (else
     MissingModelError names the first one missing)."""
     check_n_devices(n_devices)
     local, server, in_bytes = _zoo_delays(network, str(profile), family)
     upload = upload_ms(in_bytes, bandwidth_mbps)
-    return Instance([Device(name=f"d{i}", local_ms=list(local), server_ms=apply_server_load(server, load),
-                            upload_ms=upload.tolist(), download_ms=0.0)
-                     for i in range(int(n_devices))])
+    return Instance(
+        [
+            Device(
+                name=f"d{i}",
+                local_ms=list(local),
+                server_ms=apply_server_load(server, load),
+                upload_ms=upload.tolist(),
+                download_ms=0.0,
+            )
+            for i in range(int(n_devices))
+        ]
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -127,7 +161,7 @@ class LabelledInstance:
             raise DnnpartError(f"device {self.instance.names[device]}: {exc}") from None
 
     @classmethod
-    def of_network(cls, instance: Instance, layers: pd.DataFrame) -> "LabelledInstance":
+    def of_network(cls, instance: Instance, layers: pd.DataFrame) -> LabelledInstance:
         """Identical devices that all run one layer table (a DAG's subtasks named by their blocks' last layers)."""
         network = str(layers.attrs.get("network", "network"))
         names = tuple(networks.block_names(layers))
@@ -135,7 +169,7 @@ class LabelledInstance:
         return cls(instance, (network,) * n, (network,) * n, (names,) * n)
 
     @classmethod
-    def of_annotated(cls, instance: Instance, data: dict) -> "LabelledInstance":
+    def of_annotated(cls, instance: Instance, data: dict) -> LabelledInstance:
         """An instance read from JSON: the '_group', '_network' and '_layers' annotations `dnnpart compile`
         writes, where present; otherwise groups and networks are unnamed and layers are 'layer1'..'layerM'."""
         raw = data.get("devices", []) if isinstance(data, dict) else []
@@ -160,7 +194,7 @@ class CompiledScenario:
 
     scenario: Scenario
     instance: Instance
-    device_group: tuple[int, ...]           # per device: index into scenario.groups
+    device_group: tuple[int, ...]  # per device: index into scenario.groups
 
     def group(self, device: int) -> DeviceGroup:
         return self.scenario.groups[self.device_group[device]]
@@ -183,9 +217,12 @@ class CompiledScenario:
 
     @property
     def labelled(self) -> LabelledInstance:
-        return LabelledInstance(self.instance, tuple(self.group(i).name for i in range(len(self.instance))),
-                                tuple(self.group(i).network_name for i in range(len(self.instance))),
-                                tuple(tuple(n) for n in self.layer_names))
+        return LabelledInstance(
+            self.instance,
+            tuple(self.group(i).name for i in range(len(self.instance))),
+            tuple(self.group(i).network_name for i in range(len(self.instance))),
+            tuple(tuple(n) for n in self.layer_names),
+        )
 
     def to_dict(self) -> dict:
         """The instance JSON, with provenance and layer names under '_' keys (ignored by instance readers)."""
@@ -233,10 +270,18 @@ def compile_scenario(path_or_scenario) -> CompiledScenario:
 
     devices, owner = [], []
     for g, group in enumerate(groups):
-        first = device_from_times(f"{group.name}-0", group.layers, local_ms[g], server_ms[g], group.uplink_mbps,
-                                  scenario.load, group.downlink_mbps)
+        first = device_from_times(
+            f"{group.name}-0",
+            group.layers,
+            local_ms[g],
+            server_ms[g],
+            group.uplink_mbps,
+            scenario.load,
+            group.downlink_mbps,
+        )
         for k in range(group.count):
-            devices.append(Device(f"{group.name}-{k}", first.local_ms, first.server_ms, first.upload_ms,
-                                  first.download_ms))
+            devices.append(
+                Device(f"{group.name}-{k}", first.local_ms, first.server_ms, first.upload_ms, first.download_ms)
+            )
             owner.append(g)
     return CompiledScenario(scenario=scenario, instance=Instance(tuple(devices)), device_group=tuple(owner))

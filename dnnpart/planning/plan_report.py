@@ -7,6 +7,7 @@ Gantt chart, no external files).
 Methods compared (dnnpart.vocabulary.METHODS, each evaluated by the same schedule code): case1 the optimum
 (cuts and server order chosen jointly), case2 all on the server, case3 all local, independent cuts.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,18 @@ from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.planning.compile import CompiledScenario, LabelledInstance
 from dnnpart.vocabulary import METHOD_LABELS
 
-PLAN_COLUMNS = ["device", "group", "network", "cut", "cut_layer", "local_ms", "upload_ms", "server_ms",
-                "download_ms", "completion_ms"]
+PLAN_COLUMNS = [
+    "device",
+    "group",
+    "network",
+    "cut",
+    "cut_layer",
+    "local_ms",
+    "upload_ms",
+    "server_ms",
+    "download_ms",
+    "completion_ms",
+]
 
 
 def solve_plans(compiled: CompiledScenario, formulation: str = "exact", time_limit: float | None = None) -> dict:
@@ -41,13 +52,20 @@ def plan_frame(labelled: LabelledInstance, solution) -> pd.DataFrame:
     per = solution.schedule.completions()
     rows = []
     for i, (device, r) in enumerate(zip(labelled.instance.devices, per.itertuples(index=False))):
-        rows.append({
-            "device": device.name, "group": labelled.groups[i], "network": labelled.networks[i], "cut": int(r.cut),
-            "cut_layer": labelled.cut_name(i, int(r.cut)), "local_ms": float(r.local_ms),
-            "upload_ms": float(r.upload_ms), "server_ms": float(r.server_ms),
-            "download_ms": device.download_ms if r.cut < device.n_layers else 0.0,
-            "completion_ms": float(r.completion_ms),
-        })
+        rows.append(
+            {
+                "device": device.name,
+                "group": labelled.groups[i],
+                "network": labelled.networks[i],
+                "cut": int(r.cut),
+                "cut_layer": labelled.cut_name(i, int(r.cut)),
+                "local_ms": float(r.local_ms),
+                "upload_ms": float(r.upload_ms),
+                "server_ms": float(r.server_ms),
+                "download_ms": device.download_ms if r.cut < device.n_layers else 0.0,
+                "completion_ms": float(r.completion_ms),
+            }
+        )
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
@@ -56,11 +74,15 @@ def comparison_frame(labelled: LabelledInstance, solutions: dict) -> pd.DataFram
     best = solutions["case1"].avg_delay_ms
     rows = []
     for method, sol in solutions.items():
-        rows.append({
-            "method": method, "label": METHOD_LABELS[method], "avg_delay_ms": float(sol.avg_delay_ms),
-            "vs_optimal_pct": 100.0 * (sol.avg_delay_ms / best - 1.0) if best > 0 else 0.0,
-            "cut_layers": ", ".join(labelled.cut_name(i, c) for i, c in enumerate(sol.cuts)),
-        })
+        rows.append(
+            {
+                "method": method,
+                "label": METHOD_LABELS[method],
+                "avg_delay_ms": float(sol.avg_delay_ms),
+                "vs_optimal_pct": 100.0 * (sol.avg_delay_ms / best - 1.0) if best > 0 else 0.0,
+                "cut_layers": ", ".join(labelled.cut_name(i, c) for i, c in enumerate(sol.cuts)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -85,9 +107,15 @@ def plan_dict(labelled: LabelledInstance, solutions: dict, source: dict) -> dict
         "solve_time_s": float(sol.solve_time_s),
         "formulation": sol.formulation,
         "devices": plan_frame(labelled, sol).to_dict(orient="records"),
-        "baselines": {m: {"avg_delay_ms": float(s.avg_delay_ms), "cuts": [int(c) for c in s.cuts],
-                          "cut_layers": [labelled.cut_name(i, c) for i, c in enumerate(s.cuts)]}
-                      for m, s in solutions.items() if m != "case1"},
+        "baselines": {
+            m: {
+                "avg_delay_ms": float(s.avg_delay_ms),
+                "cuts": [int(c) for c in s.cuts],
+                "cut_layers": [labelled.cut_name(i, c) for i, c in enumerate(s.cuts)],
+            }
+            for m, s in solutions.items()
+            if m != "case1"
+        },
         "schedule": sol.schedule.to_frame().to_dict(orient="records"),
     }
 
@@ -95,23 +123,32 @@ def plan_dict(labelled: LabelledInstance, solutions: dict, source: dict) -> dict
 def scenario_source(compiled: CompiledScenario) -> dict:
     """plan_dict's `source` for a scenario file."""
     sc = compiled.scenario
-    return {"kind": "scenario", "path": str(sc.path), "server_profile": sc.server_profile.label, "load": sc.load,
-            "family": sc.family}
+    return {
+        "kind": "scenario",
+        "path": str(sc.path),
+        "server_profile": sc.server_profile.label,
+        "load": sc.load,
+        "family": sc.family,
+    }
 
 
 def status_line(sol) -> str:
     gap = "n/a" if sol.gap is None else f"{100 * sol.gap:.2f} %"
     proven = "proven optimal" if sol.proven_optimal else "NOT proven optimal"
-    return (f"status {sol.status} ({proven}), gap {gap}, solved in {sol.solve_time_s:.2f} s "
-            f"(formulation {sol.formulation})")
+    return (
+        f"status {sol.status} ({proven}), gap {gap}, solved in {sol.solve_time_s:.2f} s (formulation {sol.formulation})"
+    )
 
 
 def scenario_line(compiled: CompiledScenario) -> str:
     sc = compiled.scenario
-    groups = ", ".join(f"{g.count} x {g.name} ({g.network_name}, {g.profile.label}, {g.uplink_mbps:g} Mbps)"
-                       for g in sc.groups)
-    return (f"scenario {sc.path.name}: {sc.n_devices} devices: {groups}; server profile "
-            f"{sc.server_profile.label!r} at load {100 * sc.load:g} %")
+    groups = ", ".join(
+        f"{g.count} x {g.name} ({g.network_name}, {g.profile.label}, {g.uplink_mbps:g} Mbps)" for g in sc.groups
+    )
+    return (
+        f"scenario {sc.path.name}: {sc.n_devices} devices: {groups}; server profile "
+        f"{sc.server_profile.label!r} at load {100 * sc.load:g} %"
+    )
 
 
 def plan_text(labelled: LabelledInstance, solutions: dict, header: str) -> str:
@@ -120,11 +157,16 @@ def plan_text(labelled: LabelledInstance, solutions: dict, header: str) -> str:
     plan = plan_frame(labelled, sol)
     comp = comparison_frame(labelled, solutions)
     fmt = {c: "{:.1f}".format for c in PLAN_COLUMNS if c.endswith("_ms")}
-    lines = [header, status_line(sol), "",
-             plan.to_string(index=False, formatters=fmt), "",
-             f"average completion: {sol.avg_delay_ms:.1f} ms", "",
-             comp.to_string(index=False, formatters={"avg_delay_ms": "{:.1f}".format,
-                                                     "vs_optimal_pct": "{:+.1f} %".format})]
+    lines = [
+        header,
+        status_line(sol),
+        "",
+        plan.to_string(index=False, formatters=fmt),
+        "",
+        f"average completion: {sol.avg_delay_ms:.1f} ms",
+        "",
+        comp.to_string(index=False, formatters={"avg_delay_ms": "{:.1f}".format, "vs_optimal_pct": "{:+.1f} %".format}),
+    ]
     return "\n".join(lines)
 
 
@@ -138,8 +180,14 @@ def gantt_figure(compiled: CompiledScenario, solution, title: str | None = None)
     solution.schedule.plot(ax=ax, title=title or f"plan: average completion {solution.avg_delay_ms:.1f} ms")
     # the legend goes above the lanes: inside the axes it covers the last device's bars
     legend = ax.get_legend()
-    fig.legend(legend.legend_handles, [t.get_text() for t in legend.get_texts()], loc="outside upper right",
-               ncols=len(legend.get_texts()), fontsize=8, frameon=False)
+    fig.legend(
+        legend.legend_handles,
+        [t.get_text() for t in legend.get_texts()],
+        loc="outside upper right",
+        ncols=len(legend.get_texts()),
+        fontsize=8,
+        frameon=False,
+    )
     legend.remove()
     return fig
 
@@ -152,7 +200,7 @@ def gantt_svg(compiled: CompiledScenario, solution) -> str:
     with matplotlib.rc_context({"svg.hashsalt": "dnnpart", "svg.fonttype": "path"}):
         gantt_figure(compiled, solution).savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def plan_html(compiled: CompiledScenario, solutions: dict) -> str:

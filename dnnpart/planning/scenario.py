@@ -3,6 +3,7 @@
 
 `load_scenario` reads and validates a file; dnnpart.planning.compile turns it into an optimiser instance.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,8 @@ from dnnpart.vocabulary import LAYER_TYPES
 class ProfileRef:
     """A delay profile as a scenario names it: `spec` is what load_delay_model gets (a name or a folder)."""
 
-    label: str              # as written in the file, for messages and reports
-    spec: str | Path        # a name under data/profiles/ or an absolute folder path
+    label: str  # as written in the file, for messages and reports
+    spec: str | Path  # a name under data/profiles/ or an absolute folder path
     folder: Path
 
 
@@ -39,7 +40,7 @@ class DeviceGroup:
 
     name: str
     count: int
-    network: str            # as written in the file (a zoo name or a path)
+    network: str  # as written in the file (a zoo name or a path)
     layers: pd.DataFrame = field(repr=False, compare=False)
     profile: ProfileRef
     uplink_mbps: float
@@ -67,8 +68,10 @@ class Scenario:
 
 def checker(label: str):
     """Raise ScenarioError prefixed with the file's label and the place (e.g. 'devices[1].uplink_mbps')."""
+
     def fail(place: str, problem: str) -> ScenarioError:
         return ScenarioError(f"{label}: {place}: {problem}" if place else f"{label}: {problem}")
+
     return fail
 
 
@@ -97,12 +100,18 @@ def _profile_ref(label: str, role: str, base: Path, place: str, fail) -> Profile
         if path.is_dir():
             if not has_role(path, role):
                 present = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".json")) or ["nothing"]
-                raise fail(place, f"profile folder {path} has no {role}.csv (nor fixed models in {role}.json; "
-                                  f"found: {', '.join(present)}); "
-                                  f"measure it with `dnnpart profile --role {role} --out {path}`")
+                raise fail(
+                    place,
+                    f"profile folder {path} has no {role}.csv (nor fixed models in {role}.json; "
+                    f"found: {', '.join(present)}); "
+                    f"measure it with `dnnpart profile --role {role} --out {path}`",
+                )
             return ProfileRef(label=label, spec=spec, folder=path)
-    raise fail(place, f"no profile {label!r}: neither a name under {paths.PROFILES_DIR} "
-                      f"(available: {', '.join(available_profiles()) or 'none'}) nor a folder at {folder}")
+    raise fail(
+        place,
+        f"no profile {label!r}: neither a name under {paths.PROFILES_DIR} "
+        f"(available: {', '.join(available_profiles()) or 'none'}) nor a folder at {folder}",
+    )
 
 
 def profile_layer_types(folder: Path, role: str) -> list[str]:
@@ -122,9 +131,12 @@ def _check_coverage(layers: pd.DataFrame, profile: ProfileRef, role: str, place:
     covered = profile_layer_types(profile.folder, role)
     for row in layers.itertuples(index=False):
         if row.type not in covered:
-            raise fail(place, f"profile {profile.label!r} has no {role} measurements of layer type "
-                              f"{row.type!r}, needed by layer {row.name!r} of {layers.attrs.get('network')}; "
-                              f"covered types: {', '.join(covered) or 'none'}")
+            raise fail(
+                place,
+                f"profile {profile.label!r} has no {role} measurements of layer type "
+                f"{row.type!r}, needed by layer {row.name!r} of {layers.attrs.get('network')}; "
+                f"covered types: {', '.join(covered) or 'none'}",
+            )
 
 
 def _network(spec: str, base: Path, place: str, fail) -> pd.DataFrame:
@@ -141,8 +153,7 @@ def _network(spec: str, base: Path, place: str, fail) -> pd.DataFrame:
         return networks.get(spec)
     except DnnpartError:
         zoo = ", ".join(networks.names(include_dag=True))
-        raise fail(place, f"unknown network {spec!r}; valid zoo names: {zoo} "
-                          f"(or a path to a .onnx file)") from None
+        raise fail(place, f"unknown network {spec!r}; valid zoo names: {zoo} (or a path to a .onnx file)") from None
 
 
 def _read(path: Path, label: str):
@@ -190,8 +201,10 @@ def load_scenario(path) -> Scenario:
     for i, group in enumerate(spec.devices):
         name = group.name if group.name is not None else f"group{i}"
         if name in names:
-            raise fail(f"devices[{i}].name",
-                       f"{show(name)} is already the name of devices[{names[name]}]; names must be unique")
+            raise fail(
+                f"devices[{i}].name",
+                f"{show(name)} is already the name of devices[{names[name]}]; names must be unique",
+            )
         names[name] = i
 
     server_profile = _profile_ref(spec.server.profile, "server", base, "server.profile", fail)
@@ -202,7 +215,21 @@ def load_scenario(path) -> Scenario:
         layers = _network(group.network, base, f"{at}.network", fail)
         _check_coverage(layers, profile, "device", f"{at}.profile", fail)
         _check_coverage(layers, server_profile, "server", "server.profile", fail)
-        groups.append(DeviceGroup(name=name, count=group.count, network=group.network, layers=layers,
-                                  profile=profile, uplink_mbps=group.uplink_mbps, downlink_mbps=group.downlink_mbps))
-    return Scenario(path=path.resolve(), server_profile=server_profile, load=spec.server.load, groups=tuple(groups),
-                    family=spec.family)
+        groups.append(
+            DeviceGroup(
+                name=name,
+                count=group.count,
+                network=group.network,
+                layers=layers,
+                profile=profile,
+                uplink_mbps=group.uplink_mbps,
+                downlink_mbps=group.downlink_mbps,
+            )
+        )
+    return Scenario(
+        path=path.resolve(),
+        server_profile=server_profile,
+        load=spec.server.load,
+        groups=tuple(groups),
+        family=spec.family,
+    )

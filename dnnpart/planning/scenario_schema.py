@@ -4,6 +4,7 @@ The schema says what keys, types and ranges a file may hold; `dnnpart schema sce
 (docs/schemas/scenario.schema.json). What needs the file system (profile folders, networks, layer-type
 coverage) and unique group names are checked afterwards by scenario.load_scenario.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,10 +30,12 @@ class ServerSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: Text = Field(description="a profile name under data/profiles/ or a folder (relative to the file) "
-                                      "that serves the server role")
+    profile: Text = Field(
+        description="a profile name under data/profiles/ or a folder (relative to the file) that serves the server role"
+    )
     load: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False, strict=True)] = Field(
-        0.0, description="share of the server taken by other work; server times scale by 1 / (1 - load)")
+        0.0, description="share of the server taken by other work; server times scale by 1 / (1 - load)"
+    )
 
 
 class GroupSpec(BaseModel):
@@ -42,10 +45,12 @@ class GroupSpec(BaseModel):
 
     name: Text | None = Field(None, description="devices are named <name>-0, <name>-1, ...; default group<i>")
     count: Annotated[int, Field(gt=0, le=MAX_DEVICES, strict=True)] = Field(
-        description=f"number of identical devices (at most {MAX_DEVICES} in all groups)")
+        description=f"number of identical devices (at most {MAX_DEVICES} in all groups)"
+    )
     network: Text = Field(description="a zoo name or a path to a chain-structured .onnx file")
-    profile: Text = Field(description="a profile name under data/profiles/ or a folder (relative to the file) "
-                                      "that serves the device role")
+    profile: Text = Field(
+        description="a profile name under data/profiles/ or a folder (relative to the file) that serves the device role"
+    )
     uplink_mbps: Mbps = Field(description="uplink rate (Mbit/s); uploads take bytes * 8 / (rate * 1000) ms")
     downlink_mbps: Mbps | None = Field(None, description="the result comes back at this rate; default: free")
 
@@ -53,8 +58,11 @@ class GroupSpec(BaseModel):
 class ScenarioFile(BaseModel):
     """A dnnpart scenario: one MEC server and groups of devices (YAML or JSON)."""
 
-    model_config = ConfigDict(extra="forbid", title="dnnpart scenario",
-                              json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"})
+    model_config = ConfigDict(
+        extra="forbid",
+        title="dnnpart scenario",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
 
     server: ServerSpec
     devices: Annotated[list[GroupSpec], Field(min_length=1)]
@@ -66,8 +74,7 @@ def validate_scenario(data, label: str) -> ScenarioFile:
     try:
         return ScenarioFile.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(f"{label}: {describe_errors(exc.errors(include_url=False), ScenarioFile, NOUNS)}") \
-            from None
+        raise ScenarioError(f"{label}: {describe_errors(exc.errors(include_url=False), ScenarioFile, NOUNS)}") from None
 
 
 # --- reading YAML safely ----------------------------------------------------------------------------------
@@ -77,8 +84,13 @@ def validate_scenario(data, label: str) -> ScenarioFile:
 YAML12_RESOLVERS = {
     "tag:yaml.org,2002:bool": (re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
     "tag:yaml.org,2002:int": (re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), "-+0123456789"),
-    "tag:yaml.org,2002:float": (re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                                           r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), "-+0123456789."),
+    "tag:yaml.org,2002:float": (
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "-+0123456789.",
+    ),
 }
 
 
@@ -92,8 +104,9 @@ class ScenarioLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed "
-                                              "in scenario files", event.start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed in scenario files", event.start_mark
+            )
         return super().compose_node(parent, index)
 
     def construct_yaml_int(self, node):
@@ -103,7 +116,8 @@ class ScenarioLoader(yaml.SafeLoader):
 
 ScenarioLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in YAML12_RESOLVERS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 for _tag, (_regexp, _first) in YAML12_RESOLVERS.items():
     ScenarioLoader.add_implicit_resolver(_tag, _regexp, list(_first))
 ScenarioLoader.add_constructor("tag:yaml.org,2002:int", ScenarioLoader.construct_yaml_int)

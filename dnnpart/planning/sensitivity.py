@@ -9,6 +9,7 @@
 
 Both return tidy DataFrames; `plot_sensitivity` and `plot_robustness` draw them.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dnnpart.errors import DnnpartError, ProfileError
-from dnnpart.optimiser.instance import Device, Instance
 from dnnpart import delay
+from dnnpart.errors import DnnpartError, ProfileError
 from dnnpart.optimiser.baselines import solve_all_methods
+from dnnpart.optimiser.instance import Device, Instance
 from dnnpart.optimiser.solve import solve
 from dnnpart.planning.compile import CompiledScenario, compile_scenario
 from dnnpart.planning.scenario import ProfileRef
@@ -36,6 +37,7 @@ def _compiled(compiled_or_path) -> CompiledScenario:
 
 # --- bandwidth sensitivity ---------------------------------------------------------------------------------
 
+
 def scale_uplink(compiled: CompiledScenario, group: int, factor: float) -> Instance:
     """The instance with group `group`'s uplink multiplied by `factor` (eq. 3: upload times divided by it)."""
     if not (isinstance(factor, (int, float, np.floating)) and math.isfinite(factor) and factor > 0):
@@ -47,8 +49,9 @@ def scale_uplink(compiled: CompiledScenario, group: int, factor: float) -> Insta
     return Instance(tuple(devices))
 
 
-def bandwidth_sensitivity(compiled_or_path, factors=SENSITIVITY_FACTORS, formulation: str = "exact",
-                          time_limit: float | None = None) -> pd.DataFrame:
+def bandwidth_sensitivity(
+    compiled_or_path, factors=SENSITIVITY_FACTORS, formulation: str = "exact", time_limit: float | None = None
+) -> pd.DataFrame:
     """Re-solve with each group's uplink scaled by each factor, one group at a time.
 
     Tidy rows, one per (varied group, factor, device): group (the varied group), factor, uplink_mbps (the
@@ -63,17 +66,25 @@ def bandwidth_sensitivity(compiled_or_path, factors=SENSITIVITY_FACTORS, formula
         for factor in factors:
             sol = solve(scale_uplink(compiled, g, factor), formulation=formulation, time_limit=time_limit)
             for i, cut in enumerate(sol.cuts):
-                rows.append({
-                    "group": group.name, "factor": factor, "uplink_mbps": group.uplink_mbps * factor,
-                    "avg_delay_ms": float(sol.avg_delay_ms), "proven_optimal": bool(sol.proven_optimal),
-                    "gap": float("nan") if sol.gap is None else float(sol.gap),
-                    "device": compiled.instance.names[i], "device_group": compiled.group(i).name,
-                    "cut": int(cut), "cut_layer": compiled.cut_name(i, int(cut)),
-                })
+                rows.append(
+                    {
+                        "group": group.name,
+                        "factor": factor,
+                        "uplink_mbps": group.uplink_mbps * factor,
+                        "avg_delay_ms": float(sol.avg_delay_ms),
+                        "proven_optimal": bool(sol.proven_optimal),
+                        "gap": float("nan") if sol.gap is None else float(sol.gap),
+                        "device": compiled.instance.names[i],
+                        "device_group": compiled.group(i).name,
+                        "cut": int(cut),
+                        "cut_layer": compiled.cut_name(i, int(cut)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 # --- held-out residuals ---------------------------------------------------------------------------------------
+
 
 def held_out_ratios(profile, role: str, family: str = "dnnpart", seed: int = 0) -> dict[str, np.ndarray]:
     """Per layer type, measured / predicted on the profile's held-out test rows (the fit's own 80/20 split;
@@ -90,8 +101,10 @@ def held_out_ratios(profile, role: str, family: str = "dnnpart", seed: int = 0) 
         raise ProfileError(f"profile {str(spec)!r} has no measured {role}.csv, so no held-out residuals")
     rows = delay.heldout_predictions(spec, seed, roles=[role], families=[family])
     test = rows[rows["split"] == "test"]
-    return {str(t): np.sort(part["measured_ms"].to_numpy(dtype=float) / part["predicted_ms"].to_numpy(dtype=float))
-            for t, part in test.groupby("layer_type", sort=True)}
+    return {
+        str(t): np.sort(part["measured_ms"].to_numpy(dtype=float) / part["predicted_ms"].to_numpy(dtype=float))
+        for t, part in test.groupby("layer_type", sort=True)
+    }
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,7 @@ def _residual_tables(compiled: CompiledScenario, fallback_profile: str | None):
 
 
 # --- robustness -------------------------------------------------------------------------------------------
+
 
 def _draw_factors(ratios: dict[str, np.ndarray], types, n_draws: int, rng, what: str) -> np.ndarray:
     """(n_draws, n_layers) multiplicative factors, each layer's drawn from its type's held-out ratios."""
@@ -158,8 +172,13 @@ def simulate(instance: Instance, cuts, server_order, local: list[np.ndarray], se
     return np.mean(done, axis=0)
 
 
-def robustness(compiled_or_path, n_draws: int = ROBUSTNESS_DRAWS, seed: int = 0, solutions: dict | None = None,
-               fallback_profile: str | None = FALLBACK_PROFILE) -> pd.DataFrame:
+def robustness(
+    compiled_or_path,
+    n_draws: int = ROBUSTNESS_DRAWS,
+    seed: int = 0,
+    solutions: dict | None = None,
+    fallback_profile: str | None = FALLBACK_PROFILE,
+) -> pd.DataFrame:
     """Realised average delay of each method's fixed plan when layer delays deviate from their predictions.
 
     Every draw multiplies each predicted layer time (local and server) by a factor measured/predicted sampled
@@ -183,14 +202,22 @@ def robustness(compiled_or_path, n_draws: int = ROBUSTNESS_DRAWS, seed: int = 0,
         types = compiled.layers(i)["type"].tolist()
         dev_key = ("device", str(compiled.group(i).profile.folder))
         local.append(np.asarray(d.local_ms) * _draw_factors(tables[dev_key], types, n_draws, rng, f"{d.name} device"))
-        server.append(np.asarray(d.server_ms) * _draw_factors(tables[server_key], types, n_draws, rng,
-                                                              f"{d.name} server"))
+        server.append(
+            np.asarray(d.server_ms) * _draw_factors(tables[server_key], types, n_draws, rng, f"{d.name} server")
+        )
     frames = []
     for method, sol in solutions.items():
         realised = simulate(inst, sol.schedule.cuts, sol.schedule.server_order, local, server)
-        frames.append(pd.DataFrame({"draw": np.arange(n_draws), "method": method,
-                                    "realised_avg_delay_ms": realised,
-                                    "predicted_avg_delay_ms": float(sol.avg_delay_ms)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "draw": np.arange(n_draws),
+                    "method": method,
+                    "realised_avg_delay_ms": realised,
+                    "predicted_avg_delay_ms": float(sol.avg_delay_ms),
+                }
+            )
+        )
     df = pd.concat(frames, ignore_index=True)
     df.attrs["noise_sources"] = [vars(n) for n in notes]
     return df
@@ -203,17 +230,23 @@ def robustness_summary(df: pd.DataFrame, reference: str = "case1") -> pd.DataFra
     rows = []
     for method, part in df.groupby("method", sort=False):
         r = part["realised_avg_delay_ms"]
-        rows.append({
-            "method": method, "predicted_avg_delay_ms": float(part["predicted_avg_delay_ms"].iloc[0]),
-            "mean_ms": float(r.mean()), "p5_ms": float(r.quantile(0.05)), "median_ms": float(r.median()),
-            "p95_ms": float(r.quantile(0.95)),
-            f"{reference}_wins_share": float((wide[reference] <= wide[method] + 1e-9).mean()),
-            f"mean_gain_of_{reference}_pct": float(100 * (1 - (wide[reference] / wide[method]).mean())),
-        })
+        rows.append(
+            {
+                "method": method,
+                "predicted_avg_delay_ms": float(part["predicted_avg_delay_ms"].iloc[0]),
+                "mean_ms": float(r.mean()),
+                "p5_ms": float(r.quantile(0.05)),
+                "median_ms": float(r.median()),
+                "p95_ms": float(r.quantile(0.95)),
+                f"{reference}_wins_share": float((wide[reference] <= wide[method] + 1e-9).mean()),
+                f"mean_gain_of_{reference}_pct": float(100 * (1 - (wide[reference] / wide[method]).mean())),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # --- plots -----------------------------------------------------------------------------------------------------
+
 
 def plot_sensitivity(df: pd.DataFrame):
     """Top: average delay vs each group's bandwidth factor. Bottom, one panel per group: the cut layer each of
@@ -222,8 +255,7 @@ def plot_sensitivity(df: pd.DataFrame):
 
     groups = list(dict.fromkeys(df["group"]))
     fig = Figure(figsize=(max(8.0, 4.2 * len(groups)), 7.5), layout="constrained")
-    mosaic = fig.subplot_mosaic([["top"] * len(groups), [f"cut:{g}" for g in groups]],
-                                height_ratios=[1, 1.2])
+    mosaic = fig.subplot_mosaic([["top"] * len(groups), [f"cut:{g}" for g in groups]], height_ratios=[1, 1.2])
     top = mosaic["top"]
     per_run = df.drop_duplicates(["group", "factor"])
     for g in groups:

@@ -6,6 +6,7 @@ runs them with onnxruntime, uploads the cut tensor and receives the result. Ever
 time-stamped on the device's clock and converted to the server's with an offset estimated on this connection
 (the ServerLive exchange with the smallest round trip), so the server can draw one timeline for all devices.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,9 +42,22 @@ class RoundResult:
 class DeviceClient:
     """One device of the MEC loop. `run(repeats)` does register -> plan -> fetch layers -> rounds."""
 
-    def __init__(self, server: str, name: str, network: str, uplink_mbps: float, profile: str | None = None,
-                 local_ms=None, cut: int | None = None, seed: int = 0, token: str | None = None,
-                 tls_ca: str | None = None, threads: int = 1, timeout_s: float = 300.0, emulate_uplink: bool = False):
+    def __init__(
+        self,
+        server: str,
+        name: str,
+        network: str,
+        uplink_mbps: float,
+        profile: str | None = None,
+        local_ms=None,
+        cut: int | None = None,
+        seed: int = 0,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        threads: int = 1,
+        timeout_s: float = 300.0,
+        emulate_uplink: bool = False,
+    ):
         protocol.check_device_name(name)
         if not (np.isfinite(uplink_mbps) and uplink_mbps > 0):
             raise RuntimeConfigError(f"--uplink-mbps must be a positive number of Mbps, got {uplink_mbps}")
@@ -92,8 +106,13 @@ class DeviceClient:
         return self.uncertainty_ms
 
     def register(self):
-        request = pb.RegisterRequest(device=self.name, network=self.network, seed=self.seed,
-                                     uplink_mbps=self.uplink_mbps, profile=self.profile or "")
+        request = pb.RegisterRequest(
+            device=self.name,
+            network=self.network,
+            seed=self.seed,
+            uplink_mbps=self.uplink_mbps,
+            profile=self.profile or "",
+        )
         if self.local_ms is not None:
             request.local_ms.extend(float(t) for t in self.local_ms)
         if self.cut_wanted is not None:
@@ -146,8 +165,13 @@ class DeviceClient:
             rows += [(j, "local", self._ms(a, s0), self._ms(b, s0)) for j, a, b in stamps]
         if plan.cut < plan.n_layers:
             tensor, raw = protocol.tensor_message(y, "input" if plan.cut == 0 else plan.cut_name)
-            request = pb.ModelInferRequest(model_name=self.network, model_version=str(self.seed),
-                                           id=f"{self.name}/{rnd}", inputs=[tensor], raw_input_contents=[raw])
+            request = pb.ModelInferRequest(
+                model_name=self.network,
+                model_version=str(self.seed),
+                id=f"{self.name}/{rnd}",
+                inputs=[tensor],
+                raw_input_contents=[raw],
+            )
             for key, value in (("device", self.name), ("round", rnd), ("first_layer", plan.cut + 1)):
                 request.parameters[key].CopyFrom(protocol.param(value))
             up_start = time.perf_counter_ns()
@@ -162,9 +186,12 @@ class DeviceClient:
             rows.append((plan.n_layers, "download", server_rows[-1][3], self._ms(done, s0)))
             out = reply.outputs[0]
             y = protocol.tensor_from(out.datatype, out.shape, reply.raw_output_contents[0])
-        report = pb.ReportRequest(device=self.name, round=rnd, offset_uncertainty_ms=self.uncertainty_ms,
-                                  rows=[pb.TimelineRow(layer=j, where=w, start_ms=a, finish_ms=b)
-                                        for j, w, a, b in rows if w != "server"])
+        report = pb.ReportRequest(
+            device=self.name,
+            round=rnd,
+            offset_uncertainty_ms=self.uncertainty_ms,
+            rows=[pb.TimelineRow(layer=j, where=w, start_ms=a, finish_ms=b) for j, w, a, b in rows if w != "server"],
+        )
         self._call(self.stub.Report, report)
         measured = max(b for _, _, _, b in rows) if rows else 0.0
         return RoundResult(rnd, plan.cut, plan.cut_name, plan.predicted_completion_ms, measured, y, rows)

@@ -1,5 +1,6 @@
 """Run per-layer ONNX models with onnxruntime. Imports only numpy and onnxruntime, so the device client
 (dnnpart.runtime.device) can use it on a board without pandas, Pyomo or Jupyter."""
+
 from __future__ import annotations
 
 import time

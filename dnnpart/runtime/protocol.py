@@ -1,5 +1,6 @@
 """Helpers shared by the server and the device client: tensors to and from the Open Inference Protocol's
 raw contents, request parameters, the token and channel/TLS set-up. Imports numpy and grpc only."""
+
 from __future__ import annotations
 
 import hmac
@@ -44,8 +45,9 @@ def call_metadata(token: str | None):
 
 def check_device_name(name: str) -> str:
     if not isinstance(name, str) or not DEVICE_NAME.match(name):
-        raise RuntimeConfigError(f"device name {name!r} must be 1-64 letters, digits, '_', '.' or '-', "
-                                 "starting with a letter or digit")
+        raise RuntimeConfigError(
+            f"device name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -101,8 +103,10 @@ def channel(address: str, tls_ca: str | None = None):
     import grpc
 
     parse_address(address)
-    options = [("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES),
-               ("grpc.max_send_message_length", CLIENT_MESSAGE_BYTES)]
+    options = [
+        ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", CLIENT_MESSAGE_BYTES),
+    ]
     if tls_ca is None:
         return grpc.insecure_channel(address, options=options)
     try:

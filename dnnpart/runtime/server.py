@@ -11,6 +11,7 @@ everything as tidy rows into its output folder (timeline.csv, plan.csv, completi
 Every refusal is a gRPC status with a one-line reason and a line in server.log; nothing is written outside the
 output folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,22 +52,22 @@ class Refused(Exception):
 @dataclass
 class ServeConfig:
     out: Path
-    expected: int = 1                   # plan once this many devices have registered
+    expected: int = 1  # plan once this many devices have registered
     host: str = "127.0.0.1"
-    port: int = 0                       # 0: any free port (printed and written to server.json)
+    port: int = 0  # 0: any free port (printed and written to server.json)
     policy: str = "plan"
-    threads: int | None = None          # onnxruntime intra-op threads of the server's sessions
+    threads: int | None = None  # onnxruntime intra-op threads of the server's sessions
     token: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    max_message_bytes: int = 16 << 20   # larger tensors are refused (VGG's largest layer input is 12.8 MB)
+    max_message_bytes: int = 16 << 20  # larger tensors are refused (VGG's largest layer input is 12.8 MB)
     plan_deadline_s: float | None = None  # plan with whoever registered this long after the first one
-    barrier_timeout_s: float = 60.0     # a round starts without devices that are this late
-    stall_s: float = 30.0               # plan policy: a device whose turn came but whose upload has not, is skipped
+    barrier_timeout_s: float = 60.0  # a round starts without devices that are this late
+    stall_s: float = 30.0  # plan policy: a device whose turn came but whose upload has not, is skipped
     server_profile: str = "measured"
     load: float = 0.0
-    time_limit_s: float = 10.0          # the optimiser's time limit
-    start_lead_ms: float = 50.0         # a round starts this long after its barrier releases
+    time_limit_s: float = 10.0  # the optimiser's time limit
+    start_lead_ms: float = 50.0  # a round starts this long after its barrier releases
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -79,11 +80,17 @@ class ServeConfig:
         if self.threads is not None and self.threads < 1:
             raise RuntimeConfigError(f"--threads must be >= 1, got {self.threads}")
         if not (self.max_message_bytes >= 1024):
-            raise RuntimeConfigError(f"the message size limit must be at least 1 KB, got {self.max_message_bytes} bytes")
+            raise RuntimeConfigError(
+                f"the message size limit must be at least 1 KB, got {self.max_message_bytes} bytes"
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise RuntimeConfigError("TLS needs both --tls-cert and --tls-key")
-        for what, value in (("--plan-deadline", self.plan_deadline_s), ("--stall", self.stall_s),
-                            ("--barrier-timeout", self.barrier_timeout_s), ("--time-limit", self.time_limit_s)):
+        for what, value in (
+            ("--plan-deadline", self.plan_deadline_s),
+            ("--stall", self.stall_s),
+            ("--barrier-timeout", self.barrier_timeout_s),
+            ("--time-limit", self.time_limit_s),
+        ):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise RuntimeConfigError(f"{what} must be a positive number of seconds, got {value}")
 
@@ -109,7 +116,7 @@ class Job:
     last_layer: int
     x: np.ndarray
     arrival_ns: int
-    remaining_ms: list[float]           # predicted server ms of layers next_layer..last_layer
+    remaining_ms: list[float]  # predicted server ms of layers next_layer..last_layer
     done: threading.Event = field(default_factory=threading.Event)
     stamps: list = field(default_factory=list)  # (layer, start_ns, finish_ns)
     error: str | None = None
@@ -128,7 +135,7 @@ class Scheduler:
         self.skipped: set[str] = set()
         self.ran: set[tuple[str, int]] = set()  # (device, layer) run this round
         self.stopping = False
-        self.busy_ns = 0                 # time spent inside onnxruntime
+        self.busy_ns = 0  # time spent inside onnxruntime
         self.thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self.thread.start()
 
@@ -185,8 +192,10 @@ class Scheduler:
             if self.waiting_since is None:
                 self.waiting_since = now
             if now - self.waiting_since > self.server.config.stall_s:
-                self.server.event(f"stall: {device} had not uploaded {self.server.config.stall_s:g} s after its "
-                                  f"turn (layer {layer}); its layers leave the plan's order this round")
+                self.server.event(
+                    f"stall: {device} had not uploaded {self.server.config.stall_s:g} s after its "
+                    f"turn (layer {layer}); its layers leave the plan's order this round"
+                )
                 self.skipped.add(device)
                 continue
             return None
@@ -240,10 +249,10 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         self.runners: dict[tuple[str, int], LayerRunner] = {}
         self.build_lock = threading.Lock()
         self.write_lock = threading.Lock()
-        self.plan = None                   # dict once solved
+        self.plan = None  # dict once solved
         self.plan_error: str | None = None
         self.first_registration: float | None = None
-        self.round = -1                    # the last round started
+        self.round = -1  # the last round started
         self.round_start_ns: dict[int, int] = {}
         self.participants: dict[int, list[str]] = {}
         self.arrivals: dict[int, set[str]] = {}
@@ -288,8 +297,11 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         with self.lock:
             while not self.stopping:
                 n = len(self.devices)
-                due = (deadline is not None and self.first_registration is not None
-                       and time.monotonic() - self.first_registration >= deadline)
+                due = (
+                    deadline is not None
+                    and self.first_registration is not None
+                    and time.monotonic() - self.first_registration >= deadline
+                )
                 if n >= self.config.expected or (due and n > 0):
                     break
                 self.lock.wait(timeout=0.1)
@@ -307,8 +319,10 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         with self.lock:
             self.plan = plan
             self.lock.notify_all()
-        self.event(f"plan: {len(devices)} devices, cuts {plan['cuts']}, predicted average "
-                   f"{plan['avg_delay_ms']:.3f} ms ({plan['status']}, policy {self.config.policy})")
+        self.event(
+            f"plan: {len(devices)} devices, cuts {plan['cuts']}, predicted average "
+            f"{plan['avg_delay_ms']:.3f} ms ({plan['status']}, policy {self.config.policy})"
+        )
         write_csv(plan["frame"], self.config.out / "plan.csv")
 
     def _solve(self, devices: list[Registered]) -> dict:
@@ -324,8 +338,14 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             if d.network not in tables:
                 tables[d.network] = get(d.network)
                 server_ms[d.network] = model.predict(tables[d.network], "server").to_numpy(dtype=float)
-        instance = Instance(tuple(device_from_times(d.name, tables[d.network], d.local_ms, server_ms[d.network],
-                                                    d.uplink_mbps, self.config.load) for d in devices))
+        instance = Instance(
+            tuple(
+                device_from_times(
+                    d.name, tables[d.network], d.local_ms, server_ms[d.network], d.uplink_mbps, self.config.load
+                )
+                for d in devices
+            )
+        )
         given = [d.cut for d in devices]
         if all(c is None for c in given):
             solution = solve(instance, time_limit=self.config.time_limit_s)
@@ -341,10 +361,16 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             schedule, status = heuristic(instance, sets, time_budget_s=self.config.time_limit_s), "heuristic"
         schedule.validate()
         names = instance.names
-        return {"instance": instance, "cuts": list(schedule.cuts), "avg_delay_ms": schedule.avg_delay_ms,
-                "status": status, "order": [(names[i], j) for i, j in schedule.server_order],
-                "completion_ms": dict(zip(names, schedule.completion_ms)), "frame": schedule.to_frame(),
-                "devices": names}
+        return {
+            "instance": instance,
+            "cuts": list(schedule.cuts),
+            "avg_delay_ms": schedule.avg_delay_ms,
+            "status": status,
+            "order": [(names[i], j) for i, j in schedule.server_order],
+            "completion_ms": dict(zip(names, schedule.completion_ms)),
+            "frame": schedule.to_frame(),
+            "devices": names,
+        }
 
     # --- the Open Inference Protocol ---------------------------------------------------------------------
     def ServerLive(self, request, context):
@@ -359,15 +385,21 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             with self.lock:
                 known = {s.network: s for s in self.splits.values()}
             if request.name not in known:
-                raise Refused(grpc.StatusCode.NOT_FOUND, f"no model {request.name!r}; registered networks: "
-                                                         f"{', '.join(sorted(known)) or '(none)'}")
+                raise Refused(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"no model {request.name!r}; registered networks: {', '.join(sorted(known)) or '(none)'}",
+                )
             s = known[request.name]
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
-                name=s.network, versions=[str(s.seed)], platform="onnxruntime",
+                name=s.network,
+                versions=[str(s.seed)],
+                platform="onnxruntime",
                 inputs=[tensor(name="data", datatype=DATATYPE, shape=list(s.shapes[0]))],
                 outputs=[tensor(name=s.layer_names[-1], datatype=DATATYPE, shape=list(s.shapes[-1]))],
-                layers=list(s.layer_names), sha256=s.sha256)
+                layers=list(s.layer_names),
+                sha256=s.sha256,
+            )
         except Refused as refusal:
             self.refuse(context, "ModelMetadata", refusal)
 
@@ -383,6 +415,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             if not job.done.is_set():
                 self.scheduler.cancel(job.device, "the device disconnected")
                 self.event(f"disconnected: {job.device} left round {job.round} before its result")
+
         context.add_callback(on_end)
         self.scheduler.submit(job)
         if not job.done.wait(timeout=INFER_TIMEOUT_S) or job.error:
@@ -390,16 +423,23 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             self.refuse(context, "ModelInfer", Refused(grpc.StatusCode.ABORTED, f"{job.device}: {reason}"))
             return None
         start_ns = self.round_start_ns[job.round]
-        rows = [pb.TimelineRow(layer=j, where="server", start_ms=(a - start_ns) / 1e6, finish_ms=(b - start_ns) / 1e6)
-                for j, a, b in job.stamps]
+        rows = [
+            pb.TimelineRow(layer=j, where="server", start_ms=(a - start_ns) / 1e6, finish_ms=(b - start_ns) / 1e6)
+            for j, a, b in job.stamps
+        ]
         with self.lock:
-            self.timeline += [(job.round, job.device, r.layer, "server", r.start_ms, r.finish_ms, "server")
-                              for r in rows]
+            self.timeline += [
+                (job.round, job.device, r.layer, "server", r.start_ms, r.finish_ms, "server") for r in rows
+            ]
         out, raw = protocol.tensor_message(job.x, split.layer_names[-1])
-        response = pb.ModelInferResponse(model_name=split.network, model_version=str(split.seed), id=request.id,
-                                         outputs=[pb.ModelInferResponse.InferOutputTensor(
-                                             name=out.name, datatype=out.datatype, shape=out.shape)],
-                                         raw_output_contents=[raw], server_rows=rows)
+        response = pb.ModelInferResponse(
+            model_name=split.network,
+            model_version=str(split.seed),
+            id=request.id,
+            outputs=[pb.ModelInferResponse.InferOutputTensor(name=out.name, datatype=out.datatype, shape=out.shape)],
+            raw_output_contents=[raw],
+            server_rows=rows,
+        )
         response.parameters["received_ns"].CopyFrom(protocol.param(received_ns))
         response.parameters["sent_ns"].CopyFrom(protocol.param(time.perf_counter_ns()))
         return response
@@ -407,8 +447,10 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
     def _accept_infer(self, request, received_ns: int) -> tuple[Job, SplitNetwork]:
         size = sum(len(r) for r in request.raw_input_contents)
         if size > self.config.max_message_bytes:
-            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"tensor of {size} bytes is over the server's limit of {self.config.max_message_bytes} bytes")
+            raise Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"tensor of {size} bytes is over the server's limit of {self.config.max_message_bytes} bytes",
+            )
         device = protocol.param_value(request.parameters, "device", "")
         rnd = protocol.param_value(request.parameters, "round", -1)
         first = protocol.param_value(request.parameters, "first_layer", -1)
@@ -421,8 +463,10 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             if device not in self.plan["devices"]:
                 raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{device} is not in the plan")
             if rnd != self.round or device not in self.participants.get(rnd, ()):
-                raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"{device} runs round {rnd} but round {self.round} is the one started with it")
+                raise Refused(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"{device} runs round {rnd} but round {self.round} is the one started with it",
+                )
             if (rnd, device) in self.ran:
                 raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"{device} already ran round {rnd}")
             cut = self.plan["cuts"][self.plan["devices"].index(device)]
@@ -430,20 +474,28 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             if cut == split.n_layers:
                 raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{device} runs all local: nothing to offload")
             if request.model_name != split.network:
-                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"model {request.model_name!r} is not {device}'s network {split.network!r}")
+                raise Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"model {request.model_name!r} is not {device}'s network {split.network!r}",
+                )
             if first != cut + 1:
-                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"{device} has cut {cut}: its first server layer is {cut + 1}, got first_layer {first}")
+                raise Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{device} has cut {cut}: its first server layer is {cut + 1}, got first_layer {first}",
+                )
             want = list(split.shapes[cut])
             if len(request.inputs) != 1 or len(request.raw_input_contents) != 1:
-                raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"need exactly one input tensor with raw contents, "
-                                                                 f"got {len(request.inputs)} inputs")
+                raise Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"need exactly one input tensor with raw contents, got {len(request.inputs)} inputs",
+                )
             tensor = request.inputs[0]
             if tensor.datatype != DATATYPE or list(tensor.shape) != want:
-                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"tensor {tensor.datatype} {list(tensor.shape)} does not match cut {cut} of "
-                              f"{split.network}: expected {DATATYPE} {want}")
+                raise Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"tensor {tensor.datatype} {list(tensor.shape)} does not match cut {cut} of "
+                    f"{split.network}: expected {DATATYPE} {want}",
+                )
             try:
                 x = protocol.tensor_from(tensor.datatype, tensor.shape, request.raw_input_contents[0])
             except ValueError as exc:
@@ -462,10 +514,13 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         with self.lock:
             n = len(self.devices)
             self.lock.notify_all()
-        self.event(f"registered {d.name}: {d.network} (seed {d.seed}), uplink {d.uplink_mbps:g} Mbps, "
-                   f"cut {'free' if d.cut is None else d.cut}, from {d.peer} ({n}/{self.config.expected})")
-        return pb.RegisterResponse(registered=n, expected=self.config.expected, model_sha256=split.sha256,
-                                   n_layers=split.n_layers)
+        self.event(
+            f"registered {d.name}: {d.network} (seed {d.seed}), uplink {d.uplink_mbps:g} Mbps, "
+            f"cut {'free' if d.cut is None else d.cut}, from {d.peer} ({n}/{self.config.expected})"
+        )
+        return pb.RegisterResponse(
+            registered=n, expected=self.config.expected, model_sha256=split.sha256, n_layers=split.n_layers
+        )
 
     def _register(self, request, peer: str) -> tuple[Registered, SplitNetwork]:
         from dnnpart.networks.zoo import names
@@ -486,8 +541,11 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             raise Refused(invalid, f"uplink_mbps must be a positive number of Mbps, got {request.uplink_mbps}")
         split = self.split(request.network, int(request.seed))
         if request.model_sha256 and request.model_sha256 != split.sha256:
-            raise Refused(invalid, f"{request.network} seed {request.seed}: the device expects weights "
-                                   f"{request.model_sha256[:12]}..., the server has {split.sha256[:12]}...")
+            raise Refused(
+                invalid,
+                f"{request.network} seed {request.seed}: the device expects weights "
+                f"{request.model_sha256[:12]}..., the server has {split.sha256[:12]}...",
+            )
         m = split.n_layers
         cut = request.cut if request.HasField("cut") else None
         if cut is not None and not 0 <= cut <= m:
@@ -495,8 +553,11 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         if request.local_ms:
             local = list(request.local_ms)
             if len(local) != m or not all(math.isfinite(t) and t >= 0 for t in local):
-                raise Refused(invalid, f"local_ms needs {m} finite non-negative times (one per layer of "
-                                       f"{request.network}), got {len(local)}")
+                raise Refused(
+                    invalid,
+                    f"local_ms needs {m} finite non-negative times (one per layer of "
+                    f"{request.network}), got {len(local)}",
+                )
         else:
             local = self._predict_local(request.profile or "measured", request.network)
         d = Registered(request.device, request.network, int(request.seed), float(request.uplink_mbps), local, cut, peer)
@@ -524,16 +585,25 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         """(device's index in the plan, the plan), waiting for the plan; refuses unknown devices."""
         with self.lock:
             if device not in self.devices:
-                self.refuse(context, method, Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                                                     f"device {device!r} has not registered"))
+                self.refuse(
+                    context,
+                    method,
+                    Refused(grpc.StatusCode.FAILED_PRECONDITION, f"device {device!r} has not registered"),
+                )
             while self.plan is None and self.plan_error is None and not self.stopping and context.is_active():
                 self.lock.wait(timeout=0.5)
             if self.plan is None:
-                self.refuse(context, method, Refused(grpc.StatusCode.UNAVAILABLE,
-                                                     f"no plan: {self.plan_error or 'the server is stopping'}"))
+                self.refuse(
+                    context,
+                    method,
+                    Refused(grpc.StatusCode.UNAVAILABLE, f"no plan: {self.plan_error or 'the server is stopping'}"),
+                )
             if device not in self.plan["devices"]:
-                self.refuse(context, method, Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                                                     f"{device} registered after the plan was made"))
+                self.refuse(
+                    context,
+                    method,
+                    Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{device} registered after the plan was made"),
+                )
             return self.plan["devices"].index(device), self.plan
 
     def Plan(self, request, context):
@@ -544,12 +614,21 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         frame = plan["frame"]
         mine = frame[frame["device"] == request.device]
         return pb.PlanResponse(
-            cut=cut, cut_name=cut_name(split.layer_names, cut), n_layers=split.n_layers,
-            cut_shape=list(split.shapes[cut]), predicted_completion_ms=plan["completion_ms"][request.device],
-            predicted_avg_ms=plan["avg_delay_ms"], policy=self.config.policy, status=plan["status"],
-            model_sha256=split.sha256, devices=plan["devices"],
-            planned=[pb.TimelineRow(layer=int(r.layer), where=r.where, start_ms=r.start_ms, finish_ms=r.finish_ms)
-                     for r in mine.itertuples()])
+            cut=cut,
+            cut_name=cut_name(split.layer_names, cut),
+            n_layers=split.n_layers,
+            cut_shape=list(split.shapes[cut]),
+            predicted_completion_ms=plan["completion_ms"][request.device],
+            predicted_avg_ms=plan["avg_delay_ms"],
+            policy=self.config.policy,
+            status=plan["status"],
+            model_sha256=split.sha256,
+            devices=plan["devices"],
+            planned=[
+                pb.TimelineRow(layer=int(r.layer), where=r.where, start_ms=r.start_ms, finish_ms=r.finish_ms)
+                for r in mine.itertuples()
+            ],
+        )
 
     def FetchLayers(self, request, context):
         i, plan = self._planned(request.device, context, "FetchLayers")
@@ -560,21 +639,30 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             digest = hashlib.sha256(data).hexdigest()
             for k in range(0, len(data), protocol.CHUNK_BYTES):
                 last = k + protocol.CHUNK_BYTES >= len(data)
-                yield pb.LayerChunk(layer=j, data=data[k:k + protocol.CHUNK_BYTES], last=last,
-                                    sha256=digest if last else "")
+                yield pb.LayerChunk(
+                    layer=j, data=data[k : k + protocol.CHUNK_BYTES], last=last, sha256=digest if last else ""
+                )
 
     def Start(self, request, context):
         self._planned(request.device, context, "Start")
         rnd = request.round
         with self.lock:
             if rnd != self.round + 1:
-                self.refuse(context, "Start", Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                                                      f"{request.device} asks to start round {rnd}; the next round "
-                                                      f"is {self.round + 1}"))
+                self.refuse(
+                    context,
+                    "Start",
+                    Refused(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"{request.device} asks to start round {rnd}; the next round is {self.round + 1}",
+                    ),
+                )
             arrived = self.arrivals.setdefault(rnd, set())
             if request.device in arrived:
-                self.refuse(context, "Start", Refused(grpc.StatusCode.ALREADY_EXISTS,
-                                                      f"{request.device} already waits for round {rnd}"))
+                self.refuse(
+                    context,
+                    "Start",
+                    Refused(grpc.StatusCode.ALREADY_EXISTS, f"{request.device} already waits for round {rnd}"),
+                )
             arrived.add(request.device)
             self.lock.notify_all()
             deadline = time.monotonic() + self.config.barrier_timeout_s
@@ -590,10 +678,12 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             if self.stopping:
                 self.refuse(context, "Start", Refused(grpc.StatusCode.UNAVAILABLE, "the server is stopping"))
             if request.device not in self.participants[rnd]:
-                self.refuse(context, "Start", Refused(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                                      f"{request.device} came after round {rnd} started"))
-            return pb.StartResponse(start_server_ns=self.round_start_ns[rnd], round=rnd,
-                                    devices=self.participants[rnd])
+                self.refuse(
+                    context,
+                    "Start",
+                    Refused(grpc.StatusCode.DEADLINE_EXCEEDED, f"{request.device} came after round {rnd} started"),
+                )
+            return pb.StartResponse(start_server_ns=self.round_start_ns[rnd], round=rnd, devices=self.participants[rnd])
 
     def _release(self, rnd: int, arrived: set[str]):
         """Start round rnd (called with the lock held): its devices, start time and server order."""
@@ -610,15 +700,26 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
     def Report(self, request, context):
         with self.lock:
             if request.device not in self.participants.get(request.round, ()):
-                self.refuse(context, "Report", Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                                                       f"{request.device} did not take part in round {request.round}"))
+                self.refuse(
+                    context,
+                    "Report",
+                    Refused(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"{request.device} did not take part in round {request.round}",
+                    ),
+                )
             allowed = {"local", "upload", "download"}
             bad = sorted({r.where for r in request.rows} - allowed)
             if bad or len(request.rows) > 10_000:
-                self.refuse(context, "Report", Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                                                       f"report rows must be {sorted(allowed)}, got {bad}"))
-            self.timeline += [(request.round, request.device, r.layer, r.where, r.start_ms, r.finish_ms, "device")
-                              for r in request.rows]
+                self.refuse(
+                    context,
+                    "Report",
+                    Refused(grpc.StatusCode.INVALID_ARGUMENT, f"report rows must be {sorted(allowed)}, got {bad}"),
+                )
+            self.timeline += [
+                (request.round, request.device, r.layer, r.where, r.start_ms, r.finish_ms, "device")
+                for r in request.rows
+            ]
         self.write_log()
         return pb.ReportResponse(accepted=True)
 
@@ -698,11 +799,17 @@ def start_server(config: ServeConfig) -> tuple[grpc.Server, EdgeServer, int]:
     service = EdgeServer(config)
     # gRPC itself drops anything over twice the limit; between the two the handler refuses and logs it
     hard_limit = 2 * config.max_message_bytes + (64 << 10)
-    options = [("grpc.max_receive_message_length", hard_limit), ("grpc.max_send_message_length", 1 << 30),
-               ("grpc.so_reuseport", 0)]
+    options = [
+        ("grpc.max_receive_message_length", hard_limit),
+        ("grpc.max_send_message_length", 1 << 30),
+        ("grpc.so_reuseport", 0),
+    ]
     interceptors = [_TokenInterceptor(service, config.token)] if config.token else []
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(16, 4 * config.expected + 8)),
-                         interceptors=interceptors, options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max(16, 4 * config.expected + 8)),
+        interceptors=interceptors,
+        options=options,
+    )
     pb_grpc.add_EdgeInferenceServicer_to_server(service, server)
     address = f"{config.host}:{config.port}"
     try:
@@ -713,11 +820,19 @@ def start_server(config: ServeConfig) -> tuple[grpc.Server, EdgeServer, int]:
         service.close()
         raise RuntimeConfigError(f"cannot listen on {address} (in use, or not an address of this host)")
     server.start()
-    info = {"host": config.host, "port": port, "policy": config.policy, "expected": config.expected,
-            "tls": tls is not None, "token": config.token is not None}
+    info = {
+        "host": config.host,
+        "port": port,
+        "policy": config.policy,
+        "expected": config.expected,
+        "tls": tls is not None,
+        "token": config.token is not None,
+    }
     atomic_write_text(config.out / "server.json", json.dumps(info, indent=1) + "\n")
-    service.event(f"listening on {config.host}:{port} (policy {config.policy}, expecting {config.expected} devices"
-                  f"{', TLS' if tls else ''}{', token' if config.token else ''})")
+    service.event(
+        f"listening on {config.host}:{port} (policy {config.policy}, expecting {config.expected} devices"
+        f"{', TLS' if tls else ''}{', token' if config.token else ''})"
+    )
     return server, service, port
 
 

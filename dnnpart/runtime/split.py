@@ -5,6 +5,7 @@ The per-layer models come from the same walk as `networks.to_onnx` (`layer_steps
 hold exactly the whole model's weights. A layer that flattens a 4-D input carries its Flatten node, so the
 tensor crossing any cut is the previous layer's output as it is.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -2,6 +2,7 @@
 them to a planned one, but with measured durations. Server rows share the server's clock, so overlap and the
 order of a device's server layers are checked exactly; rows the device took (local, upload start, download end)
 carry its clock-offset error, so comparisons that mix the clocks get a tolerance."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -23,7 +24,9 @@ def timeline_problems(frame: pd.DataFrame, cuts: dict[str, tuple[int, int]], clo
         if got != sorted(want):
             problems.append(f"{device}: rows {got} are not those of cut {cut} of {m} layers")
             continue
-        at = {(w, int(j)): (a, b) for w, j, a, b in zip(rows["where"], rows["layer"], rows["start_ms"], rows["finish_ms"])}
+        at = {
+            (w, int(j)): (a, b) for w, j, a, b in zip(rows["where"], rows["layer"], rows["start_ms"], rows["finish_ms"])
+        }
         chain = [("local", j) for j in range(1, cut + 1)]
         if cut < m:
             chain += [("upload", cut + 1)] + [("server", j) for j in range(cut + 1, m + 1)] + [("download", m)]
@@ -35,14 +38,18 @@ def timeline_problems(frame: pd.DataFrame, cuts: dict[str, tuple[int, int]], clo
                 prev = chain[k - 1]
                 tol = TOL_MS if prev[0] == key[0] == "server" else clock_tol_ms
                 if start < at[prev][1] - tol:
-                    problems.append(f"{device}: {key} starts at {start:.3f} ms, before {prev} finishes at "
-                                    f"{at[prev][1]:.3f} ms")
+                    problems.append(
+                        f"{device}: {key} starts at {start:.3f} ms, before {prev} finishes at {at[prev][1]:.3f} ms"
+                    )
     server = frame[frame["where"] == "server"].sort_values("start_ms")
-    for (d1, j1, f1), (d2, j2, s2) in zip(zip(server["device"], server["layer"], server["finish_ms"]),
-                                          zip(server["device"].iloc[1:], server["layer"].iloc[1:],
-                                              server["start_ms"].iloc[1:])):
+    for (d1, j1, f1), (d2, j2, s2) in zip(
+        zip(server["device"], server["layer"], server["finish_ms"]),
+        zip(server["device"].iloc[1:], server["layer"].iloc[1:], server["start_ms"].iloc[1:]),
+    ):
         if s2 < f1 - TOL_MS:
-            problems.append(f"server: {d2} layer {j2} starts at {s2:.3f} ms while {d1} layer {j1} runs until {f1:.3f} ms")
+            problems.append(
+                f"server: {d2} layer {j2} starts at {s2:.3f} ms while {d1} layer {j1} runs until {f1:.3f} ms"
+            )
     return problems
 
 

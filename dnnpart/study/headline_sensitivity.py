@@ -23,6 +23,7 @@ setting (AlexNet, 4 identical devices, server load 0) they depend on three choic
 the largest reduction over every sub-range [low, high] of it, so a narrower sweep's points are a subset of a
 wider one's. Solves stop at the sweeps' node limit, so the table is identical run to run.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,8 +48,17 @@ INPUT_ENCODINGS = {"float32": 1.0, "uint8": 0.25}
 VARIANTS = ("fitted", "equations")
 SWEEP_LOWS_MBPS = (0.25, 1.0)
 SWEEP_HIGHS_MBPS = (10.0, 50.0)
-COLUMNS = ["profile", "variant", "sweep_low_mbps", "sweep_high_mbps", "input_encoding", "versus", "reduction_pct",
-           "paper_reduction_pct", "at_bandwidth_mbps"]
+COLUMNS = [
+    "profile",
+    "variant",
+    "sweep_low_mbps",
+    "sweep_high_mbps",
+    "input_encoding",
+    "versus",
+    "reduction_pct",
+    "paper_reduction_pct",
+    "at_bandwidth_mbps",
+]
 
 
 def equation_delays(layers: pd.DataFrame, role: str) -> np.ndarray:
@@ -61,8 +71,11 @@ def equation_delays(layers: pd.DataFrame, role: str) -> np.ndarray:
     kind = layers["type"].to_numpy()
     G2 = np.where(kind == "fc", 1.0, f["G"] ** 2)
     # K² I: inputs one output value reads (per conv filter: its window over the channels it sees)
-    reads = np.select([kind == "conv", kind == "fc", kind == "pool", kind == "lrn"],
-                      [f["K"] ** 2 * f["Cin"], f["Cin"], f["K"] ** 2, f["K"]], default=1.0)
+    reads = np.select(
+        [kind == "conv", kind == "fc", kind == "pool", kind == "lrn"],
+        [f["K"] ** 2 * f["Cin"], f["Cin"], f["K"] ** 2, f["K"]],
+        default=1.0,
+    )
     # a G²K²OI + b G²K²I + c G²O with K²I = reads: the MACs, the inputs read, the outputs
     return G2 * reads * (a * f["O"].to_numpy() + b) + c * G2 * f["O"].to_numpy()
 
@@ -76,8 +89,10 @@ def layer_delays(network: str, profile: str = PAPER_PROFILE, variant: str = "fit
         return tuple(model.predict(layers, "device")), tuple(model.predict(layers, "server"))
     if variant == "equations":
         if profile != PAPER_PROFILE:
-            raise DnnpartError(f"the 'equations' variant replaces the {PAPER_PROFILE!r} profile's layers with "
-                               f"eq. (1)/(2); use profile {PAPER_PROFILE!r}, not {profile!r}")
+            raise DnnpartError(
+                f"the 'equations' variant replaces the {PAPER_PROFILE!r} profile's layers with "
+                f"eq. (1)/(2); use profile {PAPER_PROFILE!r}, not {profile!r}"
+            )
         return tuple(equation_delays(layers, "device")), tuple(equation_delays(layers, "server"))
     raise DnnpartError(f"unknown profile variant {variant!r}; choose one of {', '.join(VARIANTS)}")
 
@@ -88,8 +103,15 @@ def check_encoding(input_encoding: str) -> float:
     return INPUT_ENCODINGS[input_encoding]
 
 
-def sensitivity_instance(network: str, n_devices: int, bandwidth_mbps: float, profile: str = PAPER_PROFILE,
-                         variant: str = "fitted", input_encoding: str = "float32", load: float = 0.0) -> Instance:
+def sensitivity_instance(
+    network: str,
+    n_devices: int,
+    bandwidth_mbps: float,
+    profile: str = PAPER_PROFILE,
+    variant: str = "fitted",
+    input_encoding: str = "float32",
+    load: float = 0.0,
+) -> Instance:
     """`planning.compile.network_instance` with a profile variant and the raw input's encoding as options.
 
     With variant "fitted" and float32 input it is the same instance (tests check this).
@@ -99,21 +121,31 @@ def sensitivity_instance(network: str, n_devices: int, bandwidth_mbps: float, pr
     scale = check_encoding(input_encoding)
     local, server = layer_delays(network, profile, variant)
     in_bytes = networks.get(network)["in_bytes"].to_numpy(dtype=float)
-    in_bytes[0] *= scale   # only the raw input is re-encoded; every later input is a float32 activation
+    in_bytes[0] *= scale  # only the raw input is re-encoded; every later input is a float32 activation
     upload = upload_ms(in_bytes, bandwidth_mbps).tolist()
     server = apply_server_load(server, load)
-    return Instance([Device(name=f"d{i}", local_ms=list(local), server_ms=server, upload_ms=upload, download_ms=0.0)
-                     for i in range(int(n_devices))])
+    return Instance(
+        [
+            Device(name=f"d{i}", local_ms=list(local), server_ms=server, upload_ms=upload, download_ms=0.0)
+            for i in range(int(n_devices))
+        ]
+    )
 
 
-def sensitivity_delays(profile: str = PAPER_PROFILE, variants=None, input_encodings=tuple(INPUT_ENCODINGS),
-                       bandwidths_mbps=sweeps.BANDWIDTHS_MBPS, network: str = "alexnet", n_devices: int = 4,
-                       load: float = 0.0) -> pd.DataFrame:
+def sensitivity_delays(
+    profile: str = PAPER_PROFILE,
+    variants=None,
+    input_encodings=tuple(INPUT_ENCODINGS),
+    bandwidths_mbps=sweeps.BANDWIDTHS_MBPS,
+    network: str = "alexnet",
+    n_devices: int = 4,
+    load: float = 0.0,
+) -> pd.DataFrame:
     """Tidy rows (profile, variant, input_encoding, bandwidth_mbps, method, avg_delay_ms, proven_optimal) for
     Cases 1-3 at every bandwidth; `variants` None means every variant the profile has."""
     variants = default_variants(profile) if variants is None else list(variants)
     for v in variants:
-        layer_delays(network, profile, v)   # fail on a bad variant before any solve
+        layer_delays(network, profile, v)  # fail on a bad variant before any solve
     for e in input_encodings:
         check_encoding(e)
     check_load(load)
@@ -122,13 +154,26 @@ def sensitivity_delays(profile: str = PAPER_PROFILE, variants=None, input_encodi
         for encoding in input_encodings:
             for b in sorted(float(x) for x in bandwidths_mbps):
                 inst = sensitivity_instance(network, n_devices, b, profile, variant, encoding, load)
-                solved = {"case1": solve(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
-                          "case2": all_server(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
-                          "case3": all_local(inst, node_limit=sweeps.SWEEP_NODE_LIMIT)}
-                rows += [{"profile": profile, "variant": variant, "input_encoding": encoding, "network": network,
-                          "n_devices": int(n_devices), "load": float(load), "bandwidth_mbps": b, "method": m,
-                          "avg_delay_ms": float(s.avg_delay_ms), "proven_optimal": bool(s.proven_optimal)}
-                         for m, s in solved.items()]
+                solved = {
+                    "case1": solve(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
+                    "case2": all_server(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
+                    "case3": all_local(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
+                }
+                rows += [
+                    {
+                        "profile": profile,
+                        "variant": variant,
+                        "input_encoding": encoding,
+                        "network": network,
+                        "n_devices": int(n_devices),
+                        "load": float(load),
+                        "bandwidth_mbps": b,
+                        "method": m,
+                        "avg_delay_ms": float(s.avg_delay_ms),
+                        "proven_optimal": bool(s.proven_optimal),
+                    }
+                    for m, s in solved.items()
+                ]
     return pd.DataFrame(rows)
 
 
@@ -145,8 +190,9 @@ def sweep_grid(lows_mbps, highs_mbps) -> list[float]:
 def max_reductions(delays: pd.DataFrame, lows_mbps=SWEEP_LOWS_MBPS, highs_mbps=SWEEP_HIGHS_MBPS) -> pd.DataFrame:
     """The largest reduction of Case 1 against Case 2 and Case 3 over each sweep range [low, high] of `delays`."""
     keys = ["profile", "variant", "input_encoding"]
-    wide = delays.pivot_table(index=[*keys, "bandwidth_mbps"], columns="method", values="avg_delay_ms",
-                              sort=True).reset_index()
+    wide = delays.pivot_table(
+        index=[*keys, "bandwidth_mbps"], columns="method", values="avg_delay_ms", sort=True
+    ).reset_index()
     rows = []
     for low in lows_mbps:
         for high in highs_mbps:
@@ -154,21 +200,37 @@ def max_reductions(delays: pd.DataFrame, lows_mbps=SWEEP_LOWS_MBPS, highs_mbps=S
             for versus in ["case2", "case3"]:
                 red = part.assign(reduction_pct=100.0 * (1.0 - part["case1"] / part[versus]))
                 best = red.loc[red.groupby(keys, sort=True)["reduction_pct"].idxmax()]
-                rows += [{"profile": r.profile, "variant": r.variant, "sweep_low_mbps": float(low),
-                          "sweep_high_mbps": float(high), "input_encoding": r.input_encoding, "versus": versus,
-                          "reduction_pct": float(r.reduction_pct),
-                          "paper_reduction_pct": sweeps.PAPER_HEADLINE[versus],
-                          "at_bandwidth_mbps": float(r.bandwidth_mbps)} for r in best.itertuples()]
+                rows += [
+                    {
+                        "profile": r.profile,
+                        "variant": r.variant,
+                        "sweep_low_mbps": float(low),
+                        "sweep_high_mbps": float(high),
+                        "input_encoding": r.input_encoding,
+                        "versus": versus,
+                        "reduction_pct": float(r.reduction_pct),
+                        "paper_reduction_pct": sweeps.PAPER_HEADLINE[versus],
+                        "at_bandwidth_mbps": float(r.bandwidth_mbps),
+                    }
+                    for r in best.itertuples()
+                ]
     rank = {**{v: i for i, v in enumerate(VARIANTS)}, **{e: i for i, e in enumerate(INPUT_ENCODINGS)}}
     order = ["profile", "variant", "input_encoding", "versus", "sweep_low_mbps", "sweep_high_mbps"]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table.sort_values(order, key=lambda col: col.map(rank) if col.name in ("variant", "input_encoding")
-                             else col).reset_index(drop=True)
+    return table.sort_values(
+        order, key=lambda col: col.map(rank) if col.name in ("variant", "input_encoding") else col
+    ).reset_index(drop=True)
 
 
-def headline_sensitivity(profiles=(PAPER_PROFILE,), lows_mbps=SWEEP_LOWS_MBPS, highs_mbps=SWEEP_HIGHS_MBPS,
-                         input_encodings=tuple(INPUT_ENCODINGS), network: str = "alexnet", n_devices: int = 4,
-                         load: float = 0.0) -> pd.DataFrame:
+def headline_sensitivity(
+    profiles=(PAPER_PROFILE,),
+    lows_mbps=SWEEP_LOWS_MBPS,
+    highs_mbps=SWEEP_HIGHS_MBPS,
+    input_encodings=tuple(INPUT_ENCODINGS),
+    network: str = "alexnet",
+    n_devices: int = 4,
+    load: float = 0.0,
+) -> pd.DataFrame:
     """The Fig. 1 headline (largest reduction vs Case 2 and vs Case 3) per profile, variant, sweep ends and input
     encoding, beside the paper's. Columns: COLUMNS (`at_bandwidth_mbps`: where the largest reduction occurs)."""
     lows, highs = [float(x) for x in lows_mbps], [float(x) for x in highs_mbps]
@@ -177,6 +239,11 @@ def headline_sensitivity(profiles=(PAPER_PROFILE,), lows_mbps=SWEEP_LOWS_MBPS, h
     if not lows or not highs or max(lows) >= min(highs):
         raise DnnpartError(f"every sweep low end must lie below every high end, got lows {lows} and highs {highs}")
     grid = sweep_grid(lows, highs)
-    delays = pd.concat([sensitivity_delays(p, None, input_encodings, grid, network, n_devices, load)
-                        for p in ([profiles] if isinstance(profiles, str) else profiles)], ignore_index=True)
+    delays = pd.concat(
+        [
+            sensitivity_delays(p, None, input_encodings, grid, network, n_devices, load)
+            for p in ([profiles] if isinstance(profiles, str) else profiles)
+        ],
+        ignore_index=True,
+    )
     return max_reductions(delays, lows, highs)

@@ -4,6 +4,7 @@ links to every report and every figure.
 Run by `make reproduce` after the notebooks (`python -m dnnpart.study.report_index`); it also writes
 reports/data/headline.csv from the figure tables the notebooks saved. The page is templates/index.html.j2.
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,9 +26,9 @@ SENSITIVITY_KEYS = ["profile", "variant", "sweep_low_mbps", "sweep_high_mbps", "
 # Claim kinds (the `kind` column of check_claims), in the order the page lists them, with what each means.
 CLAIM_KINDS = {
     "holds by construction": "These follow from how the methods are defined, whatever the delays: a ✗ here "
-                             "points to a bug, not to a difference from the paper.",
+    "points to a bug, not to a difference from the paper.",
     "depends on the data": "These depend on the delay profile and the swept values: a ✗ here is a real "
-                           "difference between our data and the paper's.",
+    "difference between our data and the paper's.",
 }
 HOLDS = {True: "✓ holds", False: "✗ differs"}
 
@@ -51,14 +52,18 @@ def versus_label(method: str) -> str:
 
 
 def headline_table(head: pd.DataFrame) -> pages.Table:
-    shown = pd.DataFrame({
-        "profile": head["profile"],
-        "versus": head["versus"].map(versus_label),
-        "paper_reduction_pct": head["paper_reduction_pct"],
-        "reduction_pct": head["reduction_pct"],
-        "where": [f"{r.figure}: {r.network}, N={r.n_devices}, {r.bandwidth_mbps:g} Mbps, load {100 * r.load:.0f} %"
-                  for r in head.itertuples()],
-    })
+    shown = pd.DataFrame(
+        {
+            "profile": head["profile"],
+            "versus": head["versus"].map(versus_label),
+            "paper_reduction_pct": head["paper_reduction_pct"],
+            "reduction_pct": head["reduction_pct"],
+            "where": [
+                f"{r.figure}: {r.network}, N={r.n_devices}, {r.bandwidth_mbps:g} Mbps, load {100 * r.load:.0f} %"
+                for r in head.itertuples()
+            ],
+        }
+    )
     pct = "{:.1f} %".format
     return pages.table(shown, {"paper_reduction_pct": pct, "reduction_pct": pct})
 
@@ -86,8 +91,9 @@ def sensitivity_table(df: pd.DataFrame) -> pages.Table:
     labels = [f"{versus_label(m)}, paper {paper[m]:.1f} %" for m in order]
     wide.columns = SENSITIVITY_KEYS + labels
     pct = "{:.1f} %".format
-    return pages.table(wide, {"sweep_low_mbps": "{:g}".format, "sweep_high_mbps": "{:g}".format,
-                              **{c: pct for c in labels}})
+    return pages.table(
+        wide, {"sweep_low_mbps": "{:g}".format, "sweep_high_mbps": "{:g}".format, **dict.fromkeys(labels, pct)}
+    )
 
 
 def claim_groups(claims: pd.DataFrame) -> list[dict]:
@@ -102,11 +108,16 @@ def claim_groups(claims: pd.DataFrame) -> list[dict]:
     groups = []
     for kind, part in parts:
         holds = part["holds"].astype(bool)
-        groups.append({
-            "kind": kind, "explanation": CLAIM_KINDS.get(kind, ""), "n": len(part), "n_hold": int(holds.sum()),
-            "table": pages.table(part[cols], {"holds": HOLDS.__getitem__}),
-            "row_classes": ["" if h else "differs" for h in holds],
-        })
+        groups.append(
+            {
+                "kind": kind,
+                "explanation": CLAIM_KINDS.get(kind, ""),
+                "n": len(part),
+                "n_hold": int(holds.sum()),
+                "table": pages.table(part[cols], {"holds": HOLDS.__getitem__}),
+                "row_classes": ["" if h else "differs" for h in holds],
+            }
+        )
     return groups
 
 

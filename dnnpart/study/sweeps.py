@@ -7,6 +7,7 @@ Every sweep evaluates the same four methods on the same instance:
   independent  each device picks its own best cut alone (Neurosurgeon-style), the server schedules what arrives.
 Rows: one per scenario x method, with avg_delay_ms, transmitted_bytes and the chosen cuts.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -50,23 +51,28 @@ def scenario_rows(network: str, n_devices: int, bandwidth_mbps: float, load: flo
     rows = []
     for method, solution in solve_all_methods(instance, node_limit=SWEEP_NODE_LIMIT).items():
         cuts = [int(c) for c in solution.cuts]
-        rows.append({
-            "profile": profile, "network": network, "n_devices": int(n_devices),
-            "bandwidth_mbps": float(bandwidth_mbps), "load": float(load), "method": method,
-            "avg_delay_ms": float(solution.avg_delay_ms),
-            "transmitted_bytes": transmitted_bytes(layers, cuts),
-            "per_device_bytes": transmitted_bytes(layers, cuts) / n_devices,
-            "cuts": " ".join(map(str, cuts)),
-            "cut_layers": ", ".join(cut_name(layer_names, c) for c in cuts),
-            "proven_optimal": bool(solution.proven_optimal),
-            "gap": float(solution.gap) if solution.gap is not None else float("nan"),
-        })
+        rows.append(
+            {
+                "profile": profile,
+                "network": network,
+                "n_devices": int(n_devices),
+                "bandwidth_mbps": float(bandwidth_mbps),
+                "load": float(load),
+                "method": method,
+                "avg_delay_ms": float(solution.avg_delay_ms),
+                "transmitted_bytes": transmitted_bytes(layers, cuts),
+                "per_device_bytes": transmitted_bytes(layers, cuts) / n_devices,
+                "cuts": " ".join(map(str, cuts)),
+                "cut_layers": ", ".join(cut_name(layer_names, c) for c in cuts),
+                "proven_optimal": bool(solution.proven_optimal),
+                "gap": float(solution.gap) if solution.gap is not None else float("nan"),
+            }
+        )
     return rows
 
 
 def _sweep(profiles, scenarios) -> pd.DataFrame:
-    rows = [row for profile in _as_list(profiles) for kw in scenarios
-            for row in scenario_rows(profile=profile, **kw)]
+    rows = [row for profile in _as_list(profiles) for kw in scenarios for row in scenario_rows(profile=profile, **kw)]
     return pd.DataFrame(rows)
 
 
@@ -74,18 +80,23 @@ def _as_list(value) -> list:
     return [value] if isinstance(value, str) else list(value)
 
 
-def bandwidth_sweep(profiles="paper", network="alexnet", n_devices=4, bandwidths_mbps=BANDWIDTHS_MBPS,
-                    load=0.0) -> pd.DataFrame:
+def bandwidth_sweep(
+    profiles="paper", network="alexnet", n_devices=4, bandwidths_mbps=BANDWIDTHS_MBPS, load=0.0
+) -> pd.DataFrame:
     """Figs. 1 and 3: average delay and transmitted data against uplink bandwidth."""
-    return _sweep(profiles, [dict(network=network, n_devices=n_devices, bandwidth_mbps=b, load=load)
-                             for b in bandwidths_mbps])
+    return _sweep(
+        profiles, [dict(network=network, n_devices=n_devices, bandwidth_mbps=b, load=load) for b in bandwidths_mbps]
+    )
 
 
-def network_sweep(profiles="paper", network_names=PAPER_NETWORKS, n_devices=4, bandwidth_mbps=1.0,
-                  load=0.0) -> pd.DataFrame:
+def network_sweep(
+    profiles="paper", network_names=PAPER_NETWORKS, n_devices=4, bandwidth_mbps=1.0, load=0.0
+) -> pd.DataFrame:
     """Fig. 2: relative speed (Case-3 delay / method delay) per network at one bandwidth."""
-    df = _sweep(profiles, [dict(network=n, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=load)
-                           for n in network_names])
+    df = _sweep(
+        profiles,
+        [dict(network=n, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=load) for n in network_names],
+    )
     case3 = df[df["method"] == "case3"].set_index(["profile", "network"])["avg_delay_ms"]
     df["relative_speed"] = [case3[(p, n)] / d for p, n, d in zip(df["profile"], df["network"], df["avg_delay_ms"])]
     return df
@@ -93,15 +104,18 @@ def network_sweep(profiles="paper", network_names=PAPER_NETWORKS, n_devices=4, b
 
 def load_sweep(profiles="paper", network="alexnet", n_devices=4, bandwidth_mbps=5.0, loads=LOADS) -> pd.DataFrame:
     """Fig. 4: average delay against the server's load level (server times scaled by 1/(1-load))."""
-    return _sweep(profiles, [dict(network=network, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=l)
-                             for l in loads])
+    return _sweep(
+        profiles, [dict(network=network, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=x) for x in loads]
+    )
 
 
-def devices_sweep(profiles="paper", network="alexnet", n_devices=N_DEVICES, bandwidth_mbps=2.5,
-                  load=0.0) -> pd.DataFrame:
+def devices_sweep(
+    profiles="paper", network="alexnet", n_devices=N_DEVICES, bandwidth_mbps=2.5, load=0.0
+) -> pd.DataFrame:
     """Fig. 5: average delay against the number of identical devices."""
-    return _sweep(profiles, [dict(network=network, n_devices=n, bandwidth_mbps=bandwidth_mbps, load=load)
-                             for n in n_devices])
+    return _sweep(
+        profiles, [dict(network=network, n_devices=n, bandwidth_mbps=bandwidth_mbps, load=load) for n in n_devices]
+    )
 
 
 def reductions(df: pd.DataFrame) -> pd.DataFrame:
@@ -123,8 +137,17 @@ def headline(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     red = reductions(tagged)
     best = red.loc[red.groupby(["profile", "versus"], sort=True)["reduction_pct"].idxmax()]
     best = best.assign(paper_reduction_pct=best["versus"].map(PAPER_HEADLINE))
-    cols = ["profile", "versus", "reduction_pct", "paper_reduction_pct", "figure", "network", "n_devices",
-            "bandwidth_mbps", "load"]
+    cols = [
+        "profile",
+        "versus",
+        "reduction_pct",
+        "paper_reduction_pct",
+        "figure",
+        "network",
+        "n_devices",
+        "bandwidth_mbps",
+        "load",
+    ]
     return best[cols].sort_values(["profile", "versus"]).reset_index(drop=True)
 
 
@@ -144,9 +167,16 @@ def check_parameters(profiles=(), network_names=(), bandwidths_mbps=(), loads=()
         check_n_devices(n)
 
 
-def solver_scaling(n_devices=(1, 2, 3, 4, 8, 16), formulations=("exact", "paper"), network="alexnet",
-                   bandwidth_mbps=2.5, load=0.0, profile="paper", time_limit=30.0,
-                   paper_max_devices=3) -> pd.DataFrame:
+def solver_scaling(
+    n_devices=(1, 2, 3, 4, 8, 16),
+    formulations=("exact", "paper"),
+    network="alexnet",
+    bandwidth_mbps=2.5,
+    load=0.0,
+    profile="paper",
+    time_limit=30.0,
+    paper_max_devices=3,
+) -> pd.DataFrame:
     """Solve time, status and gap against the number of identical devices, per formulation.
 
     The paper's literal formulation grows quadratically in layer pairs and is only run up to
@@ -159,8 +189,18 @@ def solver_scaling(n_devices=(1, 2, 3, 4, 8, 16), formulations=("exact", "paper"
             if formulation == "paper" and n > paper_max_devices:
                 continue
             sol = solve(instance, formulation=formulation, time_limit=time_limit)
-            rows.append({"profile": profile, "network": network, "bandwidth_mbps": float(bandwidth_mbps),
-                         "n_devices": int(n), "formulation": formulation, "solve_time_s": sol.solve_time_s,
-                         "avg_delay_ms": sol.avg_delay_ms, "proven_optimal": bool(sol.proven_optimal),
-                         "gap": sol.gap, "status": sol.status})
+            rows.append(
+                {
+                    "profile": profile,
+                    "network": network,
+                    "bandwidth_mbps": float(bandwidth_mbps),
+                    "n_devices": int(n),
+                    "formulation": formulation,
+                    "solve_time_s": sol.solve_time_s,
+                    "avg_delay_ms": sol.avg_delay_ms,
+                    "proven_optimal": bool(sol.proven_optimal),
+                    "gap": sol.gap,
+                    "status": sol.status,
+                }
+            )
     return pd.DataFrame(rows)
