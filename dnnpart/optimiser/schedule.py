@@ -101,7 +101,7 @@ class Schedule:
             start = max(server_free, ready[i])
             server_free = ready[i] = start + d.server_ms[j - 1]
             rows.append((d.name, j, "server", start, server_free))
-        for d, c in zip(self.instance.devices, self.cuts):
+        for i, (d, c) in enumerate(zip(self.instance.devices, self.cuts)):
             if c < d.n_layers:
                 rows.append((d.name, d.n_layers, "download", ready[i], ready[i] + d.download_ms))
         return rows
