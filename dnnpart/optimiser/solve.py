@@ -133,6 +133,22 @@ def solve(
     def left() -> float | None:
         return None if deadline is None else deadline - time.perf_counter()
 
+    def without_solver(best: Schedule, status: str, bound, stopped_by: str) -> Solution:
+        """The result of a phase before (or instead of) HiGHS: its schedule, with the bound it proved."""
+        return _finish(
+            instance,
+            formulation,
+            None,
+            None,
+            best,
+            None,
+            cut_sets,
+            t0,
+            status=status,
+            bound=bound,
+            stopped_by=stopped_by,
+        )
+
     cut_sets = cut_sets_for(instance, fixed_cuts)
     if formulation == "paper" and fixed_cuts is None:
         cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
@@ -148,19 +164,7 @@ def solve(
             bound = time_indexed_bound(instance, cut_sets, time_limit=max(0.05, by(BOUND_SHARE) - time.perf_counter()))
         best = heuristic(instance, cut_sets, time_budget_s=max(0.05, left()))
         stopped = "heuristic+lp_bound" if bound is not None else "heuristic+lp_bound:time_limit"
-        return _finish(
-            instance,
-            formulation,
-            None,
-            None,
-            best,
-            None,
-            cut_sets,
-            t0,
-            status="heuristic",
-            bound=bound,
-            stopped_by=stopped,
-        )
+        return without_solver(best, "heuristic", bound, stopped)
     fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
     warm = fallback if formulation == "exact" else None
     relaxed, stopped = None, "heuristic"
@@ -180,52 +184,18 @@ def solve(
                 stopped = f"exact_search:{exc.reason}"
             else:
                 best = warm if better is None or better.avg_delay_ms >= warm.avg_delay_ms else better
-                return _finish(
-                    instance,
-                    formulation,
-                    None,
-                    None,
-                    best,
-                    None,
-                    cut_sets,
-                    t0,
-                    status="optimal",
-                    bound=best.avg_delay_ms,
-                    stopped_by="exact_search:optimal",
-                )
+                return without_solver(best, "optimal", best.avg_delay_ms, "exact_search:optimal")
         relaxed = preemptive_bound(
             instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes, deadline=by(BOUND_SHARE)
         )
         if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
-            return _finish(
-                instance,
-                formulation,
-                None,
-                None,
-                warm,
-                None,
-                cut_sets,
-                t0,
-                status="optimal",
-                bound=relaxed,
-                stopped_by="preemptive_bound:optimal",
-            )
+            return without_solver(warm, "optimal", relaxed, "preemptive_bound:optimal")
     if time_limit is not None and fallback is not None:
         rows = milp_rows_estimate(instance, cut_sets, formulation)
         if left() < MIN_MILP_SHARE * time_limit or rows > MILP_ROWS_PER_S * left():
             # not enough time left to build the MILP and let HiGHS work: report what the searches found
-            return _finish(
-                instance,
-                formulation,
-                None,
-                None,
-                fallback,
-                None,
-                cut_sets,
-                t0,
-                status="time_limit",
-                bound=relaxed,
-                stopped_by=f"{stopped}; milp skipped ({rows:,} rows, {left():.1f} s left)",
+            return without_solver(
+                fallback, "time_limit", relaxed, f"{stopped}; milp skipped ({rows:,} rows, {left():.1f} s left)"
             )
     build = build_exact if formulation == "exact" else build_paper
     model, extract = build(instance, cut_sets)
@@ -240,19 +210,7 @@ def solve(
         options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
     remaining = left()
     if remaining is not None and remaining < 0.05 and fallback is not None:
-        return _finish(
-            instance,
-            formulation,
-            None,
-            None,
-            fallback,
-            None,
-            cut_sets,
-            t0,
-            status="time_limit",
-            bound=relaxed,
-            stopped_by="milp build used the time limit",
-        )
+        return without_solver(fallback, "time_limit", relaxed, "milp build used the time limit")
     res = SolverFactory("highs").solve(
         model,
         time_limit=None if remaining is None else max(0.05, remaining),
