@@ -1,6 +1,6 @@
 """Solve-time benchmark of the optimiser: the exact formulation against formulation="paper", same instances.
 
-    .venv/bin/python benchmarks/bench_milp.py            # writes benchmarks/results/milp.csv (~10 min)
+    .venv/bin/python benchmarks/bench_milp.py            # writes benchmarks/results/milp.csv (~25 min)
 
 Runs (the goals of issue 4, on a 2-core machine):
   sweep   identical AlexNet / VGG16 devices, `paper` profile, 2.5 Mbps (--sweep-mbps), N = 1..16 (exact; paper
@@ -8,6 +8,11 @@ Runs (the goals of issue 4, on a 2-core machine):
   n3      N = 3 AlexNet at 5 Mbps, exact vs paper (paper with a time limit, recorded if hit)
   hetero  mixed zoo networks, uplinks 0.5-20 Mbps (seed 0), N = 10 and N = 100, 60 s limit (N = 100: the
           heuristic schedule with the time-indexed LP bound)
+  peer    ours (exact) and OR-Tools CP-SAT (benchmarks/cpsat_peer.py, 2 workers) side by side, same instances
+          and time limit (--peer-limit, 30 s): the held-out heterogeneous family of bench_deadline.py
+          (--peer-n 8,12,16,24,40 x --peer-seeds 1,2,3) and identical AlexNet devices as in `sweep`
+          (--peer-sweep-n 4,8,16); one row per instance with both results, cpsat / ours ratios of the
+          objective and of the time to proof (when both prove). Needs ortools: pip install 'dnnpart[bench]'
 If the `paper` delay profile is not available, a synthetic one (ms per MAC and per output element, server
 10x faster, as in the paper's eq. 1-2) stands in and the `source` column says so.
 """
@@ -20,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from bench_deadline import heterogeneous as heldout_heterogeneous
 
 from dnnpart import networks
 from dnnpart.errors import ProfileError
@@ -30,6 +36,7 @@ from dnnpart.paths import BENCHMARKS_DIR
 
 OUT = BENCHMARKS_DIR / "results" / "milp.csv"
 SEED = 0
+SCENARIOS = ("sweep", "n3", "hetero", "peer")
 
 
 def synthetic_device(name: str, network: str, mbps: float) -> Device:
@@ -97,6 +104,57 @@ def run(rows, scenario, network, mbps, inst, source, formulation, time_limit):
     )
 
 
+def run_peer(rows, scenario, network, mbps, seed, inst, source, time_limit):
+    """Ours and CP-SAT on one instance, same time limit; one row with both and their ratios (cpsat / ours)."""
+    from cpsat_peer import solve_cpsat
+
+    ours = solve(inst, "exact", time_limit=time_limit)
+    peer = solve_cpsat(inst, time_limit)
+    both_proven = ours.proven_optimal and peer.proven_optimal
+    ours_s, peer_s = round(ours.solve_time_s, 3), round(peer.solve_time_s, 3)  # as written, ratio from these
+    rows.append(
+        {
+            "formulation": "exact",
+            "scenario": scenario,
+            "n_devices": len(inst),
+            "network": network,
+            "mbps": mbps,
+            "seed": seed,
+            "source": source,
+            "time_limit_s": time_limit,
+            "solve_time_s": ours_s,
+            "avg_delay_ms": ours.avg_delay_ms,
+            "bound_ms": ours.bound_ms,
+            "proven_optimal": ours.proven_optimal,
+            "status": ours.status,
+            "gap": ours.gap,
+            "cpsat_solve_time_s": peer_s,
+            "cpsat_avg_delay_ms": peer.avg_delay_ms,
+            "cpsat_objective_ms": peer.objective_ms,
+            "cpsat_bound_ms": peer.bound_ms,
+            "cpsat_proven_optimal": peer.proven_optimal,
+            "cpsat_status": peer.status,
+            "cpsat_gap": peer.gap,
+            # CP-SAT's schedule as dnnpart times it, over ours: > 1 means ours is better
+            "objective_ratio": None if peer.avg_delay_ms is None else peer.avg_delay_ms / ours.avg_delay_ms,
+            "time_to_proof_ratio": peer_s / max(ours_s, 1e-3) if both_proven else None,
+        }
+    )
+    r = rows[-1]
+    ratio = "-" if r["objective_ratio"] is None else f"{r['objective_ratio']:.4f}"
+    seed_text = "-" if seed is None else seed
+    print(
+        f"{scenario:<7} {network:<8} N={r['n_devices']:<4} seed={seed_text}  ours {r['solve_time_s']:>7.2f} s "
+        f"{r['avg_delay_ms']:>10.2f} ms {r['status']:<10}  cpsat {r['cpsat_solve_time_s']:>7.2f} s "
+        f"{r['cpsat_avg_delay_ms'] or float('nan'):>10.2f} ms {r['cpsat_status']:<9} objective x{ratio}",
+        flush=True,
+    )
+
+
+def ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--paper-limit", type=float, default=300.0, help="time limit of the paper formulation at N=3")
@@ -104,14 +162,31 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-limit", type=float, default=20.0, help="time limit of each solve of the N=1..16 sweep")
     ap.add_argument("--max-n", type=int, default=16)
     ap.add_argument("--sweep-mbps", type=float, default=2.5, help="uplink of the N=1..16 sweep (the paper's 2.5)")
+    ap.add_argument("--peer-limit", type=float, default=30.0, help="time limit of each solve, ours and CP-SAT's")
+    ap.add_argument("--peer-n", default="8,12,16,24,40", help="devices of the held-out heterogeneous instances")
+    ap.add_argument("--peer-seeds", default="1,2,3", help="seeds of the held-out heterogeneous instances")
+    ap.add_argument("--peer-sweep-n", default="4,8,16", help="identical AlexNet devices at --sweep-mbps")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument(
         "--scenarios",
-        default="sweep,n3,hetero",
+        default=",".join(SCENARIOS),
         help="comma-separated subset; rows of other scenarios already in --out are kept",
     )
     args = ap.parse_args(argv)
     wanted = set(args.scenarios.split(","))
+    if wanted - set(SCENARIOS):
+        print(f"unknown scenario(s) {sorted(wanted - set(SCENARIOS))}; choose from {list(SCENARIOS)}", file=sys.stderr)
+        return 2
+    if "peer" in wanted:
+        try:
+            import ortools  # noqa: F401
+        except ImportError:
+            print(
+                "the peer scenario needs OR-Tools: pip install 'dnnpart[bench]' (or leave out peer with "
+                "--scenarios sweep,n3,hetero)",
+                file=sys.stderr,
+            )
+            return 2
     rows = []
     for network in ("alexnet", "vgg16") if "sweep" in wanted else ():
         for n in range(1, args.max_n + 1):
@@ -126,12 +201,20 @@ def main(argv=None) -> int:
     for n in (10, 100) if "hetero" in wanted else ():
         inst, source = heterogeneous(n)
         run(rows, "hetero", "mixed", None, inst, source, "exact", args.limit)
+    if "peer" in wanted:
+        for n in ints(args.peer_n):
+            for seed in ints(args.peer_seeds):
+                inst = heldout_heterogeneous(n, seed)
+                run_peer(rows, "peer", "heldout", None, seed, inst, "paper-profile", args.peer_limit)
+        for n in ints(args.peer_sweep_n):
+            inst, source = identical("alexnet", n, args.sweep_mbps)
+            run_peer(rows, "peer", "alexnet", args.sweep_mbps, None, inst, source, args.peer_limit)
     df = pd.DataFrame(rows)
     out = Path(args.out)
-    if out.exists() and wanted != {"sweep", "n3", "hetero"}:
+    if out.exists() and wanted != set(SCENARIOS):
         old = pd.read_csv(out)
         df = pd.concat([old[~old.scenario.isin(wanted)], df], ignore_index=True)
-        order = {"sweep": 0, "n3": 1, "hetero": 2}
+        order = {name: k for k, name in enumerate(SCENARIOS)}
         df = df.sort_values("scenario", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     write_csv(df, out)
     summarise(df)
@@ -144,6 +227,8 @@ def summarise(df: pd.DataFrame) -> None:
     print("\nGoal                                              measured")
     for net in ("alexnet", "vgg16"):
         s = sweep[sweep.network == net]
+        if s.empty:
+            continue
         print(
             f"  {net}: proven optimal N<=16 in <=2 s each      max {s.solve_time_s.max():.2f} s, "
             f"{int(s.proven_optimal.sum())}/{len(s)} proven"
@@ -165,6 +250,23 @@ def summarise(df: pd.DataFrame) -> None:
                 f"  hetero N={n}: {'proven optimal' if n == 10 else 'gap <= 2 %'} within 60 s"
                 f"{'':<14} {h.status}, {h.avg_delay_ms:.1f} ms, gap {h.gap:.4f}{bound}, {h.solve_time_s:.1f} s"
             )
+    peer = df[df.scenario == "peer"]
+    if len(peer):
+        ratio = peer.objective_ratio.dropna()
+        proof = peer.time_to_proof_ratio.dropna()
+        none = len(peer) - len(ratio)  # CP-SAT found no schedule within the limit: ours is ahead there too
+        print(
+            f"  peer: objective <= CP-SAT's on every instance         {int((ratio >= 1 - 1e-9).sum()) + none}"
+            f"/{len(peer)} (cpsat/ours {ratio.min():.4f}..{ratio.max():.4f}; CP-SAT found no schedule: {none})"
+        )
+        print(
+            f"  peer: time to proof >= 10x shorter where both prove  {int((proof >= 10).sum())}/{len(proof)}"
+            + (f" (cpsat/ours {proof.min():.1f}..{proof.max():.1f}x)" if len(proof) else "")
+        )
+        print(
+            f"  peer: proven optimal, ours / CP-SAT                 {int(peer.proven_optimal.sum())} / "
+            f"{int(peer.cpsat_proven_optimal.sum())} of {len(peer)}"
+        )
 
 
 if __name__ == "__main__":
