@@ -19,8 +19,8 @@ import importlib
 
 # name -> module that defines it
 _EXPORTS = {
-    "solve": "dnnpart.optimiser.solve",
-    "Solution": "dnnpart.optimiser.solve",
+    "solve": "dnnpart.optimiser.solver",
+    "Solution": "dnnpart.optimiser.solver",
     "solve_all_methods": "dnnpart.optimiser.baselines",
     "Instance": "dnnpart.optimiser.instance",
     "Device": "dnnpart.optimiser.instance",

@@ -14,7 +14,7 @@ from dnnpart.optimiser.instance import Device, Instance, load_instance, scale_se
 from dnnpart.optimiser.lp_bound import time_indexed_bound
 from dnnpart.optimiser.relaxation import preemptive_bound, srpt_total_ms
 from dnnpart.optimiser.schedule import Schedule, ScheduleError
-from dnnpart.optimiser.solve import FORMULATIONS, Solution, solve
+from dnnpart.optimiser.solver import FORMULATIONS, Solution, solve
 
 __all__ = [
     "FORMULATIONS",

@@ -5,7 +5,7 @@
 - independent: each device picks the cut that would be best for it alone (Neurosurgeon-style), then the
   server schedules what arrives optimally.
 
-The server schedule for given cuts comes from dnnpart.optimiser.solve.solve(fixed_cuts=...), so baselines and the
+The server schedule for given cuts comes from dnnpart.optimiser.solver.solve(fixed_cuts=...), so baselines and the
 optimiser share the timing, the checker and the objective.
 """
 
@@ -15,7 +15,7 @@ import time
 
 from dnnpart.optimiser.cuts import independent_cuts
 from dnnpart.optimiser.instance import Instance
-from dnnpart.optimiser.solve import Solution, solve
+from dnnpart.optimiser.solver import Solution, solve
 
 
 def with_cuts(instance: Instance, cuts, time_limit: float | None = None, node_limit: int | None = None) -> Solution:

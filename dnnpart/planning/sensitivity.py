@@ -22,7 +22,7 @@ from dnnpart import delay
 from dnnpart.errors import DnnpartError, ProfileError
 from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.optimiser.instance import Device, Instance
-from dnnpart.optimiser.solve import solve
+from dnnpart.optimiser.solver import solve
 from dnnpart.planning.compile import CompiledScenario, compile_scenario
 from dnnpart.planning.scenario import ProfileRef
 

@@ -329,7 +329,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         from dnnpart.delay import load_delay_model
         from dnnpart.networks.zoo import get
         from dnnpart.optimiser.instance import Instance
-        from dnnpart.optimiser.solve import solve
+        from dnnpart.optimiser.solver import solve
         from dnnpart.planning.compile import device_from_times
 
         model = load_delay_model(self.config.server_profile)

@@ -37,7 +37,7 @@ from dnnpart.delay.paper_profile import PAPER_PROFILE
 from dnnpart.errors import DnnpartError
 from dnnpart.optimiser.baselines import all_local, all_server
 from dnnpart.optimiser.instance import Device, Instance, apply_server_load, check_load
-from dnnpart.optimiser.solve import solve
+from dnnpart.optimiser.solver import solve
 from dnnpart.planning.compile import check_n_devices, check_rate, upload_ms
 from dnnpart.study import sweeps
 from dnnpart.vocabulary import ROLES

@@ -18,7 +18,7 @@ import pandas as pd
 from dnnpart import networks
 from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.optimiser.instance import check_load
-from dnnpart.optimiser.solve import solve
+from dnnpart.optimiser.solver import solve
 from dnnpart.planning.compile import check_n_devices, check_rate, network_instance
 from dnnpart.vocabulary import cut_name
 
