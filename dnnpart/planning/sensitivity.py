@@ -200,6 +200,11 @@ def robustness(
     local, server = [], []
     for i, d in enumerate(inst.devices):
         types = compiled.layers(i)["type"].tolist()
+        if len(types) != d.n_layers:  # a DAG network: one time per block, its layers' predictions summed
+            raise DnnpartError(
+                f"{d.name}: robustness draws one error per layer, and {compiled.group(i).network_name} is a DAG "
+                "whose subtasks are blocks of layers; it is not supported for DAG networks yet"
+            )
         dev_key = ("device", str(compiled.group(i).profile.folder))
         local.append(np.asarray(d.local_ms) * _draw_factors(tables[dev_key], types, n_draws, rng, f"{d.name} device"))
         server.append(
