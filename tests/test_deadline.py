@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dnnpart.optimiser import relaxation
+from dnnpart.optimiser import relaxation, solver
 from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.optimiser.cuts import cut_sets_for
 from dnnpart.optimiser.exact_search import exact_search
@@ -65,7 +65,6 @@ def test_the_result_says_which_phase_ended_the_solve(clock_every_node, monkeypat
     proven = solve(inst)  # no limit: proven by the exact search
     assert proven.proven_optimal and proven.stopped_by == "exact_search:optimal"
     # the searches see their deadline as passed, and there is no time left for the MILP
-    from dnnpart.optimiser import solver
     monkeypatch.setattr(solver, "SEARCH_SHARE", -1.0)
     monkeypatch.setattr(solver, "BOUND_SHARE", -1.0)
     monkeypatch.setattr(solver, "MIN_MILP_SHARE", 2.0)
