@@ -19,6 +19,10 @@ sns.set_theme(style="whitegrid", context="notebook")
 METHODS = list(METHODS)  # seaborn's hue_order wants a list
 PALETTE = dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
 MARKERS = dict(zip(METHODS, ["o", "s", "^", "D"]))
+# One colour, marker and legend order per method in every line figure.
+METHOD_LINES = dict(
+    hue="method", style="method", hue_order=METHODS, style_order=METHODS, markers=MARKERS, dashes=False, palette=PALETTE
+)
 
 
 # How each fixed setting of a sweep reads in a figure title; the values come from the table, never from here.
@@ -52,15 +56,9 @@ def _lines(df, x, y, ylabel, xlabel, title, logx=False, logy=False):
         data=df,
         x=x,
         y=y,
-        hue="method",
-        style="method",
-        hue_order=METHODS,
-        style_order=METHODS,
+        **METHOD_LINES,
         col="profile",
         kind="line",
-        markers=MARKERS,
-        dashes=False,
-        palette=PALETTE,
         height=3.6,
         aspect=1.25,
         facet_kws={"sharey": False},
@@ -138,16 +136,10 @@ def fig3_transmitted_vs_bandwidth(df):
         data=long,
         x="bandwidth_mbps",
         y="MB",
-        hue="method",
-        style="method",
-        hue_order=METHODS,
-        style_order=METHODS,
+        **METHOD_LINES,
         row="scope",
         col="profile",
         kind="line",
-        markers=MARKERS,
-        dashes=False,
-        palette=PALETTE,
         height=3.0,
         aspect=1.4,
         facet_kws={"sharey": False},
