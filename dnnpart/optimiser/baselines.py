@@ -16,6 +16,7 @@ import time
 from dnnpart.optimiser.cuts import independent_cuts
 from dnnpart.optimiser.instance import Instance
 from dnnpart.optimiser.solver import Solution, solve
+from dnnpart.vocabulary import BASELINE_METHODS
 
 
 def with_cuts(instance: Instance, cuts, time_limit: float | None = None, node_limit: int | None = None) -> Solution:
@@ -38,7 +39,8 @@ def independent(instance: Instance, time_limit: float | None = None, node_limit:
     return with_cuts(instance, independent_cuts(instance), time_limit, node_limit)
 
 
-BASELINES = {"case2": all_server, "case3": all_local, "independent": independent}  # vocabulary.BASELINE_METHODS
+# the baselines under their names in the study's vocabulary (case2, case3, independent)
+BASELINES = dict(zip(BASELINE_METHODS, (all_server, all_local, independent), strict=True))
 
 
 def evaluate_all(
