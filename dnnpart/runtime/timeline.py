@@ -32,7 +32,9 @@ def timeline_problems(frame: pd.DataFrame, cuts: dict[str, tuple[int, int]], clo
             chain += [("upload", cut + 1)] + [("server", j) for j in range(cut + 1, m + 1)] + [("download", m)]
         for k, key in enumerate(chain):
             start, finish = at[key]
-            if finish < start - TOL_MS:
+            # an upload starts on the device's clock and ends on the server's, a download the other way round
+            own_tol = clock_tol_ms if key[0] in ("upload", "download") else TOL_MS
+            if finish < start - own_tol:
                 problems.append(f"{device}: {key} finishes before it starts")
             if k:
                 prev = chain[k - 1]
