@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", default=None, help="PEM private key")
     p.add_argument("--out", default="serve-out", help="output folder: server.log, timeline.csv, plan.csv, ...")
     p.add_argument("--max-message-mb", type=float, default=16.0, help="largest tensor accepted, in MB (2^20 bytes)")
+    p.add_argument(
+        "--max-model-mb", type=float, default=600.0, help="largest ONNX model a device may upload, in MB (2^20 bytes)"
+    )
+    p.add_argument(
+        "--models", default=None, help="folder of ONNX chain models the server holds (devices send only hashes)"
+    )
     p.add_argument("--server-profile", default="measured", help="delay profile predicting the server's layer times")
     p.add_argument("--load", type=float, default=0.0, help="server load level rho in [0, 1) for the plan")
     p.add_argument("--time-limit", type=float, default=10.0, help="the optimiser's time limit, seconds")
@@ -132,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("device", help="run a device: register with a server, get its cut, run split inference")
     p.add_argument("--server", required=True, help="HOST:PORT of `dnnpart serve`")
     p.add_argument("--name", required=True, help="this device's unique name")
-    p.add_argument("--network", required=True, help="a zoo network name")
+    p.add_argument(
+        "--network",
+        required=True,
+        help="a zoo network name, or the path of this device's own ONNX chain model (.onnx; uploaded if the server "
+        "does not hold it)",
+    )
     p.add_argument("--profile", default="measured", help="the device's delay profile (predicted on the server)")
     p.add_argument(
         "--uplink-mbps",
@@ -381,8 +392,9 @@ def cmd_serve(args) -> int:
     from dnnpart.runtime.protocol import read_token
     from dnnpart.runtime.server import ServeConfig, serve
 
-    if not (math.isfinite(args.max_message_mb) and args.max_message_mb > 0):
-        raise DnnpartError(f"--max-message-mb must be a positive number, got {args.max_message_mb}")
+    for option, value in (("--max-message-mb", args.max_message_mb), ("--max-model-mb", args.max_model_mb)):
+        if not (math.isfinite(value) and value > 0):
+            raise DnnpartError(f"{option} must be a positive number, got {value}")
     config = ServeConfig(
         out=Path(args.out),
         expected=args.devices,
@@ -394,6 +406,8 @@ def cmd_serve(args) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
+        max_model_bytes=int(args.max_model_mb * (1 << 20)),
+        models_dir=Path(args.models) if args.models else None,
         plan_deadline_s=args.plan_deadline,
         barrier_timeout_s=args.barrier_timeout,
         stall_s=args.stall,

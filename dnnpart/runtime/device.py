@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +30,20 @@ PROBE_SECONDS = 2.0  # and stops sending after this long (chunks already in flig
 
 
 class DeviceError(RuntimeConfigError):
-    """The server refused a request, or the connection failed: one line with the gRPC status and reason."""
+    """The server refused a request, or the connection failed: one line with the gRPC status and reason
+    (`code`: the status's name, e.g. "NOT_FOUND")."""
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(protocol.CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,8 @@ class RoundResult:
 class DeviceClient:
     """One device of the MEC loop. `run(repeats)` does (probe ->) register -> plan -> fetch layers -> rounds.
 
+    `network` is a zoo name (the server draws its weights from `seed`) or the path of the device's own ONNX chain
+    model (a .onnx file): the device registers its sha256 and uploads it when the server does not hold it.
     `uplink_mbps` is the rate the plan assumes, or "measured": `probe_uplink()` (run by `run()` before
     registering) streams up to `probe_bytes` for at most `probe_seconds` and the server's timing sets the rate."""
 
@@ -107,7 +123,18 @@ class DeviceClient:
         self.probe_bytes, self.probe_seconds = check_probe(probe_bytes, probe_seconds)
         if not (np.isfinite(timeout_s) and timeout_s > 0):
             raise RuntimeConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
-        self.server, self.name, self.network = server, name, network
+        self.server, self.name, self.network = server, name, str(network)
+        self.onnx_path, self.onnx_sha256 = None, ""
+        if self.network.lower().endswith(".onnx"):
+            if seed:
+                raise RuntimeConfigError("--seed draws a zoo network's weights; an ONNX model has its own")
+            self.onnx_path = Path(self.network)
+            try:
+                self.onnx_sha256 = file_sha256(self.onnx_path)
+            except OSError as exc:
+                raise RuntimeConfigError(f"cannot read ONNX model {self.network}: {exc.strerror or exc}") from None
+        self.model_name = None if self.onnx_path else self.network  # the server names an ONNX model
+        self.model_version = None
         self.measure_uplink = uplink == MEASURED
         self.uplink_mbps = None if self.measure_uplink else uplink  # set by probe_uplink() when measured
         self.probe_result: ProbeResult | None = None
@@ -129,7 +156,8 @@ class DeviceClient:
         try:
             return method(request, metadata=self.metadata, timeout=timeout or self.timeout_s)
         except grpc.RpcError as exc:
-            raise DeviceError(f"{self.name}: server {self.server}: {exc.code().name}: {exc.details()}") from None
+            code = exc.code().name
+            raise DeviceError(f"{self.name}: server {self.server}: {code}: {exc.details()}", code) from None
 
     def close(self):
         self.channel.close()
@@ -175,15 +203,34 @@ class DeviceClient:
         self.uplink_mbps = float(reply.mbps)
         return self.probe_result
 
+    def upload_model(self):
+        """Send the ONNX model in chunks (the first with its sha256 and size); the server checks and keeps it."""
+        size = self.onnx_path.stat().st_size
+
+        def chunks():
+            with open(self.onnx_path, "rb") as fh:
+                first = True
+                while block := fh.read(protocol.CHUNK_BYTES):
+                    head = {"sha256": self.onnx_sha256, "total_bytes": size} if first else {}
+                    yield pb.ModelChunk(data=block, **head)
+                    first = False
+
+        reply = self._call(self.stub.UploadModel, chunks())
+        if reply.sha256 != self.onnx_sha256:
+            raise DeviceError(f"{self.name}: the server kept a model with sha256 {reply.sha256[:12]}..., not ours")
+        return reply
+
     def register(self):
+        """Register; an ONNX model the server does not hold (NOT_FOUND) is uploaded, then registered again."""
         if self.uplink_mbps is None:
             raise RuntimeConfigError(f"{self.name}: the uplink is to be measured: call probe_uplink() first")
         request = pb.RegisterRequest(
             device=self.name,
-            network=self.network,
+            network="" if self.onnx_path else self.network,
             seed=self.seed,
             uplink_mbps=self.uplink_mbps,
             profile=self.profile or "",
+            onnx_sha256=self.onnx_sha256,
         )
         if self.local_ms is not None:
             request.local_ms.extend(float(t) for t in self.local_ms)
@@ -191,12 +238,24 @@ class DeviceClient:
             request.cut = int(self.cut_wanted)
         if self.probe_result is not None:
             request.uplink_probe.CopyFrom(self.probe_reply)
-        return self._call(self.stub.Register, request)
+        try:
+            reply = self._call(self.stub.Register, request)
+        except DeviceError as exc:
+            if not (self.onnx_path and exc.code == "NOT_FOUND"):
+                raise
+            self.upload_model()
+            reply = self._call(self.stub.Register, request)
+        self.model_name = reply.model_name or self.network
+        return reply
 
     def plan(self):
         self.plan_reply = self._call(self.stub.Plan, pb.PlanRequest(device=self.name))
-        meta = self._call(self.stub.ModelMetadata, pb.ModelMetadataRequest(name=self.network))
+        meta = self._call(
+            self.stub.ModelMetadata,
+            pb.ModelMetadataRequest(name=self.model_name, version=self.onnx_sha256 or str(self.seed)),
+        )
         self.input_shape = [int(s) for s in meta.inputs[0].shape]
+        self.model_version = meta.versions[0] if meta.versions else ""
         return self.plan_reply
 
     def fetch_layers(self):
@@ -240,8 +299,8 @@ class DeviceClient:
         if plan.cut < plan.n_layers:
             tensor, raw = protocol.tensor_message(y, "input" if plan.cut == 0 else plan.cut_name)
             request = pb.ModelInferRequest(
-                model_name=self.network,
-                model_version=str(self.seed),
+                model_name=self.model_name,
+                model_version=self.model_version,
                 id=f"{self.name}/{rnd}",
                 inputs=[tensor],
                 raw_input_contents=[raw],

@@ -39,7 +39,7 @@ class LayerRunner:
         """Run every layer once on zeros: onnxruntime allocates and pre-packs weights on a session's first run,
         which would otherwise land in the first measured round."""
         for session, name in zip(self.sessions, self.input_names):
-            shape = [int(d) for d in session.get_inputs()[0].shape]
+            shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]  # a dynamic batch: 1
             session.run(None, {name: np.zeros(shape, np.float32)})
         return self
 

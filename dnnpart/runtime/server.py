@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from concurrent import futures
@@ -28,18 +29,20 @@ import numpy as np
 import pandas as pd
 
 from dnnpart.errors import DnnpartError, RuntimeConfigError
-from dnnpart.files import atomic_write_text, write_csv
+from dnnpart.files import atomic_write_bytes, atomic_write_text, write_csv
 from dnnpart.runtime import protocol
 from dnnpart.runtime.layers import LayerRunner
 from dnnpart.runtime.proto import runtime_pb2 as pb
 from dnnpart.runtime.proto import runtime_pb2_grpc as pb_grpc
-from dnnpart.runtime.split import DATATYPE, SplitNetwork, split_network
+from dnnpart.runtime.split import DATATYPE, SplitNetwork, onnx_model_name, split_network, split_onnx
 from dnnpart.vocabulary import cut_name
 
 POLICIES = ("plan", "fifo", "srpt")
 TIMELINE_COLUMNS = ["round", "device", "layer", "where", "start_ms", "finish_ms", "clock"]
 INFER_TIMEOUT_S = 600  # a run waits at most this long for its layers (bounds every handler)
 PROBE_MAX_S = 60.0  # a probe that has not ended this long after its first chunk is refused
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MODELS_FOLDER = "models"  # uploaded ONNX models are kept in OUT/models/<sha256>.onnx
 
 
 class Refused(Exception):
@@ -62,6 +65,8 @@ class ServeConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     max_message_bytes: int = 16 << 20  # larger tensors are refused (VGG's largest layer input is 12.8 MB)
+    max_model_bytes: int = 600 << 20  # larger uploaded ONNX models are refused (VGG16's file: 553 MB)
+    models_dir: Path | None = None  # ONNX models the server holds from the start (besides OUT/models)
     plan_deadline_s: float | None = None  # plan with whoever registered this long after the first one
     barrier_timeout_s: float = 60.0  # a round starts without devices that are this late
     stall_s: float = 30.0  # plan policy: a device whose turn came but whose upload has not, is skipped
@@ -84,6 +89,10 @@ class ServeConfig:
             raise RuntimeConfigError(
                 f"the message size limit must be at least 1 KB, got {self.max_message_bytes} bytes"
             )
+        if not (self.max_model_bytes >= 1024):
+            raise RuntimeConfigError(f"the model size limit must be at least 1 KB, got {self.max_model_bytes} bytes")
+        if self.models_dir is not None and not Path(self.models_dir).is_dir():
+            raise RuntimeConfigError(f"--models {self.models_dir}: not a folder")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise RuntimeConfigError("TLS needs both --tls-cert and --tls-key")
         for what, value in (
@@ -99,13 +108,18 @@ class ServeConfig:
 @dataclass
 class Registered:
     name: str
-    network: str
+    network: str  # the model's name: a zoo network, or onnx_model_name(sha256) of a device's ONNX model
     seed: int
     uplink_mbps: float
     local_ms: list[float]
     cut: int | None
     peer: str
     probe: str = ""  # how the device measured uplink_mbps, when it did (for the log)
+    version: str = "0"  # the weight seed, or the ONNX file's sha256
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.network, self.version)
 
 
 @dataclass
@@ -247,8 +261,9 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         config.out.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Condition()
         self.devices: dict[str, Registered] = {}
-        self.splits: dict[tuple[str, int], SplitNetwork] = {}
-        self.runners: dict[tuple[str, int], LayerRunner] = {}
+        self.splits: dict[tuple[str, str], SplitNetwork] = {}  # (model name, version) -> its layers
+        self.runners: dict[tuple[str, str], LayerRunner] = {}
+        self.onnx_files = self._held_models()  # sha256 -> an ONNX file the server holds
         self.build_lock = threading.Lock()
         self.write_lock = threading.Lock()
         self.plan = None  # dict once solved
@@ -281,17 +296,51 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         self.event(f"refused {method} from {context.peer()}: {refusal.code.name}: {refusal.reason}")
         context.abort(refusal.code, refusal.reason)
 
-    def split(self, network: str, seed: int) -> SplitNetwork:
-        key = (network, seed)
-        with self.build_lock:  # one build per network: AlexNet's layers take seconds to draw
+    def _held_models(self) -> dict[str, Path]:
+        """sha256 -> path of every .onnx file in --models and in OUT/models (uploads of an earlier run)."""
+        held = {}
+        for folder in (self.config.models_dir, self.config.out / MODELS_FOLDER):
+            if folder is None or not Path(folder).is_dir():
+                continue
+            for path in sorted(Path(folder).glob("*.onnx")):
+                digest = hashlib.sha256()
+                with open(path, "rb") as fh:
+                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                        digest.update(block)
+                held.setdefault(digest.hexdigest(), path)
+        return held
+
+    def _built(self, key: tuple[str, str], build) -> SplitNetwork:
+        with self.build_lock:  # one build per model: AlexNet's layers take seconds to draw
             if key not in self.splits:
-                self.splits[key] = split_network(network, seed)
-                self.runners[key] = LayerRunner(self.splits[key].models, threads=self.config.threads).warm_up()
+                split = build()
+                self.runners[key] = LayerRunner(split.models, threads=self.config.threads).warm_up()
+                self.splits[key] = split
             return self.splits[key]
 
+    def split(self, network: str, seed: int) -> SplitNetwork:
+        """A zoo network's layers drawn with `seed`."""
+        return self._built((network, str(seed)), lambda: split_network(network, seed))
+
+    def onnx_split(self, sha256: str) -> SplitNetwork | None:
+        """The layers of a held ONNX model (built on first use), or None when the server does not hold it.
+        A model that is not a chain, or that from_onnx refuses, raises DnnpartError."""
+        with self.lock:
+            path = self.onnx_files.get(sha256)
+        if path is None:
+            return None
+        try:
+            return self._built((onnx_model_name(sha256), sha256), lambda: split_onnx(path, sha256))
+        except OSError as exc:
+            raise DnnpartError(f"{onnx_model_name(sha256)}: cannot read {path.name}: {exc.strerror or exc}") from None
+        except DnnpartError as exc:  # name the model, not the server's path
+            raise DnnpartError(str(exc).replace(str(path), path.name)) from None
+        except Exception as exc:  # noqa: BLE001 - onnx's and onnxruntime's own errors on a model from_onnx read
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise DnnpartError(f"{onnx_model_name(sha256)}: cannot be split into runnable layers: {detail}") from None
+
     def runner(self, job: Job) -> LayerRunner:
-        d = self.devices[job.device]
-        return self.runners[(d.network, d.seed)]
+        return self.runners[self.devices[job.device].key]
 
     # --- planning ----------------------------------------------------------------------------------------
     def _plan_when_ready(self):
@@ -329,21 +378,19 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
 
     def _solve(self, devices: list[Registered]) -> dict:
         from dnnpart.delay import load_delay_model
-        from dnnpart.networks.zoo import get
         from dnnpart.optimiser.instance import Instance
         from dnnpart.optimiser.solver import solve
         from dnnpart.planning.compile import device_from_times
 
         model = load_delay_model(self.config.server_profile)
-        tables, server_ms = {}, {}
+        server_ms = {}
         for d in devices:
-            if d.network not in tables:
-                tables[d.network] = get(d.network)
-                server_ms[d.network] = model.predict(tables[d.network], "server").to_numpy(dtype=float)
+            if d.key not in server_ms:
+                server_ms[d.key] = model.predict(self.splits[d.key].table, "server").to_numpy(dtype=float)
         instance = Instance(
             tuple(
                 device_from_times(
-                    d.name, tables[d.network], d.local_ms, server_ms[d.network], d.uplink_mbps, self.config.load
+                    d.name, self.splits[d.key].table, d.local_ms, server_ms[d.key], d.uplink_mbps, self.config.load
                 )
                 for d in devices
             )
@@ -385,19 +432,20 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
     def ModelMetadata(self, request, context):
         try:
             with self.lock:
-                known = {s.network: s for s in self.splits.values()}
-            if request.name not in known:
-                raise Refused(
-                    grpc.StatusCode.NOT_FOUND,
-                    f"no model {request.name!r}; registered networks: {', '.join(sorted(known)) or '(none)'}",
-                )
-            s = known[request.name]
+                known = [s for s in self.splits.values() if request.version in ("", s.version)]
+            found = [s for s in known if s.network == request.name]
+            if not found:
+                names = ", ".join(sorted({s.network for s in known})) or "(none)"
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"no model {request.name!r}; registered networks: {names}")
+            s = found[0]
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
                 name=s.network,
-                versions=[str(s.seed)],
+                versions=[s.version],
                 platform="onnxruntime",
-                inputs=[tensor(name="data", datatype=DATATYPE, shape=list(s.shapes[0]))],
+                inputs=[
+                    tensor(name=s.table.attrs.get("onnx_input", "data"), datatype=DATATYPE, shape=list(s.shapes[0]))
+                ],
                 outputs=[tensor(name=s.layer_names[-1], datatype=DATATYPE, shape=list(s.shapes[-1]))],
                 layers=list(s.layer_names),
                 sha256=s.sha256,
@@ -436,7 +484,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         out, raw = protocol.tensor_message(job.x, split.layer_names[-1])
         response = pb.ModelInferResponse(
             model_name=split.network,
-            model_version=str(split.seed),
+            model_version=split.version,
             id=request.id,
             outputs=[pb.ModelInferResponse.InferOutputTensor(name=out.name, datatype=out.datatype, shape=out.shape)],
             raw_output_contents=[raw],
@@ -472,7 +520,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             if (rnd, device) in self.ran:
                 raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"{device} already ran round {rnd}")
             cut = self.plan["cuts"][self.plan["devices"].index(device)]
-            split = self.splits[(d.network, d.seed)]
+            split = self.splits[d.key]
             if cut == split.n_layers:
                 raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{device} runs all local: nothing to offload")
             if request.model_name != split.network:
@@ -554,11 +602,16 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             n = len(self.devices)
             self.lock.notify_all()
         self.event(
-            f"registered {d.name}: {d.network} (seed {d.seed}), uplink {d.uplink_mbps:g} Mbps{d.probe}, "
+            f"registered {d.name}: {d.network} ({'ONNX model' if d.version != str(d.seed) else 'seed'} {d.version}), "
+            f"uplink {d.uplink_mbps:g} Mbps{d.probe}, "
             f"cut {'free' if d.cut is None else d.cut}, from {d.peer} ({n}/{self.config.expected})"
         )
         return pb.RegisterResponse(
-            registered=n, expected=self.config.expected, model_sha256=split.sha256, n_layers=split.n_layers
+            registered=n,
+            expected=self.config.expected,
+            model_sha256=split.sha256,
+            n_layers=split.n_layers,
+            model_name=split.network,
         )
 
     def _register(self, request, peer: str) -> tuple[Registered, SplitNetwork]:
@@ -574,37 +627,51 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
                 raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"device {request.device!r} is already registered")
             if self.plan is not None or self.plan_error is not None:
                 raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "registration is closed: the plan is made")
-        if request.network not in names():
-            raise Refused(invalid, f"unknown network {request.network!r}; valid choices: {', '.join(names())}")
         if not (math.isfinite(request.uplink_mbps) and request.uplink_mbps > 0):
             raise Refused(invalid, f"uplink_mbps must be a positive number of Mbps, got {request.uplink_mbps}")
-        split = self.split(request.network, int(request.seed))
+        if request.onnx_sha256:
+            split = self._onnx_for(request)
+        elif request.network not in names():
+            raise Refused(
+                invalid,
+                f"unknown network {request.network!r}; valid choices: {', '.join(names())} (or an ONNX model's sha256)",
+            )
+        else:
+            split = self.split(request.network, int(request.seed))
         if request.model_sha256 and request.model_sha256 != split.sha256:
             raise Refused(
                 invalid,
-                f"{request.network} seed {request.seed}: the device expects weights "
+                f"{split.network} {split.version[:12]}: the device expects weights "
                 f"{request.model_sha256[:12]}..., the server has {split.sha256[:12]}...",
             )
         m = split.n_layers
         cut = request.cut if request.HasField("cut") else None
         if cut is not None and not 0 <= cut <= m:
-            raise Refused(invalid, f"cut must be in 0..{m} for {request.network}, got {cut}")
+            raise Refused(invalid, f"cut must be in 0..{m} for {split.network}, got {cut}")
         if request.local_ms:
             local = list(request.local_ms)
             if len(local) != m or not all(math.isfinite(t) and t >= 0 for t in local):
                 raise Refused(
                     invalid,
                     f"local_ms needs {m} finite non-negative times (one per layer of "
-                    f"{request.network}), got {len(local)}",
+                    f"{split.network}), got {len(local)}",
                 )
         else:
-            local = self._predict_local(request.profile or "measured", request.network)
+            local = self._predict_local(request.profile or "measured", split.table)
         probe = ""
         if request.HasField("uplink_probe"):
             p = request.uplink_probe
             probe = f" (measured by a probe: {p.received_bytes} bytes in {p.elapsed_ns / 1e6:.1f} ms)"
         d = Registered(
-            request.device, request.network, int(request.seed), float(request.uplink_mbps), local, cut, peer, probe
+            request.device,
+            split.network,
+            split.seed,
+            float(request.uplink_mbps),
+            local,
+            cut,
+            peer,
+            probe,
+            split.version,
         )
         with self.lock:  # checked again: the build above ran without the lock
             if request.device in self.devices:
@@ -616,13 +683,92 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
                 self.first_registration = time.monotonic()
         return d, split
 
-    def _predict_local(self, profile: str, network: str) -> list[float]:
+    def _onnx_for(self, request) -> SplitNetwork:
+        """The registering device's ONNX model, by its file's sha256; NOT_FOUND asks the device to upload it."""
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        sha = request.onnx_sha256
+        if request.network or request.seed:
+            raise Refused(invalid, "give either a zoo network (and seed) or an ONNX model's sha256, not both")
+        if not SHA256.match(sha):
+            raise Refused(invalid, f"onnx_sha256 must be 64 lower-case hex digits, got {sha[:80]!r}")
+        try:
+            split = self.onnx_split(sha)
+        except DnnpartError as exc:
+            raise Refused(invalid, str(exc)) from None
+        if split is None:
+            raise Refused(
+                grpc.StatusCode.NOT_FOUND,
+                f"ONNX model {sha[:12]}... is not held by the server: upload it (UploadModel)",
+            )
+        return split
+
+    def UploadModel(self, request_iterator, context):
+        """Receive a device's ONNX model in chunks, check its size and sha256, cut it into layers and keep it
+        (OUT/models/<sha256>.onnx). Refused: over --max-model-mb, a hash mismatch, a model that is not a chain."""
+        limit = self.config.max_model_bytes
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        claimed, parts, size = None, [], 0
+        try:
+            for chunk in request_iterator:
+                if claimed is None:
+                    claimed = chunk.sha256
+                    if not SHA256.match(claimed):
+                        raise Refused(
+                            invalid, "the first chunk must carry the model's sha256 (64 lower-case hex digits)"
+                        )
+                    if chunk.total_bytes > limit:
+                        raise Refused(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"model of {chunk.total_bytes} bytes is over the server's limit of {limit} bytes",
+                        )
+                size += len(chunk.data)
+                if size > limit:
+                    raise Refused(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"model of more than {limit} bytes is over the server's limit of {limit} bytes",
+                    )
+                parts.append(chunk.data)
+            if claimed is None or not size:
+                raise Refused(invalid, "no model bytes received")
+            data = b"".join(parts)
+            del parts
+            got = hashlib.sha256(data).hexdigest()
+            if got != claimed:
+                raise Refused(
+                    invalid, f"the model's {size} bytes hash to {got[:12]}..., not {claimed[:12]}... as announced"
+                )
+            split = self._keep_model(data, got)
+        except Refused as refusal:
+            self.refuse(context, "UploadModel", refusal)
+            return None
+        self.event(f"model {split.network}: {size} bytes, {split.n_layers} layers, uploaded from {context.peer()}")
+        return pb.UploadModelResponse(
+            model_name=split.network, sha256=got, n_layers=split.n_layers, model_sha256=split.sha256
+        )
+
+    def _keep_model(self, data: bytes, sha: str) -> SplitNetwork:
+        with self.lock:
+            held = sha in self.onnx_files
+        if not held:
+            path = self.config.out / MODELS_FOLDER / f"{sha}.onnx"
+            atomic_write_bytes(path, data)
+            with self.lock:
+                self.onnx_files.setdefault(sha, path)
+        try:
+            return self.onnx_split(sha)
+        except DnnpartError as exc:
+            if not held:  # keep only models the runtime can run
+                with self.lock:
+                    path = self.onnx_files.pop(sha)
+                path.unlink(missing_ok=True)
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+
+    def _predict_local(self, profile: str, table: pd.DataFrame) -> list[float]:
         from dnnpart.delay import load_delay_model
-        from dnnpart.networks.zoo import get
 
         try:
             model = load_delay_model(profile)
-            return model.predict(get(network), "device").astype(float).tolist()
+            return model.predict(table, "device").astype(float).tolist()
         except DnnpartError as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"profile {profile!r}: {exc}") from None
 
@@ -654,7 +800,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
     def Plan(self, request, context):
         i, plan = self._planned(request.device, context, "Plan")
         d = self.devices[request.device]
-        split = self.splits[(d.network, d.seed)]
+        split = self.splits[d.key]
         cut = plan["cuts"][i]
         frame = plan["frame"]
         mine = frame[frame["device"] == request.device]
@@ -678,7 +824,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
     def FetchLayers(self, request, context):
         i, plan = self._planned(request.device, context, "FetchLayers")
         d = self.devices[request.device]
-        split = self.splits[(d.network, d.seed)]
+        split = self.splits[d.key]
         for j in range(1, plan["cuts"][i] + 1):
             data = split.models[j - 1]
             digest = hashlib.sha256(data).hexdigest()
@@ -851,7 +997,7 @@ def start_server(config: ServeConfig) -> tuple[grpc.Server, EdgeServer, int]:
             raise RuntimeConfigError(f"cannot read TLS key or certificate: {exc.strerror or exc}") from None
     service = EdgeServer(config)
     # gRPC itself drops anything over twice the limit; between the two the handler refuses and logs it
-    hard_limit = 2 * config.max_message_bytes + (64 << 10)
+    hard_limit = max(2 * config.max_message_bytes, protocol.CHUNK_BYTES) + (64 << 10)  # ...and model chunks fit
     options = [
         ("grpc.max_receive_message_length", hard_limit),
         ("grpc.max_send_message_length", 1 << 30),

@@ -59,6 +59,11 @@ class EdgeInferenceStub:
                 request_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeChunk.SerializeToString,
                 response_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeResponse.FromString,
                 _registered_method=True)
+        self.UploadModel = channel.stream_unary(
+                '/dnnpart.runtime.v1.EdgeInference/UploadModel',
+                request_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelChunk.SerializeToString,
+                response_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.UploadModelResponse.FromString,
+                _registered_method=True)
         self.Register = channel.unary_unary(
                 '/dnnpart.runtime.v1.EdgeInference/Register',
                 request_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.RegisterRequest.SerializeToString,
@@ -119,6 +124,13 @@ class EdgeInferenceServicer:
         """--- the MEC loop ---
         Measure the uplink before registering: the device streams filler chunks, the server times them on its own
         clock (first chunk's arrival to the last's) and answers with what it received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadModel(self, request_iterator, context):
+        """A device's own ONNX chain model, when Register answered NOT_FOUND (the server does not hold it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -185,6 +197,11 @@ def add_EdgeInferenceServicer_to_server(servicer, server):
                     servicer.Probe,
                     request_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeChunk.FromString,
                     response_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeResponse.SerializeToString,
+            ),
+            'UploadModel': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadModel,
+                    request_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelChunk.FromString,
+                    response_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.UploadModelResponse.SerializeToString,
             ),
             'Register': grpc.unary_unary_rpc_method_handler(
                     servicer.Register,
@@ -347,6 +364,33 @@ class EdgeInference:
             '/dnnpart.runtime.v1.EdgeInference/Probe',
             dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeChunk.SerializeToString,
             dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadModel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dnnpart.runtime.v1.EdgeInference/UploadModel',
+            dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelChunk.SerializeToString,
+            dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.UploadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
