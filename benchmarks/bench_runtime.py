@@ -9,6 +9,8 @@ DeviceClients in threads, no uplink emulation (unshaped loopback). Rows (metric,
   busy_share            4 AlexNet devices offloading everything (cut 0): time inside onnxruntime / wall time
                         from the first round start to the last result
   upload_600kb          the AlexNet input (618 348 bytes) from the device's send to the server's receipt
+  grpc_unary_floor      a bare unary call (ServerLive) after the same idle wait as a round's (the round's lead,
+                        50 ms): what any gRPC round trip costs here, whatever the server does; part of the overhead
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dnnpart.files import write_csv
 from dnnpart.paths import BENCHMARKS_DIR, PROJ_ROOT
 from dnnpart.runtime.device import DeviceClient
 from dnnpart.runtime.layers import random_input
+from dnnpart.runtime.proto import runtime_pb2 as pb
 
 sys.path.insert(0, str(PROJ_ROOT / "tests"))
 from runtime_helpers import running_server
@@ -43,7 +46,7 @@ def overhead(out: Path, network: str, cut: int, rounds: int) -> dict:
         c.register()
         c.plan()
         c.fetch_layers()
-        runner = service.runners[(network, 0)]
+        runner = service.runners[(network, "0")]
         per_round, direct, upload = [], [], []
         for k in range(rounds):
             s0 = c.start_round(k)
@@ -61,7 +64,14 @@ def overhead(out: Path, network: str, cut: int, rounds: int) -> dict:
             t0 = time.perf_counter_ns()
             runner.run_range(head, cut + 1, cut + layers)
             direct.append((time.perf_counter_ns() - t0) / 1e6)
+        floor = []
+        for _ in range(rounds):  # idle as long as a device waits for its round to start, then one bare call
+            time.sleep(service.config.start_lead_ms / 1e3)
+            t0 = time.perf_counter_ns()
+            c._call(c.stub.ServerLive, pb.ServerLiveRequest())
+            floor.append((time.perf_counter_ns() - t0) / 1e6)
         return {
+            "floor_ms": float(np.median(floor)),
             "overhead_ms": float(np.median(per_round)),
             "direct_ms": float(np.median(direct)),
             "layers": layers,
@@ -118,6 +128,19 @@ def main(argv=None) -> int:
                     "tensor_bytes": r["tensor_bytes"],
                 }
             )
+            if cut == 7:
+                rows.append(
+                    {
+                        "metric": "grpc_unary_floor",
+                        "case": "ServerLive after a 50 ms idle wait",
+                        "value": r["floor_ms"],
+                        "unit": "ms",
+                        "goal": "",
+                        "direct_ms": np.nan,
+                        "layers": 0,
+                        "tensor_bytes": 0,
+                    }
+                )
             if cut == 0:
                 rows.append(
                     {

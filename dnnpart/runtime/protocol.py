@@ -4,6 +4,7 @@ raw contents, request parameters, the token and channel/TLS set-up. Imports nump
 from __future__ import annotations
 
 import hmac
+import math
 import re
 
 import numpy as np
@@ -65,7 +66,7 @@ def tensor_from(datatype: str, shape, raw: bytes) -> np.ndarray:
     if any(s < 0 for s in shape):
         raise ValueError(f"negative dimension in shape {list(shape)}")
     dtype = np.dtype(DATATYPES[datatype])
-    want = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    want = dtype.itemsize * math.prod(shape)  # not np.prod: 10 us per call on a small tuple, on every request
     if len(raw) != want:
         raise ValueError(f"raw contents hold {len(raw)} bytes, shape {list(shape)} of {datatype} needs {want}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape)

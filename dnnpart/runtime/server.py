@@ -3,10 +3,11 @@
 register -> plan -> rounds of (start, run, report). Devices register their network, local times and uplink;
 once the expected number has registered (or the plan deadline passes) the server solves the joint problem with
 dnnpart's optimiser and answers every device with its cut. Each round starts at one server time for all devices
-(the optimiser's time 0); devices run their head, upload the cut tensor, and one scheduler thread runs the
-offloaded layers one at a time, in the plan's order (`plan`), by arrival (`fifo`) or shortest predicted
-remaining work first (`srpt`). The server time-stamps every layer and keeps the devices' own reports, and writes
-everything as tidy rows into its output folder (timeline.csv, plan.csv, completions.csv, server.log).
+(the optimiser's time 0); devices run their head, upload the cut tensor, and the scheduler runs the offloaded
+layers one at a time (each in its device's ModelInfer thread), in the plan's order (`plan`), by arrival
+(`fifo`) or shortest predicted remaining work first (`srpt`). The server time-stamps every layer and keeps the
+devices' own reports, and writes everything as tidy rows into its output folder (timeline.csv, plan.csv,
+completions.csv, server.log).
 
 Every refusal is a gRPC status with a one-line reason and a line in server.log; nothing is written outside the
 output folder.
@@ -139,7 +140,12 @@ class Job:
 
 
 class Scheduler:
-    """One thread runs every offloaded layer, one at a time, chosen by the policy at each layer boundary."""
+    """Runs every offloaded layer, one at a time, chosen by the policy at each layer boundary.
+
+    There is no scheduler thread: each ModelInfer call's own thread waits until the policy picks its job and then
+    runs the layer itself, so a device whose layers follow one another runs them without a hand-off between
+    threads; when the policy picks another device's layer, that call's thread is woken to run it.
+    """
 
     def __init__(self, server: EdgeServer):
         self.server = server
@@ -151,20 +157,14 @@ class Scheduler:
         self.skipped: set[str] = set()
         self.ran: set[tuple[str, int]] = set()  # (device, layer) run this round
         self.stopping = False
+        self.running = False  # a layer is running (in some call's thread)
         self.busy_ns = 0  # time spent inside onnxruntime
-        self.thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-        self.thread.start()
 
     def new_round(self, order: list[tuple[str, int]]):
         with self.cond:
             self.order, self.pos, self.waiting_since, self.skipped = list(order), 0, None, set()
             self.ran = set()
             self.jobs = {d: j for d, j in self.jobs.items() if not j.done.is_set()}
-
-    def submit(self, job: Job):
-        with self.cond:
-            self.jobs[job.device] = job
-            self.cond.notify_all()
 
     def cancel(self, device: str, reason: str):
         with self.cond:
@@ -183,7 +183,60 @@ class Scheduler:
                     job.error = "the server is shutting down"
                     job.done.set()
             self.cond.notify_all()
-        self.thread.join(timeout=10)
+
+    def _end(self, job: Job, error: str | None = None):
+        """Called with the lock held: the job is finished (or failed); the next pick is another thread's."""
+        if not job.done.is_set():
+            job.error = error
+            job.done.set()
+        if self.jobs.get(job.device) is job:
+            del self.jobs[job.device]
+        self.cond.notify_all()
+
+    def run(self, job: Job, timeout_s: float):
+        """Run the job's layers in this (the calling RPC's) thread, each when the policy picks it; returns when
+        the job is done, failed, cancelled, or not finished within timeout_s (job.error says which)."""
+        runner = self.server.runner(job)
+        deadline = time.monotonic() + timeout_s
+        with self.cond:
+            self.jobs[job.device] = job
+            while True:
+                while not job.done.is_set() and not self.stopping:
+                    if not self.running:
+                        picked = self._pick()
+                        if picked is job:
+                            break
+                        if picked is not None:  # its thread waits: wake it
+                            self.cond.notify_all()
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return self._end(job, f"layers not run within {timeout_s:g} s")
+                    self.cond.wait(timeout=min(left, 0.05 if self.waiting_since is not None else 0.5))
+                if job.done.is_set() or self.stopping:
+                    return self._end(job, "the server is shutting down")
+                layer = job.next_layer
+                self.running = True
+                self.cond.release()
+                error = None
+                try:
+                    start = time.perf_counter_ns()
+                    y = runner.run(layer, job.x)
+                    finish = time.perf_counter_ns()
+                except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; the job must end
+                    error = f"layer {layer} failed: {str(exc).splitlines()[0][:200]}"
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                if error is not None or job.done.is_set():  # failed, or cancelled while it ran
+                    return self._end(job, error)
+                self.busy_ns += finish - start
+                job.stamps.append((layer, start, finish))
+                self.ran.add((job.device, layer))
+                job.x = y
+                job.next_layer += 1
+                job.remaining_ms.pop(0)
+                if job.next_layer > job.last_layer:
+                    return self._end(job)
 
     def _pick(self) -> Job | None:
         ready = [j for j in self.jobs.values() if not j.done.is_set()]
@@ -218,40 +271,6 @@ class Scheduler:
         # devices outside the order (skipped after a stall, or late): first come first served
         return min(ready, key=lambda j: (j.arrival_ns, j.device))
 
-    def _loop(self):
-        while True:
-            with self.cond:
-                job = None
-                while not self.stopping:
-                    job = self._pick()
-                    if job is not None:
-                        break
-                    self.cond.wait(timeout=0.05 if self.waiting_since is not None else 0.5)
-                if self.stopping:
-                    return
-            layer = job.next_layer
-            runner = self.server.runner(job)
-            try:
-                start = time.perf_counter_ns()
-                y = runner.run(layer, job.x)
-                finish = time.perf_counter_ns()
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; the job must end
-                with self.cond:
-                    job.error = f"layer {layer} failed: {str(exc).splitlines()[0][:200]}"
-                    job.done.set()
-                continue
-            with self.cond:
-                self.busy_ns += finish - start
-                job.stamps.append((layer, start, finish))
-                self.ran.add((job.device, layer))
-                job.x = y
-                job.next_layer += 1
-                job.remaining_ms.pop(0)
-                if job.next_layer > job.last_layer:
-                    job.done.set()
-                    self.jobs.pop(job.device, None)
-                self.cond.notify_all()
-
 
 class EdgeServer(pb_grpc.EdgeInferenceServicer):
     """The service's state and handlers; `serve()` wraps it in a gRPC server."""
@@ -277,6 +296,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         self.gone: set[str] = set()
         self.timeline: list[tuple] = []
         self.events: list[str] = []
+        self.event_lock = threading.Lock()
         self.t0 = time.perf_counter_ns()
         self.log_file = open(config.out / "server.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
         self.scheduler = Scheduler(self)
@@ -288,9 +308,9 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
     def event(self, line: str):
         stamp = (time.perf_counter_ns() - self.t0) / 1e9
         text = f"{stamp:10.3f} {line}"
-        with self.lock:
+        with self.event_lock:  # not self.lock: the scheduler logs a stall holding its own lock
             self.events.append(text)
-        self.log_file.write(text + "\n")
+            self.log_file.write(text + "\n")
 
     def refuse(self, context, method: str, refusal: Refused):
         self.event(f"refused {method} from {context.peer()}: {refusal.code.name}: {refusal.reason}")
@@ -467,10 +487,9 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
                 self.event(f"disconnected: {job.device} left round {job.round} before its result")
 
         context.add_callback(on_end)
-        self.scheduler.submit(job)
-        if not job.done.wait(timeout=INFER_TIMEOUT_S) or job.error:
-            reason = job.error or f"layers not run within {INFER_TIMEOUT_S} s"
-            self.refuse(context, "ModelInfer", Refused(grpc.StatusCode.ABORTED, f"{job.device}: {reason}"))
+        self.scheduler.run(job, INFER_TIMEOUT_S)
+        if job.error:
+            self.refuse(context, "ModelInfer", Refused(grpc.StatusCode.ABORTED, f"{job.device}: {job.error}"))
             return None
         start_ns = self.round_start_ns[job.round]
         rows = [
