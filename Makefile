@@ -34,8 +34,8 @@ lock: ## re-pin requirements.lock: the newest versions pyproject.toml allows, re
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet '.[study,test,lint]'
-	(echo "# Pinned by 'make lock' from pyproject.toml (dependencies + study, test, lint extras). Do not edit."; \
+	.lock-venv/bin/python -m pip install --quiet '.[planner,study,test,lint]'
+	(echo "# Pinned by 'make lock' from pyproject.toml (dependencies + planner, study, test, lint extras). Do not edit."; \
 	 .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v -E '^(dnnpart|pip|setuptools|wheel)( @|==)') \
 	 > requirements.lock
 	rm -rf .lock-venv

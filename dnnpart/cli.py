@@ -22,6 +22,24 @@ SCHEMAS = {
 }
 
 
+# Import names of the planner extra's packages (pyproject.toml): a command that needs one on an install without
+# the extra (a board: only the device's numpy, onnxruntime, grpcio, protobuf) says how to get them.
+PLANNER_IMPORTS = (
+    "pandas",
+    "statsmodels",
+    "pyomo",
+    "highspy",
+    "matplotlib",
+    "onnx",
+    "tqdm",
+    "yaml",
+    "jinja2",
+    "pydantic",
+    "scipy",
+    "patsy",
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that prints one line (not the usage block) and exits 2 on bad arguments."""
 
@@ -501,6 +519,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"dnnpart {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if args.debug or (exc.name or "").split(".")[0] not in PLANNER_IMPORTS:
+            raise
+        print(
+            f"dnnpart {args.command}: error: this command needs the planner's packages ({exc.name} is not "
+            "installed): pip install 'dnnpart[planner]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         if args.debug:
