@@ -20,6 +20,10 @@ def session_options(threads: int | None = None):
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    # Idle intra-op threads sleep instead of spinning: on a shared or busy host their spinning takes the cores from
+    # the thread doing the work and from gRPC's (bench_runtime, 2026-12-02 at load ~15: AlexNet's 23 layers 107-174
+    # ms instead of 690-970 ms, a 618 KB upload 2 ms instead of 24-55 ms).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # onnxruntime warnings (e.g. unused initialisers) are not ours to show
     return options
 
