@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default=None, help="free text stored in the metadata JSON (e.g. machine conditions)")
+    p.add_argument(
+        "--cpu-quota",
+        type=float,
+        default=None,
+        help="measure under this CPU quota, a fraction of one core (an emulated device; root and cgroups)",
+    )
     p.set_defaults(handler=cmd_profile)
 
     p = sub.add_parser("import-profile", help="map layer timings measured by another tool into a profile folder")
@@ -219,23 +225,32 @@ def cmd_import_profile(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    """`dnnpart profile`: measure a role's designed sweep into --out (resumable)."""
+    """`dnnpart profile`: measure a role's designed sweep into --out (resumable), under --cpu-quota if given."""
     from dnnpart.delay.profiler import PASSES, run_profile
 
     types = None if args.layer_types is None else [t.strip() for t in args.layer_types.split(",") if t.strip()]
-    command = "dnnpart " + " ".join(sys.argv[1:])
-    path = run_profile(
-        args.out,
-        args.role,
-        threads=args.threads,
-        layer_types=types,
-        limit=args.limit,
-        repeats=args.repeats,
-        seed=args.seed,
-        passes=PASSES if args.passes is None else args.passes,
-        command=command,
-        note=args.note,
-    )
+    group = None
+    if args.cpu_quota is not None:
+        from dnnpart.testbed import cpu_quota
+
+        group = cpu_quota.enter(args.cpu_quota, "profile")
+    try:
+        path = run_profile(
+            args.out,
+            args.role,
+            threads=args.threads,
+            layer_types=types,
+            limit=args.limit,
+            repeats=args.repeats,
+            seed=args.seed,
+            passes=PASSES if args.passes is None else args.passes,
+            command="dnnpart " + " ".join(sys.argv[1:]),
+            note=args.note,
+            cpu_quota=args.cpu_quota,
+        )
+    finally:
+        if group is not None:
+            cpu_quota.leave(group)
     print(path)
     return 0
 
