@@ -57,6 +57,7 @@ class DeviceClient:
         threads: int = 1,
         timeout_s: float = 300.0,
         emulate_uplink: bool = False,
+        uplink_limiter=None,
     ):
         protocol.check_device_name(name)
         if not (np.isfinite(uplink_mbps) and uplink_mbps > 0):
@@ -67,6 +68,7 @@ class DeviceClient:
         self.uplink_mbps, self.profile, self.local_ms, self.cut_wanted = float(uplink_mbps), profile, local_ms, cut
         self.seed, self.token, self.threads, self.timeout_s = int(seed), token, threads, float(timeout_s)
         self.emulate_uplink = emulate_uplink
+        self.uplink_limiter = uplink_limiter  # anything with wait(nbytes), e.g. the testbed's token bucket
         self.channel = protocol.channel(server, tls_ca)
         self.stub = pb_grpc.EdgeInferenceStub(self.channel)
         self.metadata = protocol.call_metadata(token)
@@ -177,6 +179,8 @@ class DeviceClient:
             up_start = time.perf_counter_ns()
             if self.emulate_uplink:  # loopback is far faster than a radio link: hold the upload for its planned time
                 time.sleep(len(raw) * 8 / (self.uplink_mbps * 1e6))
+            if self.uplink_limiter is not None:
+                self.uplink_limiter.wait(len(raw))
             reply = self._call(self.stub.ModelInfer, request)
             done = time.perf_counter_ns()
             received = protocol.param_value(reply.parameters, "received_ns")

@@ -64,8 +64,10 @@ def _write(path: Path, text: str) -> None:
         raise TestbedError(f"cannot write {text.strip()!r} to {path}: {exc.strerror or exc}") from None
 
 
-def check_quota(quota: float, what: str = "quota") -> float:
-    """A quota is a fraction of one core in (0, 64]."""
+def check_quota(quota: float | None, what: str = "quota") -> float | None:
+    """A quota is a fraction of one core in (0, 64]; None is no limit (a group only for pinning)."""
+    if quota is None:
+        return None
     if isinstance(quota, bool) or not isinstance(quota, (int, float)) or not (0 < quota <= 64):
         raise TestbedError(f"{what} must be a fraction of one core in (0, 64], got {quota!r}")
     if quota * PERIOD_US < 1000:
@@ -74,9 +76,10 @@ def check_quota(quota: float, what: str = "quota") -> float:
 
 
 class CpuQuota:
-    """One cgroup limiting its processes to `quota` cores (created by `create()`, removed by `remove()`)."""
+    """One cgroup limiting its processes to `quota` cores (None: unlimited), optionally pinned to `cpus`;
+    created by `create()`, removed by `remove()`."""
 
-    def __init__(self, label: str, quota: float, hierarchy: Hierarchy, cpus: str | None = None):
+    def __init__(self, label: str, quota: float | None, hierarchy: Hierarchy, cpus: str | None = None):
         self.quota, self.hierarchy, self.cpus = check_quota(quota), hierarchy, cpus
         self.name = f"{PREFIX}{os.getpid()}-{label}"
         self.path = hierarchy.root / self.name
@@ -84,13 +87,13 @@ class CpuQuota:
         self.home = hierarchy.root  # where `leave()` puts the calling process back
 
     def create(self) -> CpuQuota:
-        quota_us = round(self.quota * PERIOD_US)
+        quota_us = -1 if self.quota is None else round(self.quota * PERIOD_US)
         try:
             self.path.mkdir()
         except OSError as exc:
             raise TestbedError(f"cannot create cgroup {self.path}: {exc.strerror or exc}") from None
         if self.hierarchy.version == 2:
-            _write(self.path / "cpu.max", f"{quota_us} {PERIOD_US}\n")
+            _write(self.path / "cpu.max", f"{'max' if quota_us < 0 else quota_us} {PERIOD_US}\n")
             if self.cpus is not None and (self.path / "cpuset.cpus").exists():
                 _write(self.path / "cpuset.cpus", self.cpus)
         else:
@@ -104,7 +107,7 @@ class CpuQuota:
         """The limit as the kernel holds it: quota_us and period_us read back from the group."""
         if self.hierarchy.version == 2:
             quota, period = _read(self.path / "cpu.max").split()
-            return {"quota_us": int(quota), "period_us": int(period)}
+            return {"quota_us": -1 if quota == "max" else int(quota), "period_us": int(period)}
         return {
             "quota_us": int(_read(self.path / "cpu.cfs_quota_us")),
             "period_us": int(_read(self.path / "cpu.cfs_period_us")),
@@ -116,6 +119,10 @@ class CpuQuota:
         if "throttled_usec" in stat:
             return int(stat["throttled_usec"]) / 1e3
         return int(stat.get("throttled_time", 0)) / 1e6
+
+    def procs_files(self) -> list[Path]:
+        """The cgroup.procs files a new process writes its pid into (the quota group, and the cpuset group)."""
+        return [g / "cgroup.procs" for g in (self.path, self.cpuset_path) if g is not None]
 
     def attach(self, pid: int) -> None:
         _write(self.path / "cgroup.procs", f"{pid}\n")
