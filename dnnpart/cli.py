@@ -166,9 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_device)
 
     p = sub.add_parser("testbed", help="run a scenario on this host: emulated devices and links, every case measured")
-    p.add_argument(
-        "--scenario", required=True, help="a scenario YAML/JSON file (zoo networks; cpu_quota, link_delay_ms)"
-    )
+    p.add_argument("--scenario", help="a scenario YAML/JSON file (zoo networks; cpu_quota, link_delay_ms)")
     p.add_argument("--policy", default="plan", help="Case 1's server order: plan (the optimiser's), fifo or srpt")
     p.add_argument("--repeats", type=int, default=3, help="rounds per case")
     p.add_argument("--out", default="testbed-out", help="output folder: tidy CSVs and testbed.json")
@@ -180,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the non-root emulation (token bucket, no quota) even when tc and cgroups are usable",
     )
     p.add_argument("--server-threads", type=int, default=1, help="onnxruntime threads of the emulated server")
+    p.add_argument("--probe-seconds", type=float, default=1.0, help="length of each link's probe upload")
     p.add_argument("--cleanup", action="store_true", help="only remove what killed testbed runs left, then exit")
     p.set_defaults(handler=cmd_testbed)
     return parser
@@ -510,6 +509,8 @@ def cmd_testbed(args) -> int:
         removed = (links.remove_stale() if os.geteuid() == 0 else []) + cpu_quota.remove_stale(cpu_quota.detect())
         print(f"removed {len(removed)} stale testbed resources" + "".join(f"\n  {r}" for r in removed))
         return 0
+    if args.scenario is None:
+        raise DnnpartError("--scenario is required (or --cleanup)")
     if args.server_threads < 1:
         raise DnnpartError(f"--server-threads must be >= 1, got {args.server_threads}")
     if args.report is not None:
@@ -524,6 +525,7 @@ def cmd_testbed(args) -> int:
         fallback=args.fallback,
         compare_policies=args.compare_policies,
         server_threads=args.server_threads,
+        probe_s=args.probe_seconds,
         progress=lambda line: print(line, flush=True),
     )
     from dnnpart.testbed.report import summary_text, write_report

@@ -141,6 +141,7 @@ class Testbed:
     fallback: bool = False
     server_threads: int = 1
     time_limit_s: float = 10.0
+    probe_s: float = 1.0  # each link's probe upload lasts about this long
     devices: list[TestbedDevice] = field(init=False)
     mechanism: Mechanism = field(init=False)
     procs: list[subprocess.Popen] = field(default_factory=list, init=False)
@@ -247,7 +248,7 @@ class Testbed:
             if "listening" not in _read_line(sink.stdout, START_TIMEOUT_S):
                 raise TestbedError("the link probe's sink did not start")
             for k, d in enumerate(self.devices):  # one at a time: the probes would share the CPU
-                nbytes = probe.probe_bytes(d.uplink_mbps)
+                nbytes = probe.probe_bytes(d.uplink_mbps, self.probe_s)
                 sender = self._start(
                     [py, "-m", "dnnpart.testbed.probe", "send", self.server_address(k, PROBE_PORT).split(":")[0]]
                     + [str(PROBE_PORT), str(nbytes)],
@@ -301,6 +302,27 @@ class Testbed:
         assert [c.method for c in out] == list(METHODS)
         return out
 
+    def _wait_devices(self, case: Case, devices: list[subprocess.Popen]) -> None:
+        """Until every device has finished (bounded); a device that fails ends the case at once, so the others
+        do not wait at the server's barrier for one that is gone."""
+        deadline = time.monotonic() + CASE_TIMEOUT_S
+        running = dict(zip(devices, self.devices))
+        while running:
+            for proc, d in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                if proc.returncode != 0:
+                    raise TestbedError(
+                        f"{case.label}: device {d.name} exited with status {proc.returncode}: {_tail(proc.stderr)}"
+                    )
+                del running[proc]
+            if time.monotonic() > deadline:
+                raise TestbedError(
+                    f"{case.label}: devices {[d.name for d in running.values()]} did not finish "
+                    f"within {CASE_TIMEOUT_S} s"
+                )
+            time.sleep(0.05)
+
     def run_case(self, case: Case, repeats: int) -> dict[str, pd.DataFrame]:
         """Start the server and every device for one case; return its tidy frames (timeline, completions, plan)."""
         folder = self.out / "cases" / case.label
@@ -330,16 +352,7 @@ class Testbed:
                 cmd += ["--token-bucket-mbps", f"{d.uplink_mbps:.6g}"]
             devices.append(self._start(cmd, self._netns(k), d.name, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         try:
-            deadline = time.monotonic() + CASE_TIMEOUT_S
-            for d, proc in zip(self.devices, devices):
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    raise TestbedError(f"{case.label}: {d.name} did not finish within {CASE_TIMEOUT_S} s") from None
-                if proc.returncode != 0:
-                    raise TestbedError(
-                        f"{case.label}: device {d.name} exited with status {proc.returncode}: {_tail(proc.stderr)}"
-                    )
+            self._wait_devices(case, devices)
         finally:
             for proc in [*devices, server]:
                 _stop(proc)
@@ -410,6 +423,7 @@ def run_testbed(
     fallback: bool = False,
     compare_policies: bool = False,
     server_threads: int = 1,
+    probe_s: float = 1.0,
     progress=None,
 ) -> TestbedResult:
     """Set up, run Case 1 (under `policy`), Case 2, Case 3 and independent cuts, write the CSVs, clean up."""
@@ -423,7 +437,9 @@ def run_testbed(
     frames: dict[str, list] = {"timeline": [], "completions": [], "plan": []}
     load_before = os.getloadavg()
     started = time.time()
-    with Testbed(Path(scenario_path), out, fallback=fallback, server_threads=server_threads) as tb:
+    if not 0.05 <= probe_s <= 60:
+        raise TestbedError(f"--probe-seconds must be in 0.05..60, got {probe_s}")
+    with Testbed(Path(scenario_path), out, fallback=fallback, server_threads=server_threads, probe_s=probe_s) as tb:
         plan_cuts = None
         for case in tb.cases(policy):
             if progress:
