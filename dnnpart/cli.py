@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the non-root emulation (token bucket, no quota) even when tc and cgroups are usable",
     )
     p.add_argument("--server-threads", type=int, default=1, help="onnxruntime threads of the emulated server")
+    p.add_argument(
+        "--cases", default="case1,case2,case3,independent", help="comma-separated methods to run (default: all)"
+    )
     p.add_argument("--probe-seconds", type=float, default=1.0, help="length of each link's probe upload")
     p.add_argument("--cleanup", action="store_true", help="only remove what killed testbed runs left, then exit")
     p.set_defaults(handler=cmd_testbed)
@@ -526,6 +529,7 @@ def cmd_testbed(args) -> int:
         compare_policies=args.compare_policies,
         server_threads=args.server_threads,
         probe_s=args.probe_seconds,
+        methods=tuple(m.strip() for m in args.cases.split(",") if m.strip()),
         progress=lambda line: print(line, flush=True),
     )
     from dnnpart.testbed.report import summary_text, write_report

@@ -342,7 +342,9 @@ class Testbed:
         rate = self.achieved()
         devices = []
         for k, d in enumerate(self.devices):
-            cmd = [py, "-m", "dnnpart", "device", "--server", self.server_address(k, port), "--name", d.name]
+            procs = [str(f) for f in self.groups[d.name].procs_files()] if d.name in self.groups else []
+            cmd = [py, "-m", "dnnpart.testbed.device_entry", *procs, "--"]
+            cmd += ["--server", self.server_address(k, port), "--name", d.name]
             cmd += ["--network", d.network, "--profile", d.profile, "--uplink-mbps", f"{rate[d.name]:.6g}"]
             cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k), "--json", "--timeout", "300"]
             cmd += ["--save-outputs", str(folder / "devices" / d.name)]
@@ -350,7 +352,7 @@ class Testbed:
                 cmd += ["--cut", str(case.cuts[k])]
             if not tc:
                 cmd += ["--token-bucket-mbps", f"{d.uplink_mbps:.6g}"]
-            devices.append(self._start(cmd, self._netns(k), d.name, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            devices.append(self._start(cmd, self._netns(k), None, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         try:
             self._wait_devices(case, devices)
         finally:
@@ -424,9 +426,11 @@ def run_testbed(
     compare_policies: bool = False,
     server_threads: int = 1,
     probe_s: float = 1.0,
+    methods=METHODS,
     progress=None,
 ) -> TestbedResult:
-    """Set up, run Case 1 (under `policy`), Case 2, Case 3 and independent cuts, write the CSVs, clean up."""
+    """Set up, run Case 1 (under `policy`), Case 2, Case 3 and independent cuts (or the `methods` given),
+    write the CSVs, clean up."""
     from dnnpart.runtime.server import POLICIES
 
     if policy not in POLICIES:
@@ -437,11 +441,14 @@ def run_testbed(
     frames: dict[str, list] = {"timeline": [], "completions": [], "plan": []}
     load_before = os.getloadavg()
     started = time.time()
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods or "case1" not in methods and compare_policies:
+        raise TestbedError(f"methods must be some of {', '.join(METHODS)} (case1 to compare policies), got {methods}")
     if not 0.05 <= probe_s <= 60:
         raise TestbedError(f"--probe-seconds must be in 0.05..60, got {probe_s}")
     with Testbed(Path(scenario_path), out, fallback=fallback, server_threads=server_threads, probe_s=probe_s) as tb:
         plan_cuts = None
-        for case in tb.cases(policy):
+        for case in [c for c in tb.cases(policy) if c.method in methods]:
             if progress:
                 progress(f"{case.label}: {len(tb.devices)} devices, {repeats} rounds")
             got = tb.run_case(case, repeats)
