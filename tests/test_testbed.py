@@ -10,13 +10,12 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
 import pytest
 from testbed_helpers import NOTHING, check_outputs, leftovers, processes_mentioning, write_scenario
 
 from dnnpart import paths
-from dnnpart.testbed import links
-from dnnpart.testbed.run import Testbed, run_testbed
+from dnnpart.testbed import links, report, run, study
+from dnnpart.testbed.run import Testbed
 
 ROOT_REASON = links.can_shape()
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=f"tc links and cgroup quotas need root: {ROOT_REASON}")
@@ -26,23 +25,20 @@ GROUPS = [
 ]
 
 
-@needs_root
-def test_three_devices_on_shaped_links_under_quotas_run_a_plan(tmp_path):
+def run_plan(tmp_path):
+    """The done-when's testbed: 2 LeNet and 1 AlexNet devices run case 1 for 2 rounds; returns what it saw."""
     scenario = write_scenario(tmp_path / "s.yaml", GROUPS)
     out = tmp_path / "out"
     with Testbed(scenario, out, probe_s=0.3) as tb:
-        assert tb.mechanism.real and tb.mechanism.link == "tc"
-        pid = tb.network.pid
-        assert len(links.namespaces(pid)) == 4  # the server's and one per device
-        limits = {name: g.limits() for name, g in tb.groups.items()}
-        assert limits["lenet-0"] == {"quota_us": 5000, "period_us": 10000} and limits["server"]["quota_us"] == -1
-        qdiscs = tb.network.qdiscs()
-        assert all("tbf" in q for dev, q in qdiscs.items() if "d" in dev.removeprefix(f"tb{pid}"))
-        rates = tb.links_frame.set_index("device")
-        ratio = rates["achieved_mbps"] / rates["requested_mbps"]
-        assert ratio.between(0.9, 1.1).all(), rates  # loose: a shared host; the benchmark measures the goal
-        case1 = tb.cases()[0]
-        frames = tb.run_case(case1, repeats=2)
+        pid = os.getpid() if tb.network is None else tb.network.pid
+        seen = {
+            "mechanism": tb.mechanism,
+            "namespaces": links.namespaces(pid),
+            "limits": {name: g.limits() for name, g in tb.groups.items()},
+            "qdiscs": tb.network.qdiscs() if tb.network else {},
+            "links": tb.links_frame.set_index("device"),
+        }
+        frames = tb.run_case(tb.cases()[0], repeats=2)
     assert leftovers(pid, out) == NOTHING
     done = frames["completions"]
     assert sorted(done["device"].unique()) == ["alex-0", "lenet-0", "lenet-1"]
@@ -52,30 +48,54 @@ def test_three_devices_on_shaped_links_under_quotas_run_a_plan(tmp_path):
     offloading = {d for d, c in zip(done["device"], done["cut"]) if c < layers[d]}
     uploads = frames["timeline"][frames["timeline"]["where"] == "upload"]
     assert sorted(uploads["device"]) == sorted(2 * list(offloading))  # one upload per offloading device and round
+    return seen
 
 
-def test_the_fallback_runs_the_cases_on_loopback_with_a_token_bucket(tmp_path, monkeypatch):
+@needs_root
+def test_three_devices_on_shaped_links_under_quotas_run_a_plan(tmp_path):
+    seen = run_plan(tmp_path)
+    assert seen["mechanism"].real and seen["mechanism"].link == "tc"
+    assert len(seen["namespaces"]) == 4  # the server's and one per device
+    limits = seen["limits"]
+    assert limits["lenet-0"] == {"quota_us": 5000, "period_us": 10000} and limits["server"]["quota_us"] == -1
+    pid = seen["namespaces"][0].split("-")[1]
+    device_ends = [q for dev, q in seen["qdiscs"].items() if dev.startswith(f"tb{pid}d")]
+    assert len(device_ends) == 3 and all(q.startswith("qdisc tbf 5: root") for q in device_ends)
+    ratio = seen["links"]["achieved_mbps"] / seen["links"]["requested_mbps"]
+    assert ratio.between(0.9, 1.1).all(), seen["links"]  # loose: a shared host; the benchmark measures the goal
+
+
+def test_the_same_testbed_runs_with_the_fallbacks(tmp_path, monkeypatch):
+    """Without root (forced here, so CI as root runs it too): loopback, a token bucket, no quota."""
     monkeypatch.setenv("DNNPART_TESTBED_FALLBACK", "1")
-    groups = [GROUPS[0] | {"cpu_quota": "native"}, GROUPS[1] | {"network": "lenet", "cpu_quota": "native"}]
-    scenario = write_scenario(tmp_path / "s.yaml", groups)
-    out = tmp_path / "out"
-    result = run_testbed(scenario, out, repeats=1, methods=("case1", "case2", "case3"))
-    info = json.loads((out / "testbed.json").read_text())
-    assert info["mechanism"]["link"] == "token-bucket" and not info["mechanism"]["real"]
+    seen = run_plan(tmp_path)
+    m = seen["mechanism"]
+    assert (m.link, m.cpu, m.reason) == ("token-bucket", "none", "forced")
+    assert seen["namespaces"] == [] and seen["limits"] == {} and seen["qdiscs"] == {}
+    assert (seen["links"]["link"] == "token-bucket").all()
+
+
+def test_the_study_runs_the_cases_and_reports_the_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNNPART_TESTBED_FALLBACK", "1")
+    points, devices, infos = study.sweep(
+        tmp_path, (2.5,), (2,), network="lenet", profile="measured", quota="native", repeats=1, fig1_devices=2
+    )
+    assert list(points["figure"].unique()) == ["fig1", "fig5"] and len(infos) == 1  # one run serves both
+    assert sorted(points["method"].unique()) == ["case1", "case2", "case3"]
+    cuts = points.drop_duplicates("method").set_index("method")["cuts"]
+    assert cuts["case2"] == "0 0" and cuts["case3"] == "8 8"
+    assert (points["measured_ms"] > 0).all() and (points["predicted_ms"] > 0).all()
+    assert len(devices) == 3 * 2 and set(study.goals(points, devices)["goal"]) >= {
+        "case1 prediction error, worst point"
+    }
+    info = json.loads((tmp_path / "n2-b2.5" / "testbed.json").read_text())
     assert info["mechanism"]["line"].startswith("fallback emulation (forced)")
-    assert list(dict.fromkeys(result.completions["case"])) == ["case1", "case2", "case3"]
-    done = pd.read_csv(out / "completions.csv")
-    cuts = done.groupby("case")["cut"].apply(set).to_dict()
-    assert cuts["case2"] == {0} and cuts["case3"] == {8}
-    # case 2 uploads LeNet's raw input (3136 bytes): the bucket holds it for at least its time at 2 or 20 Mbps
+    result = run.load_result(tmp_path / "n2-b2.5")
+    html = report.report_html(result)
+    assert "fallback emulation (forced)" in html and html.count("<svg") == 1 + 3  # completion chart, 3 Gantts
+    # case 2 uploads LeNet's raw input (3136 bytes): the bucket holds it for its time at 2.5 Mbps, less the burst
     up = result.timeline[(result.timeline["case"] == "case2") & (result.timeline["where"] == "upload")]
-    ms = (up["finish_ms"] - up["start_ms"]).groupby(up["device"]).min()
-    assert ms["lenet-0"] >= 0.95 * (3136 - 3028) * 8 / 2e3
-    for case in ("case1", "case2", "case3"):
-        names = sorted(result.completions.loc[result.completions["case"] == case, "device"].unique())
-        assert names == ["alex-0", "lenet-0", "lenet-1"]
-    assert (out / "links.csv").exists() and (out / "subtasks.csv").exists()
-    assert leftovers(os.getpid(), out)["processes"] == []
+    assert (up["finish_ms"] - up["start_ms"]).min() >= 0.95 * (3136 - 3028) * 8 / 2.5e3
 
 
 def start_cli(tmp_path, devices: int = 2):
@@ -113,7 +133,6 @@ def test_a_testbed_stopped_mid_run_leaves_nothing(tmp_path, sig):
     proc, out = start_cli(tmp_path)
     assert len(links.namespaces(proc.pid)) == 3
     assert leftovers(proc.pid, out)["cgroups"] and leftovers(proc.pid, out)["processes"]
-    wait_for_rounds(out)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else 130), err

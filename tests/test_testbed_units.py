@@ -118,3 +118,15 @@ def test_the_fallback_is_chosen_when_forced(monkeypatch):
     m = run.choose_mechanism(False)
     assert (m.link, m.cpu, m.real, m.reason) == ("token-bucket", "none", False, "forced")
     assert "fallback emulation (forced)" in m.line()
+
+
+def test_study_points_run_the_shared_point_once():
+    from dnnpart.testbed.study import points
+
+    assert points((0.5, 2.5, 20.0), (1, 2, 4)) == [
+        (["fig1"], 4, 0.5),
+        (["fig1", "fig5"], 4, 2.5),
+        (["fig1"], 4, 20.0),
+        (["fig5"], 1, 2.5),
+        (["fig5"], 2, 2.5),
+    ]

@@ -113,7 +113,7 @@ def choose_mechanism(fallback: bool) -> Mechanism:
     if reason is not None:
         return Mechanism("token-bucket", "none", "none", reason)
     n = os.cpu_count() or 1
-    pinning = f"server cpu 0, devices cpu 1-{n - 1}" if n >= 2 else "none"
+    pinning = f"server cpu 0, devices cpu {'1' if n == 2 else f'1-{n - 1}'}" if n >= 2 else "none"
     return Mechanism("tc", f"cgroup-v{hierarchy.version}", pinning)
 
 
@@ -177,7 +177,7 @@ class Testbed:
     def _make_groups(self):
         hierarchy = cpu_quota.detect()
         n = os.cpu_count() or 1
-        server_cpus, device_cpus = ("0", f"1-{n - 1}") if n >= 2 else (None, None)
+        server_cpus, device_cpus = ("0", "1" if n == 2 else f"1-{n - 1}") if n >= 2 else (None, None)
         self.groups["server"] = cpu_quota.CpuQuota("server", None, hierarchy, server_cpus).create()
         for k, d in enumerate(self.devices):
             self.groups[d.name] = cpu_quota.CpuQuota(f"d{k}", d.cpu_quota, hierarchy, device_cpus).create()
@@ -493,3 +493,18 @@ def run_testbed(
     write_csv(result.links, out / "links.csv")
     atomic_write_text(out / "testbed.json", json.dumps(info, indent=1, default=str) + "\n")
     return result
+
+
+def load_result(out) -> TestbedResult:
+    """A finished run's result, read back from its output folder (e.g. to redraw its report)."""
+    out = Path(out)
+    try:
+        return TestbedResult(
+            timeline=pd.read_csv(out / "subtasks.csv"),
+            completions=pd.read_csv(out / "completions.csv"),
+            plans=pd.read_csv(out / "plans.csv"),
+            links=pd.read_csv(out / "links.csv"),
+            info=json.loads((out / "testbed.json").read_text(encoding="utf-8")),
+        )
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"{out}: not a finished testbed run ({exc})") from None

@@ -71,6 +71,7 @@ def sweep(
     repeats: int = 2,
     methods=("case1", "case2", "case3"),
     fallback: bool = False,
+    fig1_devices: int = 4,
     progress=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Run every point; returns (points frame, per-device frame, each run's info) and writes them under out."""
@@ -78,7 +79,7 @@ def sweep(
 
     out = Path(out)
     rows, per_device, infos = [], [], []
-    for figs, n, b in points(bandwidths_mbps, n_devices):
+    for figs, n, b in points(bandwidths_mbps, n_devices, fig1_devices):
         name = f"n{n}-b{b:g}"
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
