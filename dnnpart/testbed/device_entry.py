@@ -17,14 +17,21 @@ def main(argv: list[str]) -> int:
         print("usage: python -m dnnpart.testbed.device_entry PROCS_FILE... -- DEVICE_ARGS", file=sys.stderr)
         return 2
     split = argv.index("--")
-    import dnnpart.cli
+    import runpy
+
     import dnnpart.runtime.device  # noqa: F401 - imported before joining the quota: start-up is not measured
     import dnnpart.testbed.token_bucket  # noqa: F401
 
     for procs in argv[:split]:
         with open(procs, "w") as fh:
             fh.write(str(os.getpid()))
-    return dnnpart.cli.main(["device", *argv[split + 1 :]])
+    # `dnnpart device ARGS` in this process, as `python -m dnnpart device ARGS` would run it
+    sys.argv = ["dnnpart", "device", *argv[split + 1 :]]
+    try:
+        runpy.run_module("dnnpart", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
 
 
 if __name__ == "__main__":

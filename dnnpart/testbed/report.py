@@ -42,10 +42,12 @@ def device_summary(completions: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def case1_is_best(summary: pd.DataFrame) -> dict:
-    """Measured Case 1 against min(Case 2, Case 3): holds outright, within the spread over rounds, or not."""
-    by = summary[summary["policy"] == summary.loc[summary["method"] == "case1", "policy"].iloc[0]]
+def case1_is_best(summary: pd.DataFrame) -> dict | None:
+    """Measured Case 1 (under the plan's policy) against min(Case 2, Case 3): holds outright, within the spread
+    over rounds, or not. None when the run lacks one of the three."""
     by = summary.set_index("case")
+    if not {"case1", "case2", "case3"} <= set(by.index):
+        return None
     c1 = by.loc["case1"]
     best = min(("case2", "case3"), key=lambda c: by.loc[c, "measured_ms"])
     other = by.loc[best]
