@@ -75,8 +75,8 @@ def send(host: str, port: int, nbytes: int, attempts: int = 50) -> dict:
 
 
 def probe_bytes(rate_mbps: float, seconds: float = 1.0) -> int:
-    """An upload long enough to measure (about `seconds` at the rate), at least 16 KB, at most 16 MB."""
-    return int(min(16 << 20, max(16 * 1024, rate_mbps * 1e6 / 8 * seconds)))
+    """An upload long enough to measure (about `seconds` at the rate), at least 64 KB, at most 16 MB."""
+    return int(min(16 << 20, max(64 * 1024, rate_mbps * 1e6 / 8 * seconds)))
 
 
 def main(argv: list[str]) -> int:
