@@ -54,10 +54,18 @@ def link_rates(tmp: Path) -> list[list]:
     return rows
 
 
+def study_points(tmp: Path, bandwidths, n_devices, repeats: int):
+    columns = study.POINT_COLUMNS
+    if not bandwidths and not n_devices:
+        return pd.DataFrame(columns=columns), pd.DataFrame(columns=["case", "device", "error"])
+    return study.sweep(tmp / "study", bandwidths, n_devices, repeats=repeats)[:2]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="two testbed points instead of the notebook's five")
+    parser.add_argument("--quick", action="store_true", help="two testbed points instead of the notebook's four")
+    parser.add_argument("--skip-study", action="store_true", help="only the link rates and the slowdown")
     args = parser.parse_args(argv)
     reason = links.can_shape()
     if reason is not None:
@@ -73,9 +81,11 @@ def main(argv=None) -> int:
                      bool(abs(s["slowdown"] / s["requested_factor"] - 1) <= 0.10)])  # fmt: skip
         rows.append(["slowdown_server_ms", "alexnet", s["server_ms"], "ms", "", True])
         rows.append(["slowdown_device_ms", "alexnet", s["device_ms"], "ms", "", True])
-        bandwidths, n_devices = ((2.5,), (1, 4)) if args.quick else ((0.5, 2.5, 20.0), (1, 2, 4))
-        points, devices, _ = study.sweep(tmp / "study", bandwidths, n_devices, repeats=args.repeats)
-        for g in study.goals(points, devices).itertuples():
+        bandwidths, n_devices = ((2.5,), (1, 4)) if args.quick else ((0.5, 2.5, 20.0), (1, 4))
+        if args.skip_study:
+            bandwidths, n_devices = (), ()
+        points, devices = study_points(tmp, bandwidths, n_devices, args.repeats)
+        for g in study.goals(points, devices).itertuples() if len(points) else []:
             rows.append(["case1_goal", g.goal, g.value, "fraction", f"{g.target:g}", bool(g.met)])
         for p in points.drop_duplicates(["n_devices", "bandwidth_mbps", "method"]).itertuples():
             where = f"n={p.n_devices}, {p.bandwidth_mbps:g} Mbps, {p.method}"
