@@ -31,7 +31,26 @@ POINT_COLUMNS = [
     "error",
     "rounds",
     "cuts",
+    "server_predicted_ms",
+    "server_measured_ms",
 ]
+
+
+def server_time(result) -> pd.DataFrame:
+    """Per case: the server's layer time per round, planned and measured (median over rounds), the part of
+    the prediction that a busy server core makes wrong."""
+    tl, plans = result.timeline, result.plans
+    busy = tl[tl["where"] == "server"].assign(ms=lambda d: d["finish_ms"] - d["start_ms"])
+    measured = busy.groupby(["case", "round"])["ms"].sum().groupby("case").median()
+    planned = plans[plans["where"] == "server"].assign(ms=lambda d: d["finish_ms"] - d["start_ms"])
+    predicted = planned.groupby("case")["ms"].sum()
+    cases = list(dict.fromkeys(result.completions["case"]))
+    return pd.DataFrame(
+        {
+            "server_predicted_ms": predicted.reindex(cases).fillna(0.0),
+            "server_measured_ms": measured.reindex(cases).fillna(0.0),
+        }
+    )
 
 
 def scenario_dict(network: str, n_devices: int, bandwidth_mbps: float, profile: str, quota) -> dict:
@@ -89,6 +108,7 @@ def sweep(
             progress(f"{name}: {n} x {network} at {b:g} Mbps")
         result = run_testbed(scenario, folder, repeats=repeats, fallback=fallback, methods=methods, probe_s=0.5)
         s = case_summary(result.completions)
+        server = server_time(result)
         first_round = result.completions[result.completions["round"] == 0]
         cuts = first_round.groupby("case")["cut"].apply(lambda c: " ".join(map(str, c)))
         d = device_summary(result.completions)
@@ -101,6 +121,7 @@ def sweep(
                 rows.append(
                     [fig, n, b, r.method, r.predicted_ms, r.measured_ms, r.measured_min_ms, r.measured_max_ms]
                     + [r.error, r.rounds, cuts[r.case]]
+                    + [server.loc[r.case, "server_predicted_ms"], server.loc[r.case, "server_measured_ms"]]
                 )
     if not rows:
         raise TestbedError("no testbed points to run")
