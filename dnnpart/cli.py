@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default=None, help="free text stored in the metadata JSON (e.g. machine conditions)")
+    p.add_argument(
+        "--cpu-quota",
+        type=float,
+        default=None,
+        help="measure under this CPU quota, a fraction of one core (an emulated device; root and cgroups)",
+    )
     p.set_defaults(handler=cmd_profile)
 
     p = sub.add_parser("import-profile", help="map layer timings measured by another tool into a profile folder")
@@ -183,9 +190,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="hold each upload for its time at --uplink-mbps (for loopback tests)",
     )
+    p.add_argument(
+        "--token-bucket-mbps",
+        type=float,
+        default=None,
+        help="limit uploads with a token bucket at this rate (the testbed's fallback for an unshaped link)",
+    )
     p.add_argument("--save-outputs", default=None, help="folder for each round's output (.npy) and results.json")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=cmd_device)
+
+    p = sub.add_parser("testbed", help="run a scenario on this host: emulated devices and links, every case measured")
+    p.add_argument("--scenario", help="a scenario YAML/JSON file (zoo networks; cpu_quota, link_delay_ms)")
+    p.add_argument("--policy", default="plan", help="Case 1's server order: plan (the optimiser's), fifo or srpt")
+    p.add_argument("--repeats", type=int, default=3, help="rounds per case")
+    p.add_argument("--out", default="testbed-out", help="output folder: tidy CSVs and testbed.json")
+    p.add_argument("--report", default=None, help="write a standalone HTML report")
+    p.add_argument("--compare-policies", action="store_true", help="also run the plan's cuts under the other policies")
+    p.add_argument(
+        "--fallback",
+        action="store_true",
+        help="use the non-root emulation (token bucket, no quota) even when tc and cgroups are usable",
+    )
+    p.add_argument("--server-threads", type=int, default=1, help="onnxruntime threads of the emulated server")
+    p.add_argument(
+        "--cases", default="case1,case2,case3,independent", help="comma-separated methods to run (default: all)"
+    )
+    p.add_argument("--probe-seconds", type=float, default=1.0, help="length of each link's probe upload")
+    p.add_argument("--cleanup", action="store_true", help="only remove what killed testbed runs left, then exit")
+    p.set_defaults(handler=cmd_testbed)
     return parser
 
 
@@ -254,23 +287,32 @@ def cmd_import_profile(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    """`dnnpart profile`: measure a role's designed sweep into --out (resumable)."""
+    """`dnnpart profile`: measure a role's designed sweep into --out (resumable), under --cpu-quota if given."""
     from dnnpart.delay.profiler import PASSES, run_profile
 
     types = None if args.layer_types is None else [t.strip() for t in args.layer_types.split(",") if t.strip()]
-    command = "dnnpart " + " ".join(sys.argv[1:])
-    path = run_profile(
-        args.out,
-        args.role,
-        threads=args.threads,
-        layer_types=types,
-        limit=args.limit,
-        repeats=args.repeats,
-        seed=args.seed,
-        passes=PASSES if args.passes is None else args.passes,
-        command=command,
-        note=args.note,
-    )
+    group = None
+    if args.cpu_quota is not None:
+        from dnnpart.testbed import cpu_quota
+
+        group = cpu_quota.enter(args.cpu_quota, "profile")
+    try:
+        path = run_profile(
+            args.out,
+            args.role,
+            threads=args.threads,
+            layer_types=types,
+            limit=args.limit,
+            repeats=args.repeats,
+            seed=args.seed,
+            passes=PASSES if args.passes is None else args.passes,
+            command="dnnpart " + " ".join(sys.argv[1:]),
+            note=args.note,
+            cpu_quota=args.cpu_quota,
+        )
+    finally:
+        if group is not None:
+            cpu_quota.leave(group)
     print(path)
     return 0
 
@@ -445,6 +487,11 @@ def cmd_device(args) -> int:
     if not measured and (args.probe_bytes is not None or args.probe_seconds is not None):
         raise DnnpartError(f"--probe-bytes and --probe-seconds need --uplink-mbps {MEASURED}")
     token = read_token(args.token_file) if args.token_file else None
+    limiter = None
+    if args.token_bucket_mbps is not None:
+        from dnnpart.testbed.token_bucket import TokenBucket
+
+        limiter = TokenBucket(args.token_bucket_mbps)
     with DeviceClient(
         args.server,
         args.name,
@@ -460,6 +507,7 @@ def cmd_device(args) -> int:
         threads=args.threads,
         timeout_s=args.timeout,
         emulate_uplink=args.emulate_uplink,
+        uplink_limiter=limiter,
     ) as client:
         results = client.run(args.repeats, args.input_seed)
         uplink, probe = client.uplink_mbps, client.probe_result
@@ -503,6 +551,45 @@ def cmd_device(args) -> int:
                 f"measured {r['measured_ms']:.1f} ms, "
                 f"predicted {r['predicted_ms']:.1f} ms"
             )
+    return 0
+
+
+def cmd_testbed(args) -> int:
+    """`dnnpart testbed --scenario FILE`: the scenario's server and devices on this host, each case measured."""
+    from dnnpart.testbed import cpu_quota, links
+    from dnnpart.testbed.run import run_testbed
+
+    if args.cleanup:
+        removed = (links.remove_stale() if os.geteuid() == 0 else []) + cpu_quota.remove_stale(cpu_quota.detect())
+        print(f"removed {len(removed)} stale testbed resources" + "".join(f"\n  {r}" for r in removed))
+        return 0
+    if args.scenario is None:
+        raise DnnpartError("--scenario is required (or --cleanup)")
+    if args.server_threads < 1:
+        raise DnnpartError(f"--server-threads must be >= 1, got {args.server_threads}")
+    if args.report is not None:
+        from dnnpart.files import check_writable
+
+        check_writable(args.report, "--report")
+    result = run_testbed(
+        args.scenario,
+        args.out,
+        policy=args.policy,
+        repeats=args.repeats,
+        fallback=args.fallback,
+        compare_policies=args.compare_policies,
+        server_threads=args.server_threads,
+        probe_s=args.probe_seconds,
+        methods=tuple(m.strip() for m in args.cases.split(",") if m.strip()),
+        progress=lambda line: print(line, flush=True),
+    )
+    from dnnpart.testbed.report import summary_text, write_report
+
+    print(result.info["mechanism"]["line"])
+    print(summary_text(result))
+    print(f"wrote {args.out}/completions.csv, subtasks.csv, plans.csv, links.csv, testbed.json")
+    if args.report is not None:
+        print(f"wrote {write_report(result, args.report)}")
     return 0
 
 

@@ -31,3 +31,9 @@ class ScenarioError(DnnpartError):
 
 class RuntimeConfigError(DnnpartError):
     """A bad setting of the edge runtime (serve/device): address, token or TLS file, device name, network."""
+
+
+class TestbedError(DnnpartError):
+    """A testbed that cannot be set up as asked: a quota, a link rate, a namespace, a cgroup, a scenario field."""
+
+    __test__ = False  # not a pytest test class despite the name

@@ -18,7 +18,7 @@ SHARED = [
     "dnnpart.limits",
     "dnnpart.input_files",
 ]
-FLOW = ["networks", "delay", "optimiser", "planning", "runtime", "study"]
+FLOW = ["networks", "delay", "optimiser", "planning", "runtime", "testbed", "study"]
 
 
 def module_name(path) -> str:

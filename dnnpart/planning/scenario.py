@@ -45,6 +45,8 @@ class DeviceGroup:
     profile: ProfileRef
     uplink_mbps: float
     downlink_mbps: float | None = None
+    cpu_quota: float | str = "native"  # the testbed's emulated board: a fraction of one core, or "native"
+    link_delay_ms: float = 0.0  # the testbed's one-way link delay
 
     @property
     def network_name(self) -> str:
@@ -224,6 +226,8 @@ def load_scenario(path) -> Scenario:
                 profile=profile,
                 uplink_mbps=group.uplink_mbps,
                 downlink_mbps=group.downlink_mbps,
+                cpu_quota=group.cpu_quota,
+                link_delay_ms=group.link_delay_ms,
             )
         )
     return Scenario(

@@ -53,6 +53,14 @@ class GroupSpec(BaseModel):
     )
     uplink_mbps: Mbps = Field(description="uplink rate (Mbit/s); uploads take bytes * 8 / (rate * 1000) ms")
     downlink_mbps: Mbps | None = Field(None, description="the result comes back at this rate; default: free")
+    cpu_quota: Annotated[float, Field(gt=0, le=64, allow_inf_nan=False, strict=True)] | Literal["native"] = Field(
+        "native",
+        description="testbed only: the device process's CPU quota, a fraction of one core (0.1: ten times "
+        "slower than one core), or native",
+    )
+    link_delay_ms: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False, strict=True)] = Field(
+        0.0, description="testbed only: one-way delay added to each direction of the device's link (netem)"
+    )
 
 
 class ScenarioFile(BaseModel):

@@ -117,6 +117,7 @@ class DeviceClient:
         emulate_uplink: bool = False,
         probe_bytes: int = PROBE_BYTES,
         probe_seconds: float = PROBE_SECONDS,
+        uplink_limiter=None,
     ):
         protocol.check_device_name(name)
         uplink = check_uplink(uplink_mbps)
@@ -141,6 +142,7 @@ class DeviceClient:
         self.profile, self.local_ms, self.cut_wanted = profile, local_ms, cut
         self.seed, self.token, self.threads, self.timeout_s = int(seed), token, threads, float(timeout_s)
         self.emulate_uplink = emulate_uplink
+        self.uplink_limiter = uplink_limiter  # anything with wait(nbytes), e.g. the testbed's token bucket
         self.channel = protocol.channel(server, tls_ca)
         self.stub = pb_grpc.EdgeInferenceStub(self.channel)
         self.metadata = protocol.call_metadata(token)
@@ -310,6 +312,8 @@ class DeviceClient:
             up_start = time.perf_counter_ns()
             if self.emulate_uplink:  # loopback is far faster than a radio link: hold the upload for its planned time
                 time.sleep(len(raw) * 8 / (self.uplink_mbps * 1e6))
+            if self.uplink_limiter is not None:
+                self.uplink_limiter.wait(len(raw))
             reply = self._call(self.stub.ModelInfer, request)
             done = time.perf_counter_ns()
             received = protocol.param_value(reply.parameters, "received_ns")

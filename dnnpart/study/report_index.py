@@ -22,6 +22,7 @@ from dnnpart.vocabulary import METHOD_LABELS
 SWEEP_TABLES = {"fig1": "bandwidth", "fig2": "networks", "fig4": "server load", "fig5": "devices"}
 CLAIM_FIGURES = ["fig1", "fig2", "fig3", "fig4", "fig5"]
 SENSITIVITY_FILE = "headline-sensitivity.csv"
+TESTBED_FILE = "testbed.csv"  # profiles "testbed measured" and "testbed predicted"
 SENSITIVITY_KEYS = ["profile", "variant", "sweep_low_mbps", "sweep_high_mbps", "input_encoding"]
 # Claim kinds (the `kind` column of check_claims), in the order the page lists them, with what each means.
 CLAIM_KINDS = {
@@ -146,7 +147,11 @@ def build_index(reports_dir: Path = paths.REPORTS_DIR) -> Path:
     """Write reports_dir/data/headline.csv and reports_dir/index.html (both atomically)."""
     reports_dir = Path(reports_dir)
     data_dir = reports_dir / "data"
-    head = sweeps.headline(load_sweeps(data_dir))
+    frames = load_sweeps(data_dir)
+    testbed = data_dir / TESTBED_FILE
+    if testbed.is_file():  # notebooks/08-testbed.ipynb: the headline measured on the testbed, and its prediction
+        frames["testbed"] = pd.read_csv(testbed)
+    head = sweeps.headline(frames)
     write_csv(head, data_dir / "headline.csv")
     return atomic_write_text(reports_dir / "index.html", index_html(reports_dir, head))
 

@@ -1,0 +1,105 @@
+"""Testbed benchmark (issue 13): link rates, the emulated slowdown, and how well the plan predicts the testbed.
+
+    .venv/bin/python benchmarks/bench_testbed.py [--repeats 2] [--quick]   # writes benchmarks/results/testbed.csv
+
+Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met):
+  link_rate           achieved / requested uplink rate, one row per rate in 0.5-50 Mbps (probe upload of ~2 s
+                      through a tbf-shaped veth, as the testbed measures its links); goal within +-5 %
+  slowdown            whole AlexNet on an emulated device (1 thread, quota 0.1, pinned to cpu 1) / on the
+                      emulated server (1 native thread, pinned to cpu 0), median of runs; goal within +-10 % of 10
+  case1_error_*       |measured / predicted - 1| of Case 1's average completion over the Fig. 1 / Fig. 5 points
+                      (median, worst; worst device); goals 10 %, 25 %, 30 %
+  case1_best          share of points where measured Case 1 <= min(Case 2, Case 3), outright and within the
+                      spread over rounds; goal 100 %
+  case_spread         per point and method: (max - min) / median of the round averages
+Every row carries the load average at the start (a shared host: the timings are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from dnnpart.files import write_csv
+from dnnpart.paths import BENCHMARKS_DIR
+from dnnpart.testbed import links, study
+from dnnpart.testbed.run import Testbed
+from dnnpart.testbed.slowdown import measure_slowdown
+
+OUT = BENCHMARKS_DIR / "results" / "testbed.csv"
+RATES = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 50.0)
+
+
+def link_rates(tmp: Path) -> list[list]:
+    import yaml
+
+    groups = [
+        {"name": f"r{k}", "count": 1, "network": "lenet", "profile": "measured", "uplink_mbps": r}
+        for k, r in enumerate(RATES)
+    ]
+    scenario = tmp / "rates.yaml"
+    scenario.write_text(yaml.safe_dump({"server": {"profile": "measured"}, "devices": groups}))
+    with Testbed(scenario, tmp / "rates", probe_s=2.0) as tb:
+        frame = tb.links_frame
+    rows = []
+    for r in frame.itertuples():
+        ratio = r.achieved_mbps / r.requested_mbps
+        rows.append(["link_rate", f"{r.requested_mbps:g} Mbps", ratio, "achieved/requested", "0.95-1.05",
+                     bool(abs(ratio - 1) <= 0.05)])  # fmt: skip
+    return rows
+
+
+def study_points(tmp: Path, bandwidths, n_devices, repeats: int):
+    columns = study.POINT_COLUMNS
+    if not bandwidths and not n_devices:
+        return pd.DataFrame(columns=columns), pd.DataFrame(columns=["case", "device", "error"])
+    return study.sweep(tmp / "study", bandwidths, n_devices, repeats=repeats)[:2]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="two testbed points instead of the notebook's four")
+    parser.add_argument("--skip-study", action="store_true", help="only the link rates and the slowdown")
+    args = parser.parse_args(argv)
+    reason = links.can_shape()
+    if reason is not None:
+        print(f"bench_testbed: needs root and iproute2 ({reason})", file=sys.stderr)
+        return 2
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rows += link_rates(tmp)
+        s = measure_slowdown("alexnet", study.BOARD_QUOTA, runs=5)
+        rows.append(["slowdown", "alexnet, quota 0.1", s["slowdown"], "device/server", "9-11",
+                     bool(abs(s["slowdown"] / s["requested_factor"] - 1) <= 0.10)])  # fmt: skip
+        rows.append(["slowdown_server_ms", "alexnet", s["server_ms"], "ms", "", True])
+        rows.append(["slowdown_device_ms", "alexnet", s["device_ms"], "ms", "", True])
+        bandwidths, n_devices = ((2.5,), (1, 4)) if args.quick else ((0.5, 2.5, 20.0), (1, 4))
+        if args.skip_study:
+            bandwidths, n_devices = (), ()
+        points, devices = study_points(tmp, bandwidths, n_devices, args.repeats)
+        for g in study.goals(points, devices).itertuples() if len(points) else []:
+            rows.append(["case1_goal", g.goal, g.value, "fraction", f"{g.target:g}", bool(g.met)])
+        for p in points.drop_duplicates(["n_devices", "bandwidth_mbps", "method"]).itertuples():
+            where = f"n={p.n_devices}, {p.bandwidth_mbps:g} Mbps, {p.method}"
+            rows.append(["case_measured_ms", where, p.measured_ms, "ms", "", True])
+            rows.append(["case_predicted_ms", where, p.predicted_ms, "ms", "", True])
+            rows.append(["case_spread", where, (p.measured_max_ms - p.measured_min_ms) / p.measured_ms, "fraction",
+                         "", True])  # fmt: skip
+    df = pd.DataFrame(rows, columns=["metric", "case", "value", "unit", "goal", "met"])
+    df["load_average_start"] = load
+    write_csv(df, OUT)
+    print(df.to_string(index=False))
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

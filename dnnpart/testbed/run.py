@@ -1,0 +1,510 @@
+"""`dnnpart testbed`: a scenario's server and devices on this host, each case of the paper run for real.
+
+`Testbed` sets up the emulation (one namespace and shaped veth link per device, one CPU-quota cgroup per
+device, the server pinned to its own core), probes every link's achieved rate, then `run_case` starts
+`dnnpart serve` and one `dnnpart device` process per device inside them and collects the server's tidy rows.
+Without root (or with `fallback=True`, or DNNPART_TESTBED_FALLBACK=1) the devices run on loopback with a token
+bucket for the uplink and no quota; `mechanism` says which was used. Everything the testbed made (processes,
+namespaces, cgroups) is removed by `close()`, which runs on success, on error, on Ctrl-C and on SIGTERM (the
+CLI turns it into SystemExit); children die with the testbed (PR_SET_PDEATHSIG) if it is killed outright,
+and the next run removes what a killed run left (`remove_stale`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dnnpart import paths
+from dnnpart.errors import TestbedError
+from dnnpart.files import atomic_write_text, write_csv
+from dnnpart.testbed import cpu_quota, links, probe
+from dnnpart.vocabulary import METHODS
+
+FALLBACK_ENV = "DNNPART_TESTBED_FALLBACK"
+SERVER_PORT = 50051  # inside the server's own namespace, so parallel runs never compete for it
+PROBE_PORT = 50052
+START_TIMEOUT_S = 180
+CASE_TIMEOUT_S = 900
+LINK_COLUMNS = ["device", "requested_mbps", "achieved_mbps", "rtt_ms", "probe_bytes", "link"]
+
+
+@dataclass(frozen=True)
+class TestbedDevice:
+    """One emulated device: its name, zoo network, delay profile, link and quota."""
+
+    __test__ = False
+
+    name: str
+    network: str
+    n_layers: int
+    profile: str
+    uplink_mbps: float
+    downlink_mbps: float | None
+    cpu_quota: float | None  # None: native speed
+    link_delay_ms: float
+
+
+def devices_of(scenario) -> list[TestbedDevice]:
+    """The scenario's devices, group by group (names <group>-<k>, as the planner names them)."""
+    from dnnpart import networks
+
+    zoo = set(networks.names())
+    out = []
+    for i, g in enumerate(scenario.groups):
+        if g.network not in zoo:
+            raise TestbedError(
+                f"devices[{i}].network: the testbed runs zoo networks only, got {g.network!r}; "
+                f"valid: {', '.join(sorted(zoo))}"
+            )
+        quota = None if g.cpu_quota == "native" else cpu_quota.check_quota(g.cpu_quota, f"devices[{i}].cpu_quota")
+        for k in range(g.count):
+            out.append(
+                TestbedDevice(
+                    f"{g.name}-{k}",
+                    g.network,
+                    len(g.layers),
+                    str(g.profile.spec),
+                    g.uplink_mbps,
+                    g.downlink_mbps,
+                    quota,
+                    g.link_delay_ms,
+                )
+            )
+    return out
+
+
+@dataclass
+class Mechanism:
+    """How links and CPUs are emulated in this run, and why (for the report)."""
+
+    link: str  # "tc" or "token-bucket"
+    cpu: str  # "cgroup-v1", "cgroup-v2" or "none"
+    pinning: str  # e.g. "server cpu 0, devices cpu 1", or "none"
+    reason: str = ""  # why a fallback was used
+
+    @property
+    def real(self) -> bool:
+        return self.link == "tc" and self.cpu != "none"
+
+    def line(self) -> str:
+        if self.real:
+            return f"real emulation: links shaped with tc (tbf) in network namespaces, CPU quotas in {self.cpu}"
+        return (
+            f"fallback emulation ({self.reason}): uplinks limited by a token bucket in the device client, "
+            f"CPU {'quotas in ' + self.cpu if self.cpu != 'none' else 'not limited (native speed)'}"
+        )
+
+
+def choose_mechanism(fallback: bool) -> Mechanism:
+    reason = "forced" if fallback or os.environ.get(FALLBACK_ENV) == "1" else links.can_shape()
+    hierarchy = cpu_quota.detect()
+    if reason is None and hierarchy is None:
+        reason = "no cgroup hierarchy with the cpu controller"
+    if reason is not None:
+        return Mechanism("token-bucket", "none", "none", reason)
+    n = os.cpu_count() or 1
+    pinning = f"server cpu 0, devices cpu {'1' if n == 2 else f'1-{n - 1}'}" if n >= 2 else "none"
+    return Mechanism("tc", f"cgroup-v{hierarchy.version}", pinning)
+
+
+@dataclass
+class Case:
+    """One run of the scenario: a method of the paper (case1, case2, case3, independent) under a policy."""
+
+    method: str
+    policy: str
+    cuts: list[int] | None  # None: the optimiser chooses (case1)
+
+    @property
+    def label(self) -> str:
+        return self.method if self.policy == "plan" else f"{self.method}-{self.policy}"
+
+
+@dataclass
+class Testbed:
+    """The emulated MEC system of one scenario; use as a context manager (`with Testbed(...) as tb`)."""
+
+    __test__ = False
+
+    scenario_path: Path
+    out: Path
+    fallback: bool = False
+    server_threads: int = 1
+    time_limit_s: float = 10.0
+    probe_s: float = 1.0  # each link's probe upload lasts about this long
+    devices: list[TestbedDevice] = field(init=False)
+    mechanism: Mechanism = field(init=False)
+    procs: list[subprocess.Popen] = field(default_factory=list, init=False)
+
+    def __post_init__(self):
+        from dnnpart.planning.scenario import load_scenario
+
+        self.scenario = load_scenario(self.scenario_path)
+        self.devices = devices_of(self.scenario)
+        self.out = Path(self.out)
+        self.network = None
+        self.groups: dict[str, cpu_quota.CpuQuota] = {}
+        self.links_frame = None
+        self.lock = threading.Lock()
+
+    # --- set-up and clean-up -----------------------------------------------------------------------------
+    def open(self) -> Testbed:
+        self.mechanism = choose_mechanism(self.fallback)
+        try:
+            if self.mechanism.link == "tc":
+                links.remove_stale()
+                cpu_quota.remove_stale(cpu_quota.detect())
+                self._make_groups()
+                self.network = links.Network(
+                    [links.Link(k, d.uplink_mbps, d.downlink_mbps, d.link_delay_ms) for k, d in enumerate(self.devices)]
+                ).open()
+            self.links_frame = self.probe_links()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _make_groups(self):
+        hierarchy = cpu_quota.detect()
+        n = os.cpu_count() or 1
+        server_cpus, device_cpus = ("0", "1" if n == 2 else f"1-{n - 1}") if n >= 2 else (None, None)
+        self.groups["server"] = cpu_quota.CpuQuota("server", None, hierarchy, server_cpus).create()
+        for k, d in enumerate(self.devices):
+            self.groups[d.name] = cpu_quota.CpuQuota(f"d{k}", d.cpu_quota, hierarchy, device_cpus).create()
+
+    def close(self):
+        """Stop every process, then remove the cgroups and the namespaces; every step runs even if one fails."""
+        errors = []
+        with self.lock:
+            procs, self.procs = self.procs, []
+        for p in procs:
+            _stop(p)
+        for group in self.groups.values():
+            try:
+                group.remove()
+            except TestbedError as exc:
+                errors.append(str(exc))
+        self.groups = {}
+        if self.network is not None:
+            try:
+                self.network.close()
+            except TestbedError as exc:
+                errors.append(str(exc))
+            self.network = None
+        if errors:
+            raise TestbedError("; ".join(errors))
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- processes ---------------------------------------------------------------------------------------
+    def _start(self, cmd: list[str], where: str | None, group: str | None, **kwargs) -> subprocess.Popen:
+        procs = self.groups[group].procs_files() if group in self.groups else []
+        env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT), "OMP_NUM_THREADS": "1"}
+        proc = links.popen(cmd, where, procs, env=env, **kwargs)
+        with self.lock:
+            self.procs.append(proc)
+        return proc
+
+    def _netns(self, k: int | None) -> str | None:
+        if self.network is None:
+            return None
+        return self.network.server_netns if k is None else self.network.links[k].names(self.network.pid)["netns"]
+
+    def server_address(self, k: int, port: int) -> str:
+        if self.network is None:
+            return f"127.0.0.1:{port}"
+        return f"{self.network.links[k].names(self.network.pid)['server_ip']}:{port}"
+
+    def probe_links(self) -> pd.DataFrame:
+        """The achieved rate of every uplink, by a timed upload through it (tc), or the bucket's rate."""
+        rows = []
+        if self.network is None:
+            for d in self.devices:
+                rows.append([d.name, d.uplink_mbps, d.uplink_mbps, float("nan"), 0, "token-bucket"])
+            return pd.DataFrame(rows, columns=LINK_COLUMNS)
+        py = sys.executable
+        sink = self._start(
+            [py, "-m", "dnnpart.testbed.probe", "sink", str(PROBE_PORT)],
+            self._netns(None),
+            None,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            if "listening" not in _read_line(sink.stdout, START_TIMEOUT_S):
+                raise TestbedError("the link probe's sink did not start")
+            for k, d in enumerate(self.devices):  # one at a time: the probes would share the CPU
+                nbytes = probe.probe_bytes(d.uplink_mbps, self.probe_s)
+                sender = self._start(
+                    [py, "-m", "dnnpart.testbed.probe", "send", self.server_address(k, PROBE_PORT).split(":")[0]]
+                    + [str(PROBE_PORT), str(nbytes)],
+                    self._netns(k),
+                    None,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                try:
+                    out, err = sender.communicate(timeout=120)
+                except subprocess.TimeoutExpired:
+                    raise TestbedError(f"the link probe of {d.name} did not finish within 120 s") from None
+                if sender.returncode != 0:
+                    raise TestbedError(f"the link probe of {d.name} failed: {err.strip().splitlines()[-1:]}")
+                r = json.loads(out)
+                rows.append([d.name, d.uplink_mbps, r["achieved_mbps"], r["rtt_ms"], nbytes, "tc"])
+        finally:
+            _stop(sink)
+        return pd.DataFrame(rows, columns=LINK_COLUMNS)
+
+    def achieved(self) -> dict[str, float]:
+        return dict(zip(self.links_frame["device"], self.links_frame["achieved_mbps"]))
+
+    # --- the cases ---------------------------------------------------------------------------------------
+    def predicted_instance(self):
+        """The optimiser's instance as the server builds it: profiles' predictions, the achieved link rates."""
+        from dnnpart.delay import load_delay_model
+        from dnnpart.networks.zoo import get
+        from dnnpart.optimiser.instance import Instance
+        from dnnpart.planning.compile import device_from_times
+
+        server = load_delay_model(self.scenario.server_profile.spec).predict
+        rate = self.achieved()
+        devices = []
+        for d in self.devices:
+            table = get(d.network)
+            local = load_delay_model(d.profile).predict(table, "device").to_numpy(dtype=float)
+            srv = server(table, "server").to_numpy(dtype=float)
+            devices.append(device_from_times(d.name, table, local, srv, rate[d.name], self.scenario.load))
+        return Instance(tuple(devices))
+
+    def cases(self, policy: str = "plan") -> list[Case]:
+        """Case 1 under `policy`, then cases 2 and 3 and independent cuts (the plan's order for fixed cuts)."""
+        from dnnpart.optimiser.cuts import independent_cuts
+
+        out = [Case("case1", policy, None)]
+        out.append(Case("case2", "plan", [0] * len(self.devices)))
+        out.append(Case("case3", "plan", [d.n_layers for d in self.devices]))
+        out.append(Case("independent", "plan", independent_cuts(self.predicted_instance())))
+        assert [c.method for c in out] == list(METHODS)
+        return out
+
+    def _wait_devices(self, case: Case, devices: list[subprocess.Popen]) -> None:
+        """Until every device has finished (bounded); a device that fails ends the case at once, so the others
+        do not wait at the server's barrier for one that is gone."""
+        deadline = time.monotonic() + CASE_TIMEOUT_S
+        running = dict(zip(devices, self.devices))
+        while running:
+            for proc, d in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                if proc.returncode != 0:
+                    raise TestbedError(
+                        f"{case.label}: device {d.name} exited with status {proc.returncode}: {_tail(proc.stderr)}"
+                    )
+                del running[proc]
+            if time.monotonic() > deadline:
+                raise TestbedError(
+                    f"{case.label}: devices {[d.name for d in running.values()]} did not finish "
+                    f"within {CASE_TIMEOUT_S} s"
+                )
+            time.sleep(0.05)
+
+    def run_case(self, case: Case, repeats: int) -> dict[str, pd.DataFrame]:
+        """Start the server and every device for one case; return its tidy frames (timeline, completions, plan)."""
+        folder = self.out / "cases" / case.label
+        py = sys.executable
+        tc = self.network is not None
+        server_cmd = [py, "-m", "dnnpart", "serve", "--host", "0.0.0.0" if tc else "127.0.0.1"]
+        server_cmd += ["--port", str(SERVER_PORT if tc else 0), "--devices", str(len(self.devices))]
+        server_cmd += ["--policy", case.policy, "--server-profile", str(self.scenario.server_profile.spec)]
+        server_cmd += ["--load", str(self.scenario.load), "--threads", str(self.server_threads)]
+        server_cmd += ["--time-limit", str(self.time_limit_s), "--out", str(folder / "server")]
+        server = self._start(server_cmd, self._netns(None), "server", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = _read_line(server.stdout, START_TIMEOUT_S, binary=True)
+        if "listening on" not in line:
+            _stop(server)
+            raise TestbedError(f"{case.label}: the server did not start: {_tail(server.stderr)}")
+        port = int(line.split("listening on ", 1)[1].split(",")[0].rsplit(":", 1)[1])
+        rate = self.achieved()
+        devices = []
+        for k, d in enumerate(self.devices):
+            procs = [str(f) for f in self.groups[d.name].procs_files()] if d.name in self.groups else []
+            cmd = [py, "-m", "dnnpart.testbed.device_entry", *procs, "--"]
+            cmd += ["--server", self.server_address(k, port), "--name", d.name]
+            cmd += ["--network", d.network, "--profile", d.profile, "--uplink-mbps", f"{rate[d.name]:.6g}"]
+            cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k), "--json", "--timeout", "300"]
+            cmd += ["--save-outputs", str(folder / "devices" / d.name)]
+            if case.cuts is not None:
+                cmd += ["--cut", str(case.cuts[k])]
+            if not tc:
+                cmd += ["--token-bucket-mbps", f"{d.uplink_mbps:.6g}"]
+            devices.append(self._start(cmd, self._netns(k), None, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        try:
+            self._wait_devices(case, devices)
+        finally:
+            for proc in [*devices, server]:
+                _stop(proc)
+                with self.lock:
+                    if proc in self.procs:
+                        self.procs.remove(proc)
+        if server.returncode not in (0, -signal.SIGTERM):
+            raise TestbedError(f"{case.label}: the server exited with {server.returncode}: {_tail(server.stderr)}")
+        frames = {}
+        for name in ("timeline", "completions", "plan"):
+            df = pd.read_csv(folder / "server" / f"{name}.csv")
+            df.insert(0, "policy", case.policy)
+            df.insert(0, "method", case.method)
+            df.insert(0, "case", case.label)
+            frames[name] = df
+        return frames
+
+
+def _read_line(stream, timeout_s: float, binary: bool = False) -> str:
+    box = []
+    reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout=timeout_s)
+    line = box[0] if box else ""
+    return line.decode(errors="replace") if binary and isinstance(line, bytes) else line
+
+
+def _tail(stream) -> str:
+    """The last line of a finished process's stderr (its one-line error)."""
+    try:
+        text = stream.read() if stream else ""
+    except (OSError, ValueError):
+        return "(no output)"
+    text = text.decode(errors="replace") if isinstance(text, bytes) else text
+    lines = [s for s in text.strip().splitlines() if s.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after grace_s; always reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@dataclass
+class TestbedResult:
+    """Every case's tidy frames, the links and the mechanism (what `report.py` draws)."""
+
+    __test__ = False
+
+    timeline: pd.DataFrame  # case, method, policy, round, device, layer, where, start_ms, finish_ms, clock
+    completions: pd.DataFrame  # case, method, policy, round, device, cut, predicted_ms, measured_ms
+    plans: pd.DataFrame  # case, method, policy, device, layer, where, start_ms, finish_ms (planned)
+    links: pd.DataFrame
+    info: dict
+
+
+def run_testbed(
+    scenario_path,
+    out,
+    policy: str = "plan",
+    repeats: int = 3,
+    fallback: bool = False,
+    compare_policies: bool = False,
+    server_threads: int = 1,
+    probe_s: float = 1.0,
+    methods=METHODS,
+    progress=None,
+) -> TestbedResult:
+    """Set up, run Case 1 (under `policy`), Case 2, Case 3 and independent cuts (or the `methods` given),
+    write the CSVs, clean up."""
+    from dnnpart.runtime.server import POLICIES
+
+    if policy not in POLICIES:
+        raise TestbedError(f"unknown policy {policy!r}; valid policies: {', '.join(POLICIES)}")
+    if isinstance(repeats, bool) or int(repeats) != repeats or not 1 <= repeats <= 1000:
+        raise TestbedError(f"--repeats must be an integer in 1..1000, got {repeats}")
+    out = Path(out)
+    frames: dict[str, list] = {"timeline": [], "completions": [], "plan": []}
+    load_before = os.getloadavg()
+    started = time.time()
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods or "case1" not in methods and compare_policies:
+        raise TestbedError(f"methods must be some of {', '.join(METHODS)} (case1 to compare policies), got {methods}")
+    if not 0.05 <= probe_s <= 60:
+        raise TestbedError(f"--probe-seconds must be in 0.05..60, got {probe_s}")
+    with Testbed(Path(scenario_path), out, fallback=fallback, server_threads=server_threads, probe_s=probe_s) as tb:
+        plan_cuts = None
+        for case in [c for c in tb.cases(policy) if c.method in methods]:
+            if progress:
+                progress(f"{case.label}: {len(tb.devices)} devices, {repeats} rounds")
+            got = tb.run_case(case, repeats)
+            for k in frames:
+                frames[k].append(got[k])
+            if case.method == "case1":
+                plan_cuts = got["completions"].drop_duplicates("device").set_index("device")["cut"]
+                plan_cuts = [int(plan_cuts[d.name]) for d in tb.devices]
+        for other in [p for p in POLICIES if p != policy] if compare_policies else []:
+            case = Case("case1", other, plan_cuts)
+            if progress:
+                progress(f"{case.label}: the plan's cuts under policy {other}")
+            got = tb.run_case(case, repeats)
+            for k in frames:
+                frames[k].append(got[k])
+        info = {
+            "scenario": str(Path(scenario_path).resolve()),
+            "mechanism": tb.mechanism.__dict__ | {"line": tb.mechanism.line(), "real": tb.mechanism.real},
+            "qdiscs": tb.network.qdiscs() if tb.network else {},
+            "cgroups": {name: g.limits() | {"cpus": g.cpus} for name, g in tb.groups.items()},
+            "devices": [d.__dict__ for d in tb.devices],
+            "server_profile": str(tb.scenario.server_profile.spec),
+            "server_threads": server_threads,
+            "repeats": repeats,
+            "policy": policy,
+            "load_average_before": list(load_before),
+            "load_average_after": list(os.getloadavg()),
+            "seconds": round(time.time() - started, 1),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        links_frame = tb.links_frame
+    result = TestbedResult(
+        timeline=pd.concat(frames["timeline"], ignore_index=True),
+        completions=pd.concat(frames["completions"], ignore_index=True),
+        plans=pd.concat(frames["plan"], ignore_index=True),
+        links=links_frame,
+        info=info,
+    )
+    write_csv(result.timeline, out / "subtasks.csv")
+    write_csv(result.completions, out / "completions.csv")
+    write_csv(result.plans, out / "plans.csv")
+    write_csv(result.links, out / "links.csv")
+    atomic_write_text(out / "testbed.json", json.dumps(info, indent=1, default=str) + "\n")
+    return result
+
+
+def load_result(out) -> TestbedResult:
+    """A finished run's result, read back from its output folder (e.g. to redraw its report)."""
+    out = Path(out)
+    try:
+        return TestbedResult(
+            timeline=pd.read_csv(out / "subtasks.csv"),
+            completions=pd.read_csv(out / "completions.csv"),
+            plans=pd.read_csv(out / "plans.csv"),
+            links=pd.read_csv(out / "links.csv"),
+            info=json.loads((out / "testbed.json").read_text(encoding="utf-8")),
+        )
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"{out}: not a finished testbed run ({exc})") from None

@@ -1,0 +1,75 @@
+"""How much slower an emulated device is than the server: whole-network inference timed natively and under a
+CPU quota, each in its own process and cgroup (`measure_slowdown`).
+
+`python -m dnnpart.testbed.slowdown NETWORK RUNS [PROCS_FILE...]` builds the network's layers, warms them up,
+joins the given cgroups (after the imports and the build, which are not measured) and prints the median of
+RUNS whole-network runs (one onnxruntime thread, as a device runs) as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def time_network(network: str, runs: int, procs_files=()) -> dict:
+    from dnnpart.runtime.layers import LayerRunner, random_input
+    from dnnpart.runtime.split import split_network
+
+    split = split_network(network)
+    runner = LayerRunner(split.models, threads=1).warm_up()
+    x = random_input(list(split.shapes[0]), 0)
+    for procs in procs_files:
+        with open(procs, "w") as fh:
+            fh.write(str(os.getpid()))
+    runner.run_range(x, 1, split.n_layers)  # one untimed run on the (emulated) CPU
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner.run_range(x, 1, split.n_layers)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"network": network, "runs": runs, "median_ms": float(np.median(times)), "min_ms": float(min(times))}
+
+
+def measure_slowdown(network: str, quota: float, runs: int = 5) -> dict:
+    """Whole `network` on the emulated server (native, pinned like the testbed's server) and on an emulated
+    device (1 thread under `quota`, pinned like the testbed's devices): both medians and their ratio."""
+
+    from dnnpart.errors import TestbedError
+    from dnnpart.testbed import cpu_quota
+
+    hierarchy = cpu_quota.detect()
+    if hierarchy is None or os.geteuid() != 0:
+        raise TestbedError("measuring the emulated slowdown needs root and a cgroup cpu controller")
+    n = os.cpu_count() or 1
+    server_cpus, device_cpus = ("0", f"1-{n - 1}") if n >= 2 else (None, None)
+    out = {}
+    for role, q, cpus in (("server", None, server_cpus), ("device", quota, device_cpus)):
+        group = cpu_quota.CpuQuota(f"slow-{role}", q, hierarchy, cpus).create()
+        try:
+            cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs)]
+            done = subprocess.run(
+                [*cmd, *map(str, group.procs_files())], capture_output=True, text=True, timeout=1800, check=False
+            )
+        finally:
+            group.remove()
+        if done.returncode != 0:
+            raise TestbedError(f"timing {network} ({role}) failed: {done.stderr.strip().splitlines()[-1:]}")
+        out[role] = json.loads(done.stdout)
+    return {
+        "network": network,
+        "cpu_quota": quota,
+        "requested_factor": 1 / quota,
+        "server_ms": out["server"]["median_ms"],
+        "device_ms": out["device"]["median_ms"],
+        "slowdown": out["device"]["median_ms"] / out["server"]["median_ms"],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(time_network(sys.argv[1], int(sys.argv[2]), sys.argv[3:])))

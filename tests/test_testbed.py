@@ -1,0 +1,172 @@
+"""Done-when of issue 13: a 3-device testbed (LeNet and AlexNet) with shaped links and CPU quotas runs a plan,
+its outputs equal the unsplit model's and nothing is left afterwards; the same with the fallbacks (forced, so
+it runs as root too); and a testbed stopped mid-run (SIGTERM, a killed device, SIGKILL and `--cleanup`) leaves
+no namespace, cgroup or process behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from testbed_helpers import NOTHING, check_outputs, leftovers, processes_mentioning, write_scenario
+
+from dnnpart import paths
+from dnnpart.testbed import links, report, run, study
+from dnnpart.testbed.run import Testbed
+
+ROOT_REASON = links.can_shape()
+needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=f"tc links and cgroup quotas need root: {ROOT_REASON}")
+GROUPS = [
+    {"name": "lenet", "count": 2, "network": "lenet", "profile": "measured", "uplink_mbps": 2.0, "cpu_quota": 0.5},
+    {"name": "alex", "count": 1, "network": "alexnet", "profile": "measured", "uplink_mbps": 20.0, "cpu_quota": 0.5},
+]
+
+
+def run_plan(tmp_path):
+    """The done-when's testbed: 2 LeNet and 1 AlexNet devices run case 1 for 2 rounds; returns what it saw."""
+    scenario = write_scenario(tmp_path / "s.yaml", GROUPS)
+    out = tmp_path / "out"
+    with Testbed(scenario, out, probe_s=0.3) as tb:
+        pid = os.getpid() if tb.network is None else tb.network.pid
+        seen = {
+            "mechanism": tb.mechanism,
+            "namespaces": links.namespaces(pid),
+            "limits": {name: g.limits() for name, g in tb.groups.items()},
+            "qdiscs": tb.network.qdiscs() if tb.network else {},
+            "links": tb.links_frame.set_index("device"),
+        }
+        frames = tb.run_case(tb.cases()[0], repeats=2)
+    assert leftovers(pid, out) == NOTHING
+    done = frames["completions"]
+    assert sorted(done["device"].unique()) == ["alex-0", "lenet-0", "lenet-1"]
+    assert (done["measured_ms"] > 0).all() and (done["predicted_ms"] > 0).all()
+    assert check_outputs(out / "cases" / "case1" / "devices", tb.devices, 2) == 6
+    layers = {"alex-0": 23, "lenet-0": 8, "lenet-1": 8}
+    offloading = {d for d, c in zip(done["device"], done["cut"]) if c < layers[d]}
+    uploads = frames["timeline"][frames["timeline"]["where"] == "upload"]
+    assert sorted(uploads["device"]) == sorted(2 * list(offloading))  # one upload per offloading device and round
+    return seen
+
+
+@needs_root
+def test_three_devices_on_shaped_links_under_quotas_run_a_plan(tmp_path):
+    seen = run_plan(tmp_path)
+    assert seen["mechanism"].real and seen["mechanism"].link == "tc"
+    assert len(seen["namespaces"]) == 4  # the server's and one per device
+    limits = seen["limits"]
+    assert limits["lenet-0"] == {"quota_us": 5000, "period_us": 10000} and limits["server"]["quota_us"] == -1
+    pid = seen["namespaces"][0].split("-")[1]
+    device_ends = [q for dev, q in seen["qdiscs"].items() if dev.startswith(f"tb{pid}d")]
+    assert len(device_ends) == 3 and all(q.startswith("qdisc tbf 5: root") for q in device_ends)
+    ratio = seen["links"]["achieved_mbps"] / seen["links"]["requested_mbps"]
+    assert ratio.between(0.9, 1.1).all(), seen["links"]  # loose: a shared host; the benchmark measures the goal
+
+
+def test_the_same_testbed_runs_with_the_fallbacks(tmp_path, monkeypatch):
+    """Without root (forced here, so CI as root runs it too): loopback, a token bucket, no quota."""
+    monkeypatch.setenv("DNNPART_TESTBED_FALLBACK", "1")
+    seen = run_plan(tmp_path)
+    m = seen["mechanism"]
+    assert (m.link, m.cpu, m.reason) == ("token-bucket", "none", "forced")
+    assert seen["namespaces"] == [] and seen["limits"] == {} and seen["qdiscs"] == {}
+    assert (seen["links"]["link"] == "token-bucket").all()
+
+
+def test_the_study_runs_the_cases_and_reports_the_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNNPART_TESTBED_FALLBACK", "1")
+    points, devices, infos = study.sweep(
+        tmp_path, (2.5,), (2,), network="lenet", profile="measured", quota="native", repeats=1, fig1_devices=2
+    )
+    assert list(points["figure"].unique()) == ["fig1", "fig5"] and len(infos) == 1  # one run serves both
+    assert sorted(points["method"].unique()) == ["case1", "case2", "case3"]
+    cuts = points.drop_duplicates("method").set_index("method")["cuts"]
+    assert cuts["case2"] == "0 0" and cuts["case3"] == "8 8"
+    assert (points["measured_ms"] > 0).all() and (points["predicted_ms"] > 0).all()
+    assert len(devices) == 3 * 2 and set(study.goals(points, devices)["goal"]) >= {
+        "case1 prediction error, worst point"
+    }
+    info = json.loads((tmp_path / "n2-b2.5" / "testbed.json").read_text())
+    assert info["mechanism"]["line"].startswith("fallback emulation (forced)")
+    result = run.load_result(tmp_path / "n2-b2.5")
+    html = report.report_html(result)
+    assert "fallback emulation (forced)" in html and html.count("<svg") == 1 + 3  # completion chart, 3 Gantts
+    # case 2 uploads LeNet's raw input (3136 bytes): the bucket holds it for its time at 2.5 Mbps, less the burst
+    up = result.timeline[(result.timeline["case"] == "case2") & (result.timeline["where"] == "upload")]
+    assert (up["finish_ms"] - up["start_ms"]).min() >= 0.95 * (3136 - 3028) * 8 / 2.5e3
+
+
+def start_cli(tmp_path, devices: int = 2):
+    """`dnnpart testbed` in a subprocess, returned once case 1's server has started."""
+    scenario = write_scenario(tmp_path / "s.yaml", [GROUPS[0] | {"count": devices}])
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT)}
+    cmd = [sys.executable, "-m", "dnnpart", "testbed", "--scenario", str(scenario), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--repeats", "200", "--probe-seconds", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = out / "cases" / "case1" / "server" / "server.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not started.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    assert started.exists(), "case 1 did not start"
+    return proc, out
+
+
+def wait_for_rounds(out, deadline_s=60):
+    """Until case 1's devices run rounds (the server has written a timeline)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and not (out / "cases" / "case1" / "server" / "timeline.csv").exists():
+        time.sleep(0.1)
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_testbed_stopped_mid_run_leaves_nothing(tmp_path, sig):
+    proc, out = start_cli(tmp_path)
+    assert len(links.namespaces(proc.pid)) == 3
+    assert leftovers(proc.pid, out)["cgroups"] and leftovers(proc.pid, out)["processes"]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else 130), err
+    assert leftovers(proc.pid, out) == NOTHING
+
+
+@needs_root
+def test_a_killed_device_ends_the_run_with_one_line_and_leaves_nothing(tmp_path):
+    proc, out = start_cli(tmp_path)
+    wait_for_rounds(out)
+    victims = processes_mentioning(str(out / "cases" / "case1" / "devices" / "lenet-1"))
+    assert len(victims) == 1
+    os.kill(victims[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert (
+        err.strip().splitlines()[-1].startswith("dnnpart testbed: error: case1: device lenet-1 exited with status -9")
+    )
+    assert leftovers(proc.pid, out) == NOTHING
+
+
+@needs_root
+def test_a_testbed_killed_outright_is_cleaned_by_the_next_run(tmp_path):
+    proc, out = start_cli(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10  # its children die with it (PR_SET_PDEATHSIG)
+    while leftovers(proc.pid, out)["processes"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = leftovers(proc.pid, out)
+    assert left["processes"] == [] and left["namespaces"] and left["cgroups"]
+    env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "dnnpart", "testbed", "--cleanup"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert leftovers(proc.pid, out) == NOTHING

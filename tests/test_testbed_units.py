@@ -1,0 +1,132 @@
+"""The testbed's parts without processes or privileges: the token bucket, the cgroup files written (v1 and v2,
+on a fake hierarchy), tbf's parameters, the scenario's new fields and the choice of mechanism."""
+
+import os
+
+import pytest
+from testbed_helpers import write_scenario
+
+from dnnpart.errors import ScenarioError, TestbedError
+from dnnpart.planning.scenario import load_scenario
+from dnnpart.testbed import cpu_quota, links, run
+from dnnpart.testbed.token_bucket import TokenBucket
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def test_token_bucket_holds_an_upload_for_its_time_at_the_rate():
+    clock = FakeClock()
+    bucket = TokenBucket(8.0, burst_bytes=1000, clock=clock, sleep=clock.sleep)  # 1 MB/s
+    assert bucket.wait(1000) == 0.0  # the burst passes at once
+    assert bucket.wait(500_000) == pytest.approx(0.5)  # then the rate: 500 KB at 1 MB/s
+    clock.now += 10.0  # idle: the bucket refills only up to its burst
+    assert bucket.wait(101_000) == pytest.approx(0.1)
+    with pytest.raises(TestbedError, match="positive number of Mbps"):
+        TokenBucket(0.0)
+
+
+def fake_hierarchy(tmp_path, version):
+    root = tmp_path / f"v{version}"
+    root.mkdir()
+    (tmp_path / "mounts").write_text(
+        f"cgroup2 {root} cgroup2 rw 0 0\n" if version == 2 else f"cgroup {root} cgroup rw,relatime,cpu 0 0\n"
+    )
+    if version == 2:
+        (root / "cgroup.controllers").write_text("cpuset cpu io memory\n")
+    return cpu_quota.detect(tmp_path / "mounts")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_quota_group_writes_a_10_ms_period_and_the_quota(tmp_path, version):
+    h = fake_hierarchy(tmp_path, version)
+    assert h == cpu_quota.Hierarchy(version, tmp_path / f"v{version}")
+    group = cpu_quota.CpuQuota("d0", 0.25, h)
+    assert group.name.startswith(f"dnnpart-tb-{os.getpid()}-")
+    group.create()  # a real cgroup folder comes with its files; the fake one gets them written
+    if version == 2:
+        assert (group.path / "cpu.max").read_text() == "2500 10000\n"
+    else:
+        assert (group.path / "cpu.cfs_period_us").read_text() == "10000\n"
+        assert (group.path / "cpu.cfs_quota_us").read_text() == "2500\n"
+    assert group.limits() == {"quota_us": 2500, "period_us": 10000}
+    for name in list(group.path.iterdir()):
+        name.unlink()  # a real group's files vanish with rmdir
+    group.remove()
+    assert not group.path.exists()
+
+
+def test_detect_prefers_cgroup2_with_the_cpu_controller_and_ignores_it_without(tmp_path):
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / "cgroup.controllers").write_text("memory pids\n")
+    (tmp_path / "mounts").write_text(
+        f"cgroup2 {tmp_path / 'u'} cgroup2 rw 0 0\ncgroup {tmp_path / 'c'} cgroup rw,cpu 0 0\n"
+    )
+    assert cpu_quota.detect(tmp_path / "mounts") == cpu_quota.Hierarchy(1, tmp_path / "c")
+    (tmp_path / "mounts").write_text("proc /proc proc rw 0 0\n")
+    assert cpu_quota.detect(tmp_path / "mounts") is None
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 65, 0.05, True, "half"])
+def test_a_quota_outside_the_range_is_one_line(bad):
+    with pytest.raises(TestbedError, match="quota"):
+        cpu_quota.check_quota(bad)
+
+
+def test_tbf_rate_pays_for_the_frame_headers_and_the_burst_is_small():
+    args = dict(zip(*[iter(links.tbf_args(10.0))] * 2))
+    assert float(args["rate"].removesuffix("bit")) == pytest.approx(10e6 * 1514 / 1448)
+    assert int(args["burst"]) == 2 * 1514  # 1 ms at 10 Mbps is smaller than two frames
+    assert int(dict(zip(*[iter(links.tbf_args(50.0))] * 2))["burst"]) == int(50e6 * 1514 / 1448 / 8e3)
+
+
+def test_scenario_testbed_fields_are_validated_and_default_to_native(tmp_path):
+    group = {"count": 2, "network": "lenet", "profile": "measured", "uplink_mbps": 2.0}
+    s = load_scenario(write_scenario(tmp_path / "a.yaml", [group]))
+    assert (s.groups[0].cpu_quota, s.groups[0].link_delay_ms) == ("native", 0.0)
+    s = load_scenario(write_scenario(tmp_path / "b.yaml", [group | {"cpu_quota": 0.1, "link_delay_ms": 5}]))
+    assert [d.cpu_quota for d in run.devices_of(s)] == [0.1, 0.1]
+    for field, value, message in (
+        ("cpu_quota", -1, "cpu_quota"),
+        ("cpu_quota", "slow", "cpu_quota"),
+        ("link_delay_ms", -2.0, "link_delay_ms"),
+    ):
+        with pytest.raises(ScenarioError, match=message) as info:
+            load_scenario(write_scenario(tmp_path / "c.yaml", [group | {field: value}]))
+        assert "\n" not in str(info.value)
+
+
+def test_the_testbed_refuses_onnx_files_with_one_line(tmp_path):
+    from dnnpart import paths
+
+    group = {"count": 1, "network": str(paths.PROJ_ROOT / "examples" / "lenet.onnx"), "profile": "measured"}
+    s = load_scenario(write_scenario(tmp_path / "a.yaml", [group | {"uplink_mbps": 2.0}]))
+    with pytest.raises(TestbedError, match="zoo networks only"):
+        run.devices_of(s)
+
+
+def test_the_fallback_is_chosen_when_forced(monkeypatch):
+    monkeypatch.setenv(run.FALLBACK_ENV, "1")
+    m = run.choose_mechanism(False)
+    assert (m.link, m.cpu, m.real, m.reason) == ("token-bucket", "none", False, "forced")
+    assert "fallback emulation (forced)" in m.line()
+
+
+def test_study_points_run_the_shared_point_once():
+    from dnnpart.testbed.study import points
+
+    assert points((0.5, 2.5, 20.0), (1, 2, 4)) == [
+        (["fig1"], 4, 0.5),
+        (["fig1", "fig5"], 4, 2.5),
+        (["fig1"], 4, 20.0),
+        (["fig5"], 1, 2.5),
+        (["fig5"], 2, 2.5),
+    ]
