@@ -115,6 +115,7 @@ def main(argv=None) -> int:
             row["loadavg_before"] = load_before
             row["loadavg_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
             rows.append(row)
+            write_csv(pd.DataFrame(rows), Path(args.out))  # after every solve: a long run interrupted keeps its rows
             print(
                 f"N={n:<5} seed={seed:<3} wall {row['wall_s']:7.2f} s  proven={row['proven_optimal']!s:<5} "
                 f"gap={100 * row['gap']:.3f} %  {row['peak_rss_mib']:.0f} MiB  {row['stopped_by']}  "
@@ -122,7 +123,6 @@ def main(argv=None) -> int:
                 flush=True,
             )
     df = pd.DataFrame(rows)
-    write_csv(df, Path(args.out))
     print()
     print(goal_table(df).to_string(index=False))
     return 0

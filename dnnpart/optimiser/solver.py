@@ -96,10 +96,10 @@ def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]
 HEURISTIC_SHARE = 0.2  # local search, at most
 SEARCH_SHARE = 0.6  # exact_search must end by t0 + this share of T (then the MILP still has the rest)
 BOUND_SHARE = 0.7  # preemptive_bound must end by then
-LP_BOUND_SHARE = 0.8  # the Lagrangian bound, when the preemptive search ran out, must end by then
+LP_BOUND_SHARE = 0.74  # the Lagrangian bound, when the preemptive search ran out, must end by then (MILP next)
 LARGE_HEURISTIC_SHARE = 0.5  # more than LARGE_N devices: the heuristic until then, the Lagrangian bound after
 MID_LAGRANGE_SLOTS = 400  # its grid when the preemptive search ran out (at most LARGE_N devices: finer is cheap)
-MIN_MILP_SHARE = 0.25  # build and solve the MILP only if at least this share of T is left
+MIN_MILP_SHARE = 0.22  # build and solve the MILP only if at least this share of T is left
 FINISH_RESERVE = 0.03  # of T: the last phase ends this early
 MILP_ROWS_PER_S = 20_000  # Pyomo builds about this many rows per second here; a bigger model is not started
 
