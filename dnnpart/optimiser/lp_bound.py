@@ -136,7 +136,7 @@ def lagrangian_bound(
     mu_t is at most the LP optimum (weak duality), so every step's value is a valid bound and the best is
     returned. One step costs a sort of (candidate cuts x slots), linear in the number of devices.
     `upper_ms` (an average, e.g. the heuristic's) sets the step length (Polyak's rule); `deadline` (a
-    time.perf_counter() value) stops the steps early, still with a valid bound.
+    time.perf_counter() value) stops the steps early, still with a valid bound (the first step always runs).
     """
     import time
 
@@ -184,9 +184,9 @@ def lagrangian_bound(
     target = upper_ms * n - constant
     theta = 1.0
     stale = 0
-    for _ in range(max_steps):
-        if deadline is not None and time.perf_counter() > deadline:
-            break
+    for step_count in range(max_steps):
+        if step_count > 0 and deadline is not None and time.perf_counter() > deadline:
+            break  # (the first step, at mu = 0, always runs: a bound is always returned)
         cost = unit + mu[None, :]
         order = np.argsort(cost, axis=1, kind="stable")
         sorted_room = np.take_along_axis(room, order, axis=1)
