@@ -101,7 +101,10 @@ LARGE_HEURISTIC_SHARE = 0.5  # more than LARGE_N devices: the heuristic until th
 MID_LAGRANGE_SLOTS = 400  # its grid when the preemptive search ran out (at most LARGE_N devices: finer is cheap)
 MIN_MILP_SHARE = 0.22  # build and solve the MILP only if at least this share of T is left
 FINISH_RESERVE = 0.03  # of T: the last phase ends this early
-MILP_ROWS_PER_S = 20_000  # Pyomo builds about this many rows per second here; a bigger model is not started
+# Pyomo builds about 20,000 rows per second on an idle machine here, several times fewer on a loaded one: on 40
+# different devices at load average 16 (2 cores, 2026-12-02) the build overran a 60 s limit by 5 s. A model
+# with more rows than this rate times the time left is not started.
+MILP_ROWS_PER_S = 5_000
 
 
 def solve(
