@@ -223,9 +223,10 @@ def solve(
         options["mip_max_nodes"] = int(node_limit)
     if warm is not None:  # prune with the heuristic's value; its schedule stays the fallback incumbent
         options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
-    # Pyomo hands the model to HiGHS before HiGHS's own clock starts, and that takes about as long as the
-    # build: HiGHS gets the time left minus one more build time.
-    remaining = None if deadline is None else left() - build_s
+    # Pyomo hands the model to HiGHS before HiGHS's own clock starts, and loads the solution back after it
+    # stops; each takes about as long as the build: HiGHS gets the time left minus two more build times (with
+    # one, 16 different devices took 64.5 s of a 60 s limit at load average 8, 2026-12-02).
+    remaining = None if deadline is None else left() - 2 * build_s
     if remaining is not None and remaining < 0.05 and fallback is not None:
         return without_solver(fallback, "time_limit", relaxed, "milp build used the time limit")
     res = SolverFactory("highs").solve(
