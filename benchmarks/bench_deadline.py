@@ -26,20 +26,27 @@ from dnnpart.files import write_csv
 from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.optimiser.instance import Instance
 from dnnpart.paths import BENCHMARKS_DIR
-from dnnpart.planning.compile import device_for_table
+from dnnpart.planning.compile import device_from_times
 
 OUT = BENCHMARKS_DIR / "results" / "deadline.csv"
 
 
 def heterogeneous(n: int, seed: int) -> Instance:
+    """The held-out family: each device a random zoo network, uplink and server load, from random.Random(seed).
+    The same devices as `device_for_table` per device, with each network's layer delays predicted once."""
     rng = random.Random(seed)
     model = load_delay_model("paper")
+    predicted = {}
     devices = []
     for i in range(n):
         net = rng.choice(networks.names())
         mbps = round(10 ** rng.uniform(-0.30103, 1.69897), 3)  # 0.5 .. 50 Mbps, log-uniform
         load = round(rng.uniform(0.0, 0.5), 3)
-        devices.append(device_for_table(f"d{i}-{net}", networks.get(net), model, model, mbps, load))
+        if net not in predicted:
+            layers = networks.get(net)
+            predicted[net] = (layers, model.predict(layers, "device"), model.predict(layers, "server"))
+        layers, local_ms, server_ms = predicted[net]
+        devices.append(device_from_times(f"d{i}-{net}", layers, local_ms, server_ms, mbps, load))
     return Instance(tuple(devices))
 
 

@@ -15,7 +15,7 @@ from dnnpart.optimiser import (
     solve,
 )
 from dnnpart.optimiser.instance import Device, Instance
-from dnnpart.optimiser.lp_bound import time_indexed_bound
+from dnnpart.optimiser.lp_bound import lagrangian_bound, time_indexed_bound
 from dnnpart.optimiser.oracle import brute_force
 
 
@@ -173,3 +173,58 @@ def test_relaxation_search_over_more_devices_than_the_recursion_limit():
     best = (sum(k + 1 for k in range(1, 999)) + 1000.0 * (n - 998)) / n
     assert preemptive_bound(inst, cutoff_ms=best + 1.0) == pytest.approx(best, rel=1e-9)
     assert sys.getrecursionlimit() == limit
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(st.one_of(instances(), mixed_instances()))
+def test_lp_bound_when_the_preemptive_searches_run_out(inst):
+    # the searches get one node each and no time is left for the MILP: the reported bound is then the
+    # Lagrangian bound's (not the no-contention bound), and it never exceeds the oracle's optimum
+    import dnnpart.optimiser.solver as solver
+
+    opt = brute_force(inst).avg_delay_ms
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("BOUND_NODES", "EXACT_NODES"):
+            mp.setattr(solver, name, 1)
+        mp.setattr(solver, "MIN_MILP_SHARE", 2.0)
+        sol = solve(inst, time_limit=30.0)
+    sol.schedule.validate(avg_delay_ms=sol.avg_delay_ms)
+    assert sol.avg_delay_ms >= opt - 1e-6 and sol.bound_ms <= opt + 1e-6
+    if not sol.proven_optimal:
+        assert "lagrangian_bound" in sol.stopped_by
+        cut_sets = [candidate_cuts(d) for d in inst.devices]
+        lagrange = lagrangian_bound(inst, cut_sets, sol.avg_delay_ms, slots=solver.MID_LAGRANGE_SLOTS)
+        assert sol.bound_ms >= min(lagrange, sol.avg_delay_ms) - 1e-9  # that bound was used
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(st.one_of(instances(), identical_instances()), st.sampled_from([3, 40, 400]))
+def test_lagrangian_bound_never_exceeds_the_optimum(inst, slots):
+    opt = brute_force(inst).avg_delay_ms
+    for cut_sets in (all_cuts(inst), [candidate_cuts(d) for d in inst.devices]):
+        # any upper value only sets the step length: a bad one (here twice the optimum) must stay valid
+        for upper in (opt, 2 * opt + 1):
+            assert lagrangian_bound(inst, cut_sets, upper, slots=slots) <= opt + 1e-9
+
+
+def test_lagrangian_bound_known_values_and_the_lp():
+    # one device (the LP's example): no contention, so the Lagrangian bound is the LP's 25 at 4 slots
+    one = Instance((Device("a", [10, 30], [10, 10], [10, 100]),))
+    assert lagrangian_bound(one, [[0, 2]], 30.0, slots=4) == pytest.approx(25.0, rel=1e-5)
+    # two identical jobs released at 0 (5 + 5 ms, cut 0), all-local 100: the capacity prices must rise for the
+    # bound to reach the LP's 14.5 (without prices both jobs would use the first slots: 5 / 2 + 5 / 2 = 5)
+    pair = Instance(tuple(Device(f"d{i}", [50, 50], [5, 5], [0, 0]) for i in range(2)))
+    assert lagrangian_bound(pair, [[0, 2]] * 2, 15.0, slots=100) == pytest.approx(14.5, rel=1e-3)
+    # a device with a fractional cut in the LP: its per-device subproblem picks one cut, so the Lagrangian
+    # bound (its best step) may exceed the LP at the same grid, never the optimum (checked above)
+    three = Instance(
+        (
+            Device("a", [40, 40, 40], [20, 20, 20], [0, 5, 5]),
+            Device("b", [25, 25, 30], [10, 10, 1], [50, 30, 1]),
+            Device("c", [5, 5, 5], [3, 2, 1], [4, 2, 1], download_ms=2.0),
+        )
+    )
+    cut_sets = [candidate_cuts(d) for d in three.devices]
+    opt = brute_force(three).avg_delay_ms
+    lagrange = lagrangian_bound(three, cut_sets, opt, slots=200)
+    assert time_indexed_bound(three, cut_sets, slots=200) <= lagrange <= opt

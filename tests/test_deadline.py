@@ -69,9 +69,23 @@ def test_the_result_says_which_phase_ended_the_solve(clock_every_node, monkeypat
     monkeypatch.setattr(solver, "BOUND_SHARE", -1.0)
     monkeypatch.setattr(solver, "MIN_MILP_SHARE", 2.0)
     cut = solve(inst, time_limit=5.0)
-    assert cut.status == "time_limit" and cut.stopped_by.startswith("exact_search:deadline; milp skipped")
+    assert cut.status == "time_limit" and cut.stopped_by.startswith("exact_search:deadline+lagrangian_bound; milp")
     assert cut.schedule.validate() == pytest.approx(cut.avg_delay_ms)
     assert cut.avg_delay_ms >= proven.avg_delay_ms - 1e-9 and cut.bound_ms <= proven.avg_delay_ms + 1e-9
+
+
+def test_lagrangian_bound_at_a_past_deadline_still_bounds():
+    # one step (prices 0) always runs, so a bound is returned however late; it is the same as the first step
+    # of an unhurried run, so never above that run's best
+    from dnnpart.optimiser.lp_bound import lagrangian_bound
+
+    inst = different_devices(8)
+    cut_sets = cut_sets_for(inst, None)
+    warm = heuristic(inst, cut_sets, time_budget_s=1.0)
+    late = lagrangian_bound(inst, cut_sets, warm.avg_delay_ms, deadline=time.perf_counter() - 1.0)
+    full = lagrangian_bound(inst, cut_sets, warm.avg_delay_ms)
+    assert 0 < late <= full <= warm.avg_delay_ms
+    assert late == lagrangian_bound(inst, cut_sets, warm.avg_delay_ms, max_steps=1)
 
 
 def test_all_methods_share_one_time_limit():

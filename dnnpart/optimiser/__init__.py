@@ -11,7 +11,7 @@ from dnnpart.optimiser.cuts import candidate_cuts, independent_cuts
 from dnnpart.optimiser.exact_search import best_server_order, exact_search
 from dnnpart.optimiser.heuristic import dispatch, heuristic
 from dnnpart.optimiser.instance import Device, Instance, load_instance, scale_server
-from dnnpart.optimiser.lp_bound import time_indexed_bound
+from dnnpart.optimiser.lp_bound import lagrangian_bound, time_indexed_bound
 from dnnpart.optimiser.relaxation import preemptive_bound, srpt_total_ms
 from dnnpart.optimiser.schedule import Schedule, ScheduleError
 from dnnpart.optimiser.solver import FORMULATIONS, Solution, solve
@@ -29,6 +29,7 @@ __all__ = [
     "exact_search",
     "heuristic",
     "independent_cuts",
+    "lagrangian_bound",
     "load_instance",
     "preemptive_bound",
     "scale_server",

@@ -115,3 +115,110 @@ def time_indexed_bound(
         return None
     value = highs.getInfo().objective_function_value + constant
     return value / n * (1 - SAFETY)
+
+
+LAGRANGE_SLOTS = 120  # slots of the Lagrangian bound's grid (the LP's size is no concern there: O(N) per step)
+
+
+def lagrangian_bound(
+    instance: Instance,
+    cut_sets,
+    upper_ms: float,
+    slots: int = LAGRANGE_SLOTS,
+    deadline: float | None = None,
+    max_steps: int = 400,
+) -> float:
+    """A lower bound on the optimal average completion time for very many devices: the Lagrangian dual of the
+    time-indexed LP above, its slot capacities priced by mu_t >= 0 and the prices improved by subgradient steps.
+
+    For any prices the devices decouple: each picks the cut and the slots that minimise its LP cost plus
+    sum_t mu_t y_ict, a greedy fill of its work into its cheapest slots; L(mu) = sum of these minima - Δ sum_t
+    mu_t is at most the LP optimum (weak duality), so every step's value is a valid bound and the best is
+    returned. One step costs a sort of (candidate cuts x slots), linear in the number of devices.
+    `upper_ms` (an average, e.g. the heuristic's) sets the step length (Polyak's rule); `deadline` (a
+    time.perf_counter() value) stops the steps early, still with a valid bound (the first step always runs).
+    """
+    import time
+
+    devs = instance.devices
+    n = len(devs)
+    local = np.array([d.local_prefix_ms(d.n_layers) for d in devs])
+    offload = [
+        [c for c in cs if c < d.n_layers and d.alone_ms(c) < local[i]] for i, (d, cs) in enumerate(zip(devs, cut_sets))
+    ]
+    horizon = max((local[i] - d.download_ms for i, d in enumerate(devs) if offload[i]), default=0.0)
+    constant = float(sum(local[i] for i in range(n) if not offload[i]))
+    if horizon <= 0:
+        return constant / n
+    delta = horizon / slots
+    starts = np.arange(slots) * delta
+    # per device: the cost if it keeps a cut without server work (all-local, or an offload with no work)
+    fixed = np.full(n, np.inf)
+    rows, release, work, extra = [], [], [], []  # one entry per (device, cut) with server work
+    for i, d in enumerate(devs):
+        if not offload[i]:
+            continue
+        if d.n_layers in cut_sets[i]:
+            fixed[i] = local[i]
+        for c in offload[i]:
+            r, p = d.release_ms(c), d.server_work_ms(c)
+            if p <= 0:
+                fixed[i] = min(fixed[i], r + d.download_ms)
+            else:
+                rows.append(i)
+                release.append(r)
+                work.append(p)
+                extra.append((p / 2 + d.download_ms, local[i] - d.download_ms))
+    used = sorted(set(rows) | {i for i in range(n) if offload[i]})
+    owner = np.array(rows, dtype=int)
+    release, work = np.array(release), np.array(work)
+    base = np.array([e[0] for e in extra])
+    end = np.array([e[1] for e in extra])
+    # room of each (cut, slot) inside its window [release, end); the cost of a unit of work there
+    room = np.minimum(starts[None, :] + delta, end[:, None]) - np.maximum(starts[None, :], release[:, None])
+    room = np.where(room > 0, room, 0.0)
+    feasible = room.sum(axis=1) >= work * (1 - 1e-12)
+    unit = np.where(room > 0, np.maximum(starts[None, :], release[:, None]) / work[:, None], np.inf)
+    mu = np.zeros(slots)
+    best = -np.inf
+    target = upper_ms * n - constant
+    theta = 1.0
+    stale = 0
+    for step_count in range(max_steps):
+        if step_count > 0 and deadline is not None and time.perf_counter() > deadline:
+            break  # (the first step, at mu = 0, always runs: a bound is always returned)
+        cost = unit + mu[None, :]
+        order = np.argsort(cost, axis=1, kind="stable")
+        sorted_room = np.take_along_axis(room, order, axis=1)
+        before = np.cumsum(sorted_room, axis=1) - sorted_room
+        take = np.clip(work[:, None] - before, 0.0, sorted_room)
+        sorted_cost = np.take_along_axis(cost, order, axis=1)
+        value = base + (np.where(take > 0, sorted_cost, 0.0) * take).sum(axis=1)
+        value = np.where(feasible, value, np.inf)
+        # each device's best: its best cut with work, or its fixed cost
+        per_device = fixed.copy()
+        np.minimum.at(per_device, owner, value)
+        chosen = np.full(n, -1)
+        hit = np.isclose(value, per_device[owner], rtol=0, atol=0) & (value < fixed[owner])
+        chosen[owner[hit][::-1]] = np.nonzero(hit)[0][::-1]  # the first cut that attains the minimum
+        dual = float(per_device[used].sum()) - delta * float(mu.sum())
+        if dual > best + 1e-9 * abs(best if math.isfinite(best) else 1.0):
+            best, stale = dual, 0
+        else:
+            stale += 1
+            if stale >= 20:
+                theta, stale = theta / 2, 0
+                if theta < 1e-4:
+                    break
+        # subgradient: the chosen cuts' use of each slot minus its capacity
+        usage = np.zeros(slots)
+        picks = chosen[chosen >= 0]
+        np.add.at(usage, order[picks].ravel(), take[picks].ravel())
+        grad = usage - delta
+        grad = np.where((mu <= 0) & (grad < 0), 0.0, grad)  # projected: prices stay >= 0
+        norm = float(grad @ grad)
+        if norm <= 1e-18:
+            break
+        step = theta * max(target - dual, 1e-9 * abs(target)) / norm
+        mu = np.maximum(0.0, mu + step * grad)
+    return (best + constant) / n * (1 - SAFETY)

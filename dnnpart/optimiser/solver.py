@@ -12,8 +12,9 @@ Two formulations of the same model (docs/optimiser.md):
   and a big-M disjunction for every pair of layers of different devices.
 
 For mostly different devices `solve` first tries exact_search (branch and bound over cuts and server orders,
-no MILP); for more than LARGE_N devices with a time limit it reports the heuristic with the time-indexed LP
-bound (dnnpart.optimiser.lp_bound). Every result is re-timed by Schedule (as early as possible in the solver's server
+no MILP); when that and the preemptive bound run out, the Lagrangian bound of the time-indexed LP
+(dnnpart.optimiser.lp_bound) bounds the result; for more than LARGE_N devices with a time limit it reports the
+heuristic with that bound. Every result is re-timed by Schedule (as early as possible in the solver's server
 order) and validated.
 """
 
@@ -30,7 +31,7 @@ from dnnpart.optimiser.cuts import cut_sets_for
 from dnnpart.optimiser.exact_search import exact_search
 from dnnpart.optimiser.heuristic import heuristic
 from dnnpart.optimiser.instance import Instance
-from dnnpart.optimiser.lp_bound import time_indexed_bound
+from dnnpart.optimiser.lp_bound import lagrangian_bound
 from dnnpart.optimiser.pyomo_models import build_exact, build_paper
 from dnnpart.optimiser.relaxation import (
     BOUND_NODES,
@@ -95,9 +96,15 @@ def _order_from_starts(instance: Instance, starts: dict) -> list[tuple[int, int]
 HEURISTIC_SHARE = 0.2  # local search, at most
 SEARCH_SHARE = 0.6  # exact_search must end by t0 + this share of T (then the MILP still has the rest)
 BOUND_SHARE = 0.7  # preemptive_bound must end by then
-MIN_MILP_SHARE = 0.25  # build and solve the MILP only if at least this share of T is left
+LP_BOUND_SHARE = 0.74  # the Lagrangian bound, when the preemptive search ran out, must end by then (MILP next)
+LARGE_HEURISTIC_SHARE = 0.5  # more than LARGE_N devices: the heuristic until then, the Lagrangian bound after
+MID_LAGRANGE_SLOTS = 400  # its grid when the preemptive search ran out (at most LARGE_N devices: finer is cheap)
+MIN_MILP_SHARE = 0.22  # build and solve the MILP only if at least this share of T is left
 FINISH_RESERVE = 0.03  # of T: the last phase ends this early
-MILP_ROWS_PER_S = 20_000  # Pyomo builds about this many rows per second here; a bigger model is not started
+# Pyomo builds about 20,000 rows per second on an idle machine here, several times fewer on a loaded one: on 40
+# different devices at load average 16 (2 cores, 2026-12-02) the build overran a 60 s limit by 5 s. A model
+# with more rows than this rate times the time left is not started.
+MILP_ROWS_PER_S = 5_000
 
 
 def solve(
@@ -157,14 +164,13 @@ def solve(
     budget = 5.0 if time_limit is None else HEURISTIC_SHARE * time_limit  # stops earlier once converged
     if formulation == "exact" and time_limit is not None and len(instance) > LARGE_N:
         # Beyond LARGE_N devices the pairwise model takes longer to build than a typical limit and its LP
-        # bound is no better than the no-contention bound: bound with the time-indexed LP instead and spend
-        # the rest of the time on the heuristic.
+        # bound is no better than the no-contention bound: spend the first part of the time on the heuristic,
+        # the rest on the Lagrangian bound (its step length needs the heuristic's value).
+        best = heuristic(instance, cut_sets, time_budget_s=max(0.05, by(LARGE_HEURISTIC_SHARE) - time.perf_counter()))
         bound = None
         if fixed_cuts is None:
-            bound = time_indexed_bound(instance, cut_sets, time_limit=max(0.05, by(BOUND_SHARE) - time.perf_counter()))
-        best = heuristic(instance, cut_sets, time_budget_s=max(0.05, left()))
-        stopped = "heuristic+lp_bound" if bound is not None else "heuristic+lp_bound:time_limit"
-        return without_solver(best, "heuristic", bound, stopped)
+            bound = lagrangian_bound(instance, cut_sets, best.avg_delay_ms, deadline=deadline)
+        return without_solver(best, "heuristic", bound, "heuristic+lagrangian_bound")
     fallback = heuristic(instance, cut_sets, time_budget_s=budget) if warm_start else None
     warm = fallback if formulation == "exact" else None
     relaxed, stopped = None, "heuristic"
@@ -190,6 +196,13 @@ def solve(
         )
         if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
             return without_solver(warm, "optimal", relaxed, "preemptive_bound:optimal")
+        if relaxed is None and fixed_cuts is None:
+            # the preemptive search ran out (mostly 12 to 40 different devices): the Lagrangian bound of the same
+            # relaxation's time-indexed LP is weaker but always ends, and HiGHS's own bound is far weaker still
+            relaxed = lagrangian_bound(
+                instance, cut_sets, warm.avg_delay_ms, slots=MID_LAGRANGE_SLOTS, deadline=by(LP_BOUND_SHARE)
+            )
+            stopped += "+lagrangian_bound"
     if time_limit is not None and fallback is not None:
         rows = milp_rows_estimate(instance, cut_sets, formulation)
         if left() < MIN_MILP_SHARE * time_limit or rows > MILP_ROWS_PER_S * left():
@@ -210,9 +223,10 @@ def solve(
         options["mip_max_nodes"] = int(node_limit)
     if warm is not None:  # prune with the heuristic's value; its schedule stays the fallback incumbent
         options["objective_bound"] = warm.avg_delay_ms * (1 + 1e-7) + 1e-6
-    # Pyomo hands the model to HiGHS before HiGHS's own clock starts, and that takes about as long as the
-    # build: HiGHS gets the time left minus one more build time.
-    remaining = None if deadline is None else left() - build_s
+    # Pyomo hands the model to HiGHS before HiGHS's own clock starts, and loads the solution back after it
+    # stops; each takes about as long as the build: HiGHS gets the time left minus two more build times (with
+    # one, 16 different devices took 64.5 s of a 60 s limit at load average 8, 2026-12-02).
+    remaining = None if deadline is None else left() - 2 * build_s
     if remaining is not None and remaining < 0.05 and fallback is not None:
         return without_solver(fallback, "time_limit", relaxed, "milp build used the time limit")
     res = SolverFactory("highs").solve(
