@@ -34,8 +34,8 @@ lock: ## re-pin requirements.lock: the newest versions pyproject.toml allows, re
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet '.[planner,study,test,lint]'
-	(echo "# Pinned by 'make lock' from pyproject.toml (dependencies + planner, study, test, lint extras). Do not edit."; \
+	.lock-venv/bin/python -m pip install --quiet '.[planner,study,scale,test,lint]'
+	(echo "# Pinned by 'make lock' from pyproject.toml (dependencies + planner, study, scale, test, lint extras). Do not edit."; \
 	 .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v -E '^(dnnpart|pip|setuptools|wheel)( @|==)') \
 	 > requirements.lock
 	rm -rf .lock-venv
@@ -48,6 +48,9 @@ test: $(STAMP) lint ## lint, then run the test suite (pytest; notebooks are exec
 	$(PY) -m pytest
 
 reproduce: $(REPORTS) reports/index.html ## execute every notebook with papermill and render HTML reports into reports/
+# The sweeps solve on a Dask LocalCluster, one worker process per core (DNNPART_WORKERS=N to choose);
+# DNNPART_SCHEDULER=serial solves in each notebook's own process, tcp://HOST:8786 on a cluster (docs/scaling.md).
+reproduce: export DNNPART_SCHEDULER ?= local
 
 reports/%.html: notebooks/%.ipynb $(LIB) $(STAMP)
 	@mkdir -p reports/executed

@@ -39,6 +39,8 @@ PLANNER_IMPORTS = (
     "scipy",
     "patsy",
 )
+# The scale extra's (Dask sweeps, Parquet output).
+SCALE_IMPORTS = ("dask", "distributed", "pyarrow")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,6 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of scenario or instance files")
     p.add_argument("name", choices=sorted(SCHEMAS), help="which file format")
     p.set_defaults(handler=cmd_schema)
+
+    p = sub.add_parser("sweep", help="solve every point of a grid (or random draws) into Parquet, locally or on Dask")
+    p.add_argument("--grid", required=True, help="grid file (YAML or JSON): docs/scaling.md")
+    p.add_argument("--out", required=True, help="results Parquet file; an interrupted sweep resumes from OUT.parts/")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="serial, local (a Dask LocalCluster, the default) or a Dask scheduler address tcp://HOST:PORT "
+        "(default: $DNNPART_SCHEDULER, else local)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: one per core)")
+    p.add_argument(
+        "--chunk-points", type=int, default=None, help="points per chunk, the unit of resume (default: auto)"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser("serve", help="run the edge server: register devices, plan, run their offloaded layers (gRPC)")
     p.add_argument("--port", type=int, default=50051, help="TCP port; 0 picks a free one (printed, and in server.json)")
@@ -429,6 +447,29 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import os
+
+    from dnnpart import parallel
+    from dnnpart.study.grid_sweep import run_sweep
+
+    scheduler = parallel.resolve_scheduler(args.scheduler or os.environ.get(parallel.SCHEDULER_ENV) or "local")
+    if args.workers is not None:
+        parallel.resolve_workers(args.workers)
+    summary = run_sweep(
+        args.grid, args.out, scheduler, args.workers, args.chunk_points, progress=not args.json and sys.stderr.isatty()
+    )
+    parallel.shutdown()
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(
+            f"{summary['points']} points in {args.out}: {summary['chunks_solved']} chunks solved, "
+            f"{summary['chunks_resumed']} resumed"
+        )
+    return 0
+
+
 def _exit_on_sigterm(signum, frame):
     """SIGTERM unwinds like Ctrl-C (SystemExit), so open atomic writes remove their temporary files."""
     raise SystemExit(128 + signum)
@@ -608,11 +649,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dnnpart {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        if args.debug or (exc.name or "").split(".")[0] not in PLANNER_IMPORTS:
+        top = (exc.name or "").split(".")[0]
+        extra = "planner" if top in PLANNER_IMPORTS else "scale" if top in SCALE_IMPORTS else None
+        if args.debug or extra is None:
             raise
         print(
-            f"dnnpart {args.command}: error: this command needs the planner's packages ({exc.name} is not "
-            "installed): pip install 'dnnpart[planner]'",
+            f"dnnpart {args.command}: error: this command needs the {extra} extra's packages ({exc.name} is not "
+            f"installed): pip install 'dnnpart[{extra}]'",
             file=sys.stderr,
         )
         return 2

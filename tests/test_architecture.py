@@ -17,6 +17,7 @@ SHARED = [
     "dnnpart.pages",
     "dnnpart.limits",
     "dnnpart.input_files",
+    "dnnpart.parallel",
 ]
 FLOW = ["networks", "delay", "optimiser", "planning", "runtime", "testbed", "study"]
 
@@ -110,7 +111,7 @@ def test_import_dnnpart_is_light():
     """No notebook, Jupyter, plotting or solver package is loaded by `import dnnpart` (entry points load lazily)."""
     code = (
         "import sys, dnnpart; heavy = ['IPython', 'jupyter_client', 'papermill', 'nbformat', 'matplotlib', "
-        "'seaborn', 'pyomo', 'statsmodels', 'onnx', 'onnxruntime']; "
+        "'seaborn', 'pyomo', 'statsmodels', 'onnx', 'onnxruntime', 'dask', 'distributed', 'pyarrow']; "
         "print(','.join(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -118,7 +118,7 @@ def test_on_a_board_the_device_runs_and_every_other_command_names_the_planner_ex
         out = board(board_python, *args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.count("\n") == 1 and "pip install 'dnnpart[planner]'" in out.stderr, (args, out.stderr)
-        assert out.stderr.startswith(f"dnnpart {args[0]}: error: this command needs the planner's packages")
+        assert out.stderr.startswith(f"dnnpart {args[0]}: error: this command needs the planner extra's packages")
 
     with running_server(tmp_path / "out", expected=1) as (address, _):
         out = board(

@@ -158,13 +158,14 @@ def _network(spec: str, base: Path, place: str, fail) -> pd.DataFrame:
         raise fail(place, f"unknown network {spec!r}; valid zoo names: {zoo} (or a path to a .onnx file)") from None
 
 
-def _read(path: Path, label: str):
-    """The file parsed as YAML 1.2 (JSON is YAML): bounded in size, no anchors or aliases, one-line errors."""
+def read_yaml(path: Path, label: str, fail=None, what: str = "scenario file"):
+    """The file parsed as YAML 1.2 (JSON is YAML): bounded in size, no anchors or aliases, one-line errors
+    (`fail(place, problem)` makes the exception; by default a ScenarioError prefixed with `label`)."""
     import yaml
 
-    fail = checker(label)
+    fail = fail or checker(label)
     if not path.is_file():
-        raise fail("", f"scenario file not found ({path.resolve()})")
+        raise fail("", f"{what} not found ({path.resolve()})")
     try:
         text = read_capped_text(path, lambda problem: fail("", problem))
     except OSError as exc:
@@ -193,7 +194,7 @@ def load_scenario(path) -> Scenario:
     path = Path(path)
     label = str(path)
     fail = checker(label)
-    spec: ScenarioFile = validate_scenario(_read(path, label), label)
+    spec: ScenarioFile = validate_scenario(read_yaml(path, label), label)
     base = path.resolve().parent
 
     total = sum(g.count for g in spec.devices)

@@ -31,7 +31,7 @@ import functools
 import numpy as np
 import pandas as pd
 
-from dnnpart import networks
+from dnnpart import networks, parallel
 from dnnpart.delay.models import PAPER_CONV_COEFFICIENTS, features, load_delay_model
 from dnnpart.delay.paper_profile import PAPER_PROFILE
 from dnnpart.errors import DnnpartError
@@ -140,41 +140,67 @@ def sensitivity_delays(
     network: str = "alexnet",
     n_devices: int = 4,
     load: float = 0.0,
+    scheduler=None,
+    workers=None,
 ) -> pd.DataFrame:
     """Tidy rows (profile, variant, input_encoding, bandwidth_mbps, method, avg_delay_ms, proven_optimal) for
-    Cases 1-3 at every bandwidth; `variants` None means every variant the profile has."""
+    Cases 1-3 at every bandwidth; `variants` None means every variant the profile has. The points are solved
+    where `scheduler` says (dnnpart.parallel), the rows in the same order either way."""
     variants = default_variants(profile) if variants is None else list(variants)
     for v in variants:
         layer_delays(network, profile, v)  # fail on a bad variant before any solve
     for e in input_encodings:
         check_encoding(e)
     check_load(load)
-    rows = []
-    for variant in variants:
-        for encoding in input_encodings:
-            for b in sorted(float(x) for x in bandwidths_mbps):
-                inst = sensitivity_instance(network, n_devices, b, profile, variant, encoding, load)
-                solved = {
-                    "case1": solve(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
-                    "case2": all_server(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
-                    "case3": all_local(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
-                }
-                rows += [
-                    {
-                        "profile": profile,
-                        "variant": variant,
-                        "input_encoding": encoding,
-                        "network": network,
-                        "n_devices": int(n_devices),
-                        "load": float(load),
-                        "bandwidth_mbps": b,
-                        "method": m,
-                        "avg_delay_ms": float(s.avg_delay_ms),
-                        "proven_optimal": bool(s.proven_optimal),
-                    }
-                    for m, s in solved.items()
-                ]
-    return pd.DataFrame(rows)
+    points = [
+        dict(
+            network=network,
+            n_devices=n_devices,
+            bandwidth_mbps=b,
+            profile=profile,
+            variant=variant,
+            input_encoding=encoding,
+            load=load,
+        )
+        for variant in variants
+        for encoding in input_encodings
+        for b in sorted(float(x) for x in bandwidths_mbps)
+    ]
+    results = parallel.map_points(_sensitivity_rows, points, scheduler=scheduler, workers=workers)
+    return pd.DataFrame([row for rows in results for row in rows])
+
+
+def _sensitivity_rows(point: dict) -> list[dict]:
+    """Cases 1-3 at one point of sensitivity_delays: one row per case."""
+    inst = sensitivity_instance(
+        point["network"],
+        point["n_devices"],
+        point["bandwidth_mbps"],
+        point["profile"],
+        point["variant"],
+        point["input_encoding"],
+        point["load"],
+    )
+    solved = {
+        "case1": solve(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
+        "case2": all_server(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
+        "case3": all_local(inst, node_limit=sweeps.SWEEP_NODE_LIMIT),
+    }
+    return [
+        {
+            "profile": point["profile"],
+            "variant": point["variant"],
+            "input_encoding": point["input_encoding"],
+            "network": point["network"],
+            "n_devices": int(point["n_devices"]),
+            "load": float(point["load"]),
+            "bandwidth_mbps": point["bandwidth_mbps"],
+            "method": m,
+            "avg_delay_ms": float(s.avg_delay_ms),
+            "proven_optimal": bool(s.proven_optimal),
+        }
+        for m, s in solved.items()
+    ]
 
 
 def default_variants(profile: str) -> list[str]:
@@ -230,6 +256,8 @@ def headline_sensitivity(
     network: str = "alexnet",
     n_devices: int = 4,
     load: float = 0.0,
+    scheduler=None,
+    workers=None,
 ) -> pd.DataFrame:
     """The Fig. 1 headline (largest reduction vs Case 2 and vs Case 3) per profile, variant, sweep ends and input
     encoding, beside the paper's. Columns: COLUMNS (`at_bandwidth_mbps`: where the largest reduction occurs)."""
@@ -241,7 +269,7 @@ def headline_sensitivity(
     grid = sweep_grid(lows, highs)
     delays = pd.concat(
         [
-            sensitivity_delays(p, None, input_encodings, grid, network, n_devices, load)
+            sensitivity_delays(p, None, input_encodings, grid, network, n_devices, load, scheduler, workers)
             for p in ([profiles] if isinstance(profiles, str) else profiles)
         ],
         ignore_index=True,

@@ -6,6 +6,9 @@ Every sweep evaluates the same four methods on the same instance:
   case3        all layers on the device,
   independent  each device picks its own best cut alone (Neurosurgeon-style), the server schedules what arrives.
 Rows: one per scenario x method, with avg_delay_ms, transmitted_bytes and the chosen cuts.
+
+Each sweep takes `scheduler` and `workers` (dnnpart.parallel): the scenarios are solved serially, on a Dask
+LocalCluster, or on a cluster, with the same rows in the same order.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from dnnpart import networks
+from dnnpart import networks, parallel
 from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.optimiser.instance import check_load
 from dnnpart.optimiser.solver import solve
@@ -71,9 +74,16 @@ def scenario_rows(network: str, n_devices: int, bandwidth_mbps: float, load: flo
     return rows
 
 
-def _sweep(profiles, scenarios) -> pd.DataFrame:
-    rows = [row for profile in _as_list(profiles) for kw in scenarios for row in scenario_rows(profile=profile, **kw)]
-    return pd.DataFrame(rows)
+def _scenario_point(point: dict) -> list[dict]:
+    return scenario_rows(**point)
+
+
+def _sweep(profiles, scenarios, scheduler=None, workers=None) -> pd.DataFrame:
+    """Every scenario under every profile, solved where `scheduler` says (dnnpart.parallel); rows in the order of
+    the profiles and scenarios, whichever worker finishes first."""
+    points = [dict(profile=profile, **kw) for profile in _as_list(profiles) for kw in scenarios]
+    results = parallel.map_points(_scenario_point, points, scheduler=scheduler, workers=workers)
+    return pd.DataFrame([row for rows in results for row in rows])
 
 
 def _as_list(value) -> list:
@@ -81,41 +91,50 @@ def _as_list(value) -> list:
 
 
 def bandwidth_sweep(
-    profiles="paper", network="alexnet", n_devices=4, bandwidths_mbps=BANDWIDTHS_MBPS, load=0.0
+    profiles="paper",
+    network="alexnet",
+    n_devices=4,
+    bandwidths_mbps=BANDWIDTHS_MBPS,
+    load=0.0,
+    scheduler=None,
+    workers=None,
 ) -> pd.DataFrame:
     """Figs. 1 and 3: average delay and transmitted data against uplink bandwidth."""
-    return _sweep(
-        profiles, [dict(network=network, n_devices=n_devices, bandwidth_mbps=b, load=load) for b in bandwidths_mbps]
-    )
+    scenarios = [dict(network=network, n_devices=n_devices, bandwidth_mbps=b, load=load) for b in bandwidths_mbps]
+    return _sweep(profiles, scenarios, scheduler, workers)
 
 
 def network_sweep(
-    profiles="paper", network_names=PAPER_NETWORKS, n_devices=4, bandwidth_mbps=1.0, load=0.0
+    profiles="paper",
+    network_names=PAPER_NETWORKS,
+    n_devices=4,
+    bandwidth_mbps=1.0,
+    load=0.0,
+    scheduler=None,
+    workers=None,
 ) -> pd.DataFrame:
     """Fig. 2: relative speed (Case-3 delay / method delay) per network at one bandwidth."""
-    df = _sweep(
-        profiles,
-        [dict(network=n, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=load) for n in network_names],
-    )
+    scenarios = [dict(network=n, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=load) for n in network_names]
+    df = _sweep(profiles, scenarios, scheduler, workers)
     case3 = df[df["method"] == "case3"].set_index(["profile", "network"])["avg_delay_ms"]
     df["relative_speed"] = [case3[(p, n)] / d for p, n, d in zip(df["profile"], df["network"], df["avg_delay_ms"])]
     return df
 
 
-def load_sweep(profiles="paper", network="alexnet", n_devices=4, bandwidth_mbps=5.0, loads=LOADS) -> pd.DataFrame:
+def load_sweep(
+    profiles="paper", network="alexnet", n_devices=4, bandwidth_mbps=5.0, loads=LOADS, scheduler=None, workers=None
+) -> pd.DataFrame:
     """Fig. 4: average delay against the server's load level (server times scaled by 1/(1-load))."""
-    return _sweep(
-        profiles, [dict(network=network, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=x) for x in loads]
-    )
+    scenarios = [dict(network=network, n_devices=n_devices, bandwidth_mbps=bandwidth_mbps, load=x) for x in loads]
+    return _sweep(profiles, scenarios, scheduler, workers)
 
 
 def devices_sweep(
-    profiles="paper", network="alexnet", n_devices=N_DEVICES, bandwidth_mbps=2.5, load=0.0
+    profiles="paper", network="alexnet", n_devices=N_DEVICES, bandwidth_mbps=2.5, load=0.0, scheduler=None, workers=None
 ) -> pd.DataFrame:
     """Fig. 5: average delay against the number of identical devices."""
-    return _sweep(
-        profiles, [dict(network=network, n_devices=n, bandwidth_mbps=bandwidth_mbps, load=load) for n in n_devices]
-    )
+    scenarios = [dict(network=network, n_devices=n, bandwidth_mbps=bandwidth_mbps, load=load) for n in n_devices]
+    return _sweep(profiles, scenarios, scheduler, workers)
 
 
 def reductions(df: pd.DataFrame) -> pd.DataFrame:
