@@ -48,9 +48,10 @@ test: $(STAMP) lint ## lint, then run the test suite (pytest; notebooks are exec
 	$(PY) -m pytest
 
 reproduce: $(REPORTS) reports/index.html ## execute every notebook with papermill and render HTML reports into reports/
-# The sweeps solve on a Dask LocalCluster, one worker process per core (DNNPART_WORKERS=N to choose);
-# DNNPART_SCHEDULER=serial solves in each notebook's own process, tcp://HOST:8786 on a cluster (docs/scaling.md).
-reproduce: export DNNPART_SCHEDULER ?= local
+# The sweeps solve in each notebook's own process: the shipped sweeps are too small to repay a LocalCluster's
+# start-up (benchmarks/bench_sweep.py). DNNPART_SCHEDULER=local (DNNPART_WORKERS=N) solves them on a Dask
+# LocalCluster, DNNPART_SCHEDULER=tcp://HOST:8786 on a cluster (docs/scaling.md).
+reproduce: export DNNPART_SCHEDULER ?= serial
 
 reports/%.html: notebooks/%.ipynb $(LIB) $(STAMP)
 	@mkdir -p reports/executed
