@@ -38,15 +38,16 @@ SWEEP_NODE_LIMIT = 500
 
 
 def transmitted_bytes(layers: pd.DataFrame, cuts: Iterable[int]) -> int:
-    """Bytes all devices upload: the input of layer c+1 for every cut c below the last layer."""
-    in_bytes = layers["in_bytes"].to_numpy()
+    """Bytes all devices upload: the input of subtask c+1 (layer, or block of a DAG) for every cut c below the
+    last one."""
+    in_bytes = networks.block_in_bytes(layers)
     return int(sum(in_bytes[c] for c in cuts if c < len(in_bytes)))
 
 
 def scenario_rows(network: str, n_devices: int, bandwidth_mbps: float, load: float, profile: str) -> list[dict]:
     """Solve one identical-devices scenario with every method: one row per method."""
     layers = networks.get(network)
-    layer_names = layers["name"].tolist()
+    layer_names = networks.block_names(layers)  # a cut of a DAG is named by its last local block's last layer
     instance = network_instance(network, n_devices, bandwidth_mbps, load, profile)
     rows = []
     for method, solution in solve_all_methods(instance, node_limit=SWEEP_NODE_LIMIT).items():
