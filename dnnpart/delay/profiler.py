@@ -726,6 +726,26 @@ def aggregate_runs(runs, order: list[tuple] | None = None):
     return out[list(PROFILE_COLUMNS)]
 
 
+def half_agreement(runs, tolerance: float = 0.10):
+    """How far a profile agrees with itself: per (role, layer_type), the share of configurations whose fastest
+    window in the first half of the passes is within `tolerance` of the fastest in the second half (the first
+    floor(passes/2) passes against the rest). Roughly the best within-10 % any model can score on these data."""
+    import pandas as pd
+
+    keys = ["role", "layer_type", *FACTORS]
+    half = runs["pass"] < (runs["pass"].max() + 1) // 2
+    first = runs[half].groupby(keys)["raw_ms"].min()
+    second = runs[~half].groupby(keys)["raw_ms"].min()
+    both = pd.concat({"first": first, "second": second}, axis=1).dropna()
+    close = ((both["first"] / both["second"] - 1).abs() <= tolerance).rename("halves_within10")
+    return (
+        close.groupby(["role", "layer_type"])
+        .agg(["size", "mean"])
+        .rename(columns={"size": "n", "mean": "halves_within10"})
+        .reset_index()
+    )
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -103,6 +103,23 @@ def network_sweep(
     return df
 
 
+def partitioning_gains(df: pd.DataFrame) -> pd.DataFrame:
+    """What Case 1 (optimal partition) buys per (profile, network) of a network sweep: its delay against all-local
+    (Case 3) and all-offloaded (Case 2) in ms and as a reduction in %, where its devices cut, and the bytes each
+    device uploads at those cuts against the raw input (Case 2's upload)."""
+    wide = df.pivot_table(index=["profile", "network"], columns="method", values="avg_delay_ms", sort=False)
+    case1 = df[df["method"] == "case1"].set_index(["profile", "network"])
+    case2 = df[df["method"] == "case2"].set_index(["profile", "network"])
+    out = wide[["case1", "case2", "case3"]].add_suffix("_ms").reset_index()
+    out["reduction_vs_case2_pct"] = 100.0 * (1.0 - out["case1_ms"] / out["case2_ms"])
+    out["reduction_vs_case3_pct"] = 100.0 * (1.0 - out["case1_ms"] / out["case3_ms"])
+    keys = list(zip(out["profile"], out["network"]))
+    out["case1_cut_layers"] = [case1.loc[k, "cut_layers"] for k in keys]
+    out["case1_upload_bytes_per_device"] = [float(case1.loc[k, "per_device_bytes"]) for k in keys]
+    out["input_bytes"] = [float(case2.loc[k, "per_device_bytes"]) for k in keys]
+    return out
+
+
 def load_sweep(profiles="paper", network="alexnet", n_devices=4, bandwidth_mbps=5.0, loads=LOADS) -> pd.DataFrame:
     """Fig. 4: average delay against the server's load level (server times scaled by 1/(1-load))."""
     return _sweep(
