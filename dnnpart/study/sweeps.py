@@ -115,8 +115,9 @@ def partitioning_gains(df: pd.DataFrame) -> pd.DataFrame:
     out["reduction_vs_case3_pct"] = 100.0 * (1.0 - out["case1_ms"] / out["case3_ms"])
     keys = list(zip(out["profile"], out["network"]))
     out["case1_cut_layers"] = [case1.loc[k, "cut_layers"] for k in keys]
-    out["case1_upload_bytes_per_device"] = [float(case1.loc[k, "per_device_bytes"]) for k in keys]
-    out["input_bytes"] = [float(case2.loc[k, "per_device_bytes"]) for k in keys]
+    per_device = {m: t["transmitted_bytes"] / t["n_devices"] for m, t in (("case1", case1), ("case2", case2))}
+    out["case1_upload_bytes_per_device"] = [float(per_device["case1"][k]) for k in keys]
+    out["input_bytes"] = [float(per_device["case2"][k]) for k in keys]
     return out
 
 
