@@ -134,7 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="this device's unique name")
     p.add_argument("--network", required=True, help="a zoo network name")
     p.add_argument("--profile", default="measured", help="the device's delay profile (predicted on the server)")
-    p.add_argument("--uplink-mbps", type=float, required=True)
+    p.add_argument(
+        "--uplink-mbps",
+        required=True,
+        help="the uplink rate the plan assumes, Mbps, or 'measured': probe it with an upload before registering",
+    )
+    p.add_argument("--probe-bytes", type=int, default=None, help="largest probe upload (default 1 MiB)")
+    p.add_argument("--probe-seconds", type=float, default=None, help="a probe stops sending after this (default 2)")
     p.add_argument("--repeats", type=int, default=1, help="rounds to run")
     p.add_argument("--cut", type=int, default=None, help="fix the cut instead of letting the plan choose it")
     p.add_argument("--seed", type=int, default=0, help="weight seed (the server builds the same weights)")
@@ -400,15 +406,20 @@ def cmd_serve(args) -> int:
 
 def cmd_device(args) -> int:
     """`dnnpart device`: one device of the MEC loop; prints measured completion beside the prediction."""
-    from dnnpart.runtime.device import DeviceClient
+    from dnnpart.runtime.device import MEASURED, PROBE_BYTES, PROBE_SECONDS, DeviceClient, check_uplink
     from dnnpart.runtime.protocol import read_token
 
+    measured = check_uplink(args.uplink_mbps) == MEASURED
+    if not measured and (args.probe_bytes is not None or args.probe_seconds is not None):
+        raise DnnpartError(f"--probe-bytes and --probe-seconds need --uplink-mbps {MEASURED}")
     token = read_token(args.token_file) if args.token_file else None
     with DeviceClient(
         args.server,
         args.name,
         args.network,
         args.uplink_mbps,
+        probe_bytes=PROBE_BYTES if args.probe_bytes is None else args.probe_bytes,
+        probe_seconds=PROBE_SECONDS if args.probe_seconds is None else args.probe_seconds,
         profile=args.profile,
         cut=args.cut,
         seed=args.seed,
@@ -419,12 +430,20 @@ def cmd_device(args) -> int:
         emulate_uplink=args.emulate_uplink,
     ) as client:
         results = client.run(args.repeats, args.input_seed)
+        uplink, probe = client.uplink_mbps, client.probe_result
+    if probe is not None and not args.json:
+        print(
+            f"{args.name} uplink: {uplink:.2f} Mbps, measured by a probe of {probe.received_bytes} bytes "
+            f"({probe.chunks} chunks, {probe.elapsed_ms:.1f} ms on the server's clock)"
+        )
     records = [
         {
             "round": r.round,
             "device": args.name,
             "cut": r.cut,
             "cut_name": r.cut_name,
+            "uplink_mbps": uplink,
+            "uplink_from": "probe" if probe is not None else "configured",
             "predicted_ms": r.predicted_ms,
             "measured_ms": r.measured_ms,
         }

@@ -22,10 +22,49 @@ from dnnpart.runtime.proto import runtime_pb2 as pb
 from dnnpart.runtime.proto import runtime_pb2_grpc as pb_grpc
 
 CLOCK_SAMPLES = 9
+MEASURED = "measured"  # --uplink-mbps measured: probe the uplink before registering
+PROBE_CHUNK_BYTES = 64 << 10  # a few chunks at 1 Mbps in 2 s; fewer per-chunk costs on a fast link
+PROBE_BYTES = 1 << 20  # a probe sends at most this much (at 1 Mbps: the time bound ends it first)
+PROBE_SECONDS = 2.0  # and stops sending after this long (chunks already in flight still arrive)
 
 
 class DeviceError(RuntimeConfigError):
     """The server refused a request, or the connection failed: one line with the gRPC status and reason."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A probe upload as the server timed it (its clock, first chunk's arrival to the last's)."""
+
+    received_bytes: int
+    chunks: int
+    elapsed_ms: float
+    mbps: float
+
+
+def check_uplink(uplink_mbps) -> float | str:
+    """A positive finite rate in Mbps, or MEASURED; RuntimeConfigError naming both choices."""
+    if isinstance(uplink_mbps, str) and uplink_mbps.strip().lower() == MEASURED:
+        return MEASURED
+    try:
+        rate = float(uplink_mbps)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if isinstance(uplink_mbps, bool) or not (np.isfinite(rate) and rate > 0):
+        raise RuntimeConfigError(
+            f"--uplink-mbps must be a positive number of Mbps or '{MEASURED}' (probe the uplink), got {uplink_mbps!r}"
+        )
+    return rate
+
+
+def check_probe(probe_bytes, probe_seconds) -> tuple[int, float]:
+    """The probe's bounds: at least two chunks (the first only starts the server's clock), a positive time."""
+    low, high = 2 * PROBE_CHUNK_BYTES, 1 << 30
+    if isinstance(probe_bytes, bool) or int(probe_bytes) != probe_bytes or not low <= probe_bytes <= high:
+        raise RuntimeConfigError(f"--probe-bytes must be an integer in {low}..{high}, got {probe_bytes}")
+    if not (np.isfinite(probe_seconds) and 0 < probe_seconds <= 600):
+        raise RuntimeConfigError(f"--probe-seconds must be a number of seconds in (0, 600], got {probe_seconds}")
+    return int(probe_bytes), float(probe_seconds)
 
 
 @dataclass
@@ -40,14 +79,17 @@ class RoundResult:
 
 
 class DeviceClient:
-    """One device of the MEC loop. `run(repeats)` does register -> plan -> fetch layers -> rounds."""
+    """One device of the MEC loop. `run(repeats)` does (probe ->) register -> plan -> fetch layers -> rounds.
+
+    `uplink_mbps` is the rate the plan assumes, or "measured": `probe_uplink()` (run by `run()` before
+    registering) streams up to `probe_bytes` for at most `probe_seconds` and the server's timing sets the rate."""
 
     def __init__(
         self,
         server: str,
         name: str,
         network: str,
-        uplink_mbps: float,
+        uplink_mbps: float | str,
         profile: str | None = None,
         local_ms=None,
         cut: int | None = None,
@@ -57,14 +99,19 @@ class DeviceClient:
         threads: int = 1,
         timeout_s: float = 300.0,
         emulate_uplink: bool = False,
+        probe_bytes: int = PROBE_BYTES,
+        probe_seconds: float = PROBE_SECONDS,
     ):
         protocol.check_device_name(name)
-        if not (np.isfinite(uplink_mbps) and uplink_mbps > 0):
-            raise RuntimeConfigError(f"--uplink-mbps must be a positive number of Mbps, got {uplink_mbps}")
+        uplink = check_uplink(uplink_mbps)
+        self.probe_bytes, self.probe_seconds = check_probe(probe_bytes, probe_seconds)
         if not (np.isfinite(timeout_s) and timeout_s > 0):
             raise RuntimeConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
         self.server, self.name, self.network = server, name, network
-        self.uplink_mbps, self.profile, self.local_ms, self.cut_wanted = float(uplink_mbps), profile, local_ms, cut
+        self.measure_uplink = uplink == MEASURED
+        self.uplink_mbps = None if self.measure_uplink else uplink  # set by probe_uplink() when measured
+        self.probe_result: ProbeResult | None = None
+        self.profile, self.local_ms, self.cut_wanted = profile, local_ms, cut
         self.seed, self.token, self.threads, self.timeout_s = int(seed), token, threads, float(timeout_s)
         self.emulate_uplink = emulate_uplink
         self.channel = protocol.channel(server, tls_ca)
@@ -72,6 +119,7 @@ class DeviceClient:
         self.metadata = protocol.call_metadata(token)
         self.offset_ns, self.uncertainty_ms = 0, float("nan")
         self.plan_reply = None
+        self.probe_reply = None
         self.runner = None
         self.input_shape = None
 
@@ -105,7 +153,31 @@ class DeviceClient:
         self.offset_ns, self.uncertainty_ms = best[1], best[0] / 2e6
         return self.uncertainty_ms
 
+    def probe_uplink(self) -> ProbeResult:
+        """Stream filler chunks (at most probe_bytes, for at most probe_seconds) and take the server's timing
+        as this device's uplink rate (self.uplink_mbps)."""
+        filler = np.random.default_rng(0).bytes(PROBE_CHUNK_BYTES)  # incompressible, should a link compress
+
+        def chunks():
+            sent, start = 0, time.perf_counter()
+            while sent < self.probe_bytes and (
+                sent < 2 * PROBE_CHUNK_BYTES or time.perf_counter() - start < self.probe_seconds
+            ):
+                n = min(PROBE_CHUNK_BYTES, self.probe_bytes - sent)
+                yield pb.ProbeChunk(data=filler[:n])
+                sent += n
+
+        reply = self._call(self.stub.Probe, chunks())
+        if not (np.isfinite(reply.mbps) and reply.mbps > 0):
+            raise DeviceError(f"{self.name}: the probe measured no rate ({reply.received_bytes} bytes)")
+        self.probe_result = ProbeResult(reply.received_bytes, reply.chunks, reply.elapsed_ns / 1e6, reply.mbps)
+        self.probe_reply = reply
+        self.uplink_mbps = float(reply.mbps)
+        return self.probe_result
+
     def register(self):
+        if self.uplink_mbps is None:
+            raise RuntimeConfigError(f"{self.name}: the uplink is to be measured: call probe_uplink() first")
         request = pb.RegisterRequest(
             device=self.name,
             network=self.network,
@@ -117,6 +189,8 @@ class DeviceClient:
             request.local_ms.extend(float(t) for t in self.local_ms)
         if self.cut_wanted is not None:
             request.cut = int(self.cut_wanted)
+        if self.probe_result is not None:
+            request.uplink_probe.CopyFrom(self.probe_reply)
         return self._call(self.stub.Register, request)
 
     def plan(self):
@@ -201,6 +275,8 @@ class DeviceClient:
         if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
             raise RuntimeConfigError(f"--repeats must be a positive integer, got {repeats}")
         self.sync_clock()
+        if self.measure_uplink:
+            self.probe_uplink()
         self.register()
         self.plan()
         self.fetch_layers()

@@ -39,6 +39,7 @@ from dnnpart.vocabulary import cut_name
 POLICIES = ("plan", "fifo", "srpt")
 TIMELINE_COLUMNS = ["round", "device", "layer", "where", "start_ms", "finish_ms", "clock"]
 INFER_TIMEOUT_S = 600  # a run waits at most this long for its layers (bounds every handler)
+PROBE_MAX_S = 60.0  # a probe that has not ended this long after its first chunk is refused
 
 
 class Refused(Exception):
@@ -104,6 +105,7 @@ class Registered:
     local_ms: list[float]
     cut: int | None
     peer: str
+    probe: str = ""  # how the device measured uplink_mbps, when it did (for the log)
 
 
 @dataclass
@@ -505,6 +507,43 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         return Job(device, rnd, cut + 1, split.n_layers, x, received_ns, server_ms), split
 
     # --- the MEC loop ------------------------------------------------------------------------------------
+    def Probe(self, request_iterator, context):
+        """Time a stream of filler chunks on the server's clock: the uplink rate the device then registers.
+        The first chunk only starts the clock (its bytes were sent before it), so at least two are needed."""
+        limit = self.config.max_message_bytes
+        received = chunks = first_bytes = 0
+        first_ns = last_ns = 0
+        try:
+            for chunk in request_iterator:
+                now = time.perf_counter_ns()
+                if not chunks:
+                    first_ns, first_bytes = now, len(chunk.data)
+                last_ns, received, chunks = now, received + len(chunk.data), chunks + 1
+                if received > limit:
+                    raise Refused(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"probe of more than {limit} bytes is over the server's limit of {limit} bytes",
+                    )
+                if now - first_ns > PROBE_MAX_S * 1e9:
+                    raise Refused(grpc.StatusCode.DEADLINE_EXCEEDED, f"probe still running after {PROBE_MAX_S:g} s")
+            elapsed = last_ns - first_ns
+            if chunks < 2 or elapsed <= 0 or received == first_bytes:
+                raise Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"probe of {received} bytes in {chunks} chunk(s) is too short to time: send at least two "
+                    "non-empty chunks",
+                )
+        except Refused as refusal:
+            self.refuse(context, "Probe", refusal)
+            return None
+        mbps = (received - first_bytes) * 8e3 / elapsed
+        self.event(
+            f"probe from {context.peer()}: {received} bytes in {chunks} chunks, {elapsed / 1e6:.1f} ms: {mbps:.2f} Mbps"
+        )
+        return pb.ProbeResponse(
+            received_bytes=received, chunks=chunks, first_chunk_bytes=first_bytes, elapsed_ns=elapsed, mbps=mbps
+        )
+
     def Register(self, request, context):
         try:
             d, split = self._register(request, context.peer())
@@ -515,7 +554,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             n = len(self.devices)
             self.lock.notify_all()
         self.event(
-            f"registered {d.name}: {d.network} (seed {d.seed}), uplink {d.uplink_mbps:g} Mbps, "
+            f"registered {d.name}: {d.network} (seed {d.seed}), uplink {d.uplink_mbps:g} Mbps{d.probe}, "
             f"cut {'free' if d.cut is None else d.cut}, from {d.peer} ({n}/{self.config.expected})"
         )
         return pb.RegisterResponse(
@@ -560,7 +599,13 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
                 )
         else:
             local = self._predict_local(request.profile or "measured", request.network)
-        d = Registered(request.device, request.network, int(request.seed), float(request.uplink_mbps), local, cut, peer)
+        probe = ""
+        if request.HasField("uplink_probe"):
+            p = request.uplink_probe
+            probe = f" (measured by a probe: {p.received_bytes} bytes in {p.elapsed_ns / 1e6:.1f} ms)"
+        d = Registered(
+            request.device, request.network, int(request.seed), float(request.uplink_mbps), local, cut, peer, probe
+        )
         with self.lock:  # checked again: the build above ran without the lock
             if request.device in self.devices:
                 raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"device {request.device!r} is already registered")
@@ -740,10 +785,14 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         with self.lock:
             predicted = dict(self.plan["completion_ms"]) if self.plan else {}
             cuts = dict(zip(self.plan["devices"], self.plan["cuts"])) if self.plan else {}
+            uplink = {d.name: d.uplink_mbps for d in self.devices.values()}
+            probed = {d.name: "probe" if d.probe else "configured" for d in self.devices.values()}
         out = df.groupby(["round", "device"], sort=False)["finish_ms"].max().rename("measured_ms").reset_index()
         out["cut"] = out["device"].map(cuts)
+        out["uplink_mbps"] = out["device"].map(uplink)
+        out["uplink_from"] = out["device"].map(probed)
         out["predicted_ms"] = out["device"].map(predicted)
-        return out[["round", "device", "cut", "predicted_ms", "measured_ms"]]
+        return out[["round", "device", "cut", "uplink_mbps", "uplink_from", "predicted_ms", "measured_ms"]]
 
     def write_log(self):
         with self.write_lock:  # one writer at a time: the atomic writes share a temporary name per process
@@ -783,9 +832,13 @@ class _TokenInterceptor(grpc.ServerInterceptor):
         def deny(request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(deny)
-        return grpc.unary_unary_rpc_method_handler(deny)
+        kind = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(handler.request_streaming, handler.response_streaming)]
+        return kind(deny)
 
 
 def start_server(config: ServeConfig) -> tuple[grpc.Server, EdgeServer, int]:

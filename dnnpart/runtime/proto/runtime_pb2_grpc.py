@@ -54,6 +54,11 @@ class EdgeInferenceStub:
                 request_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelInferResponse.FromString,
                 _registered_method=True)
+        self.Probe = channel.stream_unary(
+                '/dnnpart.runtime.v1.EdgeInference/Probe',
+                request_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeChunk.SerializeToString,
+                response_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeResponse.FromString,
+                _registered_method=True)
         self.Register = channel.unary_unary(
                 '/dnnpart.runtime.v1.EdgeInference/Register',
                 request_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.RegisterRequest.SerializeToString,
@@ -110,9 +115,17 @@ class EdgeInferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Register(self, request, context):
+    def Probe(self, request_iterator, context):
         """--- the MEC loop ---
+        Measure the uplink before registering: the device streams filler chunks, the server times them on its own
+        clock (first chunk's arrival to the last's) and answers with what it received.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Register(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -167,6 +180,11 @@ def add_EdgeInferenceServicer_to_server(servicer, server):
                     servicer.ModelInfer,
                     request_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelInferRequest.FromString,
                     response_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelInferResponse.SerializeToString,
+            ),
+            'Probe': grpc.stream_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeChunk.FromString,
+                    response_serializer=dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeResponse.SerializeToString,
             ),
             'Register': grpc.unary_unary_rpc_method_handler(
                     servicer.Register,
@@ -302,6 +320,33 @@ class EdgeInference:
             '/dnnpart.runtime.v1.EdgeInference/ModelInfer',
             dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelInferRequest.SerializeToString,
             dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ModelInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dnnpart.runtime.v1.EdgeInference/Probe',
+            dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeChunk.SerializeToString,
+            dnnpart_dot_runtime_dot_proto_dot_runtime__pb2.ProbeResponse.FromString,
             options,
             channel_credentials,
             insecure,
