@@ -13,6 +13,8 @@ Runs (the goals of issue 4, on a 2-core machine):
           (--peer-n 8,12,16,24,40 x --peer-seeds 1,2,3) and identical AlexNet devices as in `sweep`
           (--peer-sweep-n 4,8,16); one row per instance with both results, cpsat / ours ratios of the
           objective and of the time to proof (when both prove). Needs ortools: pip install 'dnnpart[bench]'
+  resnet18  identical ResNet-18 devices (a DAG: its subtasks are its blocks), `paper` profile, --sweep-mbps,
+          N = 1..--max-n, exact, --sweep-limit per solve (issue 14: each proven optimal in <= 5 s)
 If the `paper` delay profile is not available, a synthetic one (ms per MAC and per output element, server
 10x faster, as in the paper's eq. 1-2) stands in and the `source` column says so.
 """
@@ -36,7 +38,7 @@ from dnnpart.paths import BENCHMARKS_DIR
 
 OUT = BENCHMARKS_DIR / "results" / "milp.csv"
 SEED = 0
-SCENARIOS = ("sweep", "n3", "hetero", "peer")
+SCENARIOS = ("sweep", "n3", "hetero", "peer", "resnet18")
 
 
 def synthetic_device(name: str, network: str, mbps: float) -> Device:
@@ -209,6 +211,9 @@ def main(argv=None) -> int:
         for n in ints(args.peer_sweep_n):
             inst, source = identical("alexnet", n, args.sweep_mbps)
             run_peer(rows, "peer", "alexnet", args.sweep_mbps, None, inst, source, args.peer_limit)
+    for n in range(1, args.max_n + 1) if "resnet18" in wanted else ():
+        inst, source = identical("resnet18", n, args.sweep_mbps)
+        run(rows, "resnet18", "resnet18", args.sweep_mbps, inst, source, "exact", args.sweep_limit)
     df = pd.DataFrame(rows)
     out = Path(args.out)
     if out.exists() and wanted != set(SCENARIOS):
@@ -234,6 +239,12 @@ def summarise(df: pd.DataFrame) -> None:
             f"{int(s.proven_optimal.sum())}/{len(s)} proven"
         )
         print(f"  {net}: sweep N=1..16 in <=10 s total            {s.solve_time_s.sum():.2f} s")
+    r18 = ex[ex.scenario == "resnet18"]
+    if len(r18):
+        print(
+            f"  resnet18: proven optimal N<=16 in <=5 s each     max {r18.solve_time_s.max():.2f} s, "
+            f"{int(r18.proven_optimal.sum())}/{len(r18)} proven"
+        )
     n3 = df[df.scenario == "n3"].set_index("formulation")
     if {"exact", "paper"} <= set(n3.index):
         speedup = n3.loc["paper", "solve_time_s"] / max(n3.loc["exact", "solve_time_s"], 1e-9)

@@ -17,8 +17,8 @@ def test_fit_json_has_the_documented_keys(capsys):
     records = json.loads(capsys.readouterr().out)
     assert records and all(list(r) == METRIC_COLUMNS for r in records)
     combos = {(r["role"], r["layer_type"], r["family"]) for r in records}
-    # the measured profile predates the DAG layer types: it covers the paper's seven
-    assert combos == {(r, t, f) for r in ROLES for t in LAYER_TYPES[:7] for f in FAMILIES}
+    # the measured profile covers every layer type, the DAG types (added 2026-12-02) included
+    assert combos == {(r, t, f) for r in ROLES for t in LAYER_TYPES for f in FAMILIES}
     for r in records:
         assert r["n_test"] == round(0.2 * (r["n_train"] + r["n_test"]))
         assert 0 <= r["within10"] <= 1 and r["mae_ms"] >= 0

@@ -69,7 +69,16 @@ def test_compile_writes_the_instance(tmp_path):
     instance = load_instance(out)
     assert instance == compile_scenario(EXAMPLE).instance
     data = json.loads(out.read_text())
-    assert [d["name"] for d in data["devices"]] == ["phone-0", "phone-1", "phone-2", "board-0", "board-1", "sensor-0"]
+    assert [d["name"] for d in data["devices"]] == [
+        "phone-0",
+        "phone-1",
+        "phone-2",
+        "board-0",
+        "board-1",
+        "sensor-0",
+        "camera-0",
+        "camera-1",
+    ]
     assert data["devices"][5]["_layers"] == networks.get("lenet")["name"].tolist()
     # eq. (3) at the example's 8 Mbps: AlexNet's 3x227x227 float32 input
     assert data["devices"][0]["upload_ms"][0] == pytest.approx(3 * 227 * 227 * 4 * 8 / 8000)
@@ -104,24 +113,27 @@ def test_solve_json_plan(solved):
     for method in METHODS:  # the optimum is never worse than a baseline
         assert plan["avg_delay_ms"] <= plan["baselines"][method]["avg_delay_ms"] + 1e-6
     devices = plan["devices"]
-    assert [d["device"] for d in devices] == ["phone-0", "phone-1", "phone-2", "board-0", "board-1", "sensor-0"]
-    assert sum(d["completion_ms"] for d in devices) / 6 == pytest.approx(plan["avg_delay_ms"])
+    assert [d["device"] for d in devices] == [
+        "phone-0",
+        "phone-1",
+        "phone-2",
+        "board-0",
+        "board-1",
+        "sensor-0",
+        "camera-0",
+        "camera-1",
+    ]
+    assert sum(d["completion_ms"] for d in devices) / 8 == pytest.approx(plan["avg_delay_ms"])
     for d in devices:
-        m = len(networks.get(d["network"]))
-        want = (
-            "input"
-            if d["cut"] == 0
-            else "all local"
-            if d["cut"] == m
-            else networks.get(d["network"])["name"][d["cut"] - 1]
-        )
+        names = networks.block_names(networks.get(d["network"]))  # MobileNetV2's subtasks are its blocks
+        want = "input" if d["cut"] == 0 else "all local" if d["cut"] == len(names) else names[d["cut"] - 1]
         assert d["cut_layer"] == want
         assert d["completion_ms"] >= d["local_ms"] + d["upload_ms"] + d["server_ms"] + d["download_ms"] - 1e-6
     # the ONNX-imported LeNet is named by its own layers
     assert devices[5]["network"] == "lenet"
     assert devices[5]["cut_layer"] in set(networks.get("lenet")["name"]) | {"input", "all local"}
-    assert plan["baselines"]["case3"]["cut_layers"] == ["all local"] * 6
-    assert plan["baselines"]["case2"]["cut_layers"] == ["input"] * 6
+    assert plan["baselines"]["case3"]["cut_layers"] == ["all local"] * 8
+    assert plan["baselines"]["case2"]["cut_layers"] == ["input"] * 8
 
 
 def test_solve_report_is_self_contained_html(solved):

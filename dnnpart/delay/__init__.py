@@ -6,7 +6,7 @@
 - `additivity`: sum of predicted layer delays against a whole-network run.
 """
 
-from dnnpart.delay.additivity import additivity_check, measure_network, profile_threads
+from dnnpart.delay.additivity import additivity_check, covered_networks, measure_network, profile_threads
 from dnnpart.delay.models import (
     FAMILIES,
     METRIC_COLUMNS,
@@ -14,6 +14,7 @@ from dnnpart.delay.models import (
     LayerModel,
     available_profiles,
     conv_coefficients,
+    conv_shape_report,
     features,
     fit_report,
     heldout_predictions,
@@ -34,6 +35,8 @@ __all__ = [
     "available_profiles",
     "build_paper_profile",
     "conv_coefficients",
+    "conv_shape_report",
+    "covered_networks",
     "features",
     "fit_report",
     "heldout_predictions",

@@ -28,6 +28,17 @@ def profile_threads(profile: str | Path, role: str) -> int:
     return default_threads(role)
 
 
+def covered_networks(profile: str | Path, family: str = "dnnpart", seed: int = 0) -> list[str]:
+    """The zoo networks (the paper's four, then the DAG networks) whose every layer type the profile has a model
+    for on every role it serves: a profile measured before the DAG types were added prices only the chains."""
+    model = load_delay_model(profile, family, seed)
+    return [
+        n
+        for n in networks.names(include_dag=True)
+        if all(set(networks.get(n)["type"]) <= set(types) for types in model.models.values())
+    ]
+
+
 def measure_network(name: str, threads: int, repeats: int | None = None, seed: int = 0) -> dict:
     """Whole-network onnxruntime latency of a zoo network (same session options as the layer profiler).
 

@@ -38,7 +38,7 @@ from dnnpart.paths import CACHE_DIR, PROFILES_DIR
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
-CACHE_VERSION = 3  # bump when fitting changes, so that stale cached fits are not read
+CACHE_VERSION = 4  # bump when fitting changes, so that stale cached fits are not read
 FORMULA_ENGINE = "patsy"  # pinned so that term names (and cached parameter names) never change
 TEST_SHARE = 0.2
 VALIDATION_SHARE = 0.25  # of the training rows, for choosing the dnnpart form
@@ -118,6 +118,8 @@ def features(layers: pd.DataFrame) -> pd.DataFrame:
     # conv's im2col buffer (K^2 I G^2 floats per group)
     f["lwb"] = np.log2((f["K"] ** 2 * f["Cin"] * f["O"] * groups * 4).clip(lower=1))
     f["lcolb"] = np.log2((f["K"] ** 2 * f["Cin"] * f["G"] ** 2 * 4).clip(lower=1))
+    # and of the input map (all its channels, every input of a join): what an element-wise layer streams
+    f["lmapb"] = np.log2((f["L"] ** 2 * layers["in_channels"].astype(float) * 4).clip(lower=1))
     f = pd.concat([f, conv_cost_terms(layers, f)], axis=1)
     if "latency_ms" in layers:
         f["latency_ms"] = layers["latency_ms"].astype(float)
@@ -204,6 +206,9 @@ def polynomial_formula(variables: list[str], degree: int, max_power: dict[str, i
 # weights once per run (a conv its im2col buffer), so time per byte steps where they stop fitting in L2, then L3.
 BYTE_KNOTS_LOG2 = tuple(range(16, 29))
 HINGE_VARIABLES = {"fc": "lwb", "conv": "lcolb"}
+# The element-wise DAG types (and depthwise conv, which reads each input element K^2 times) stream their input
+# map: time per element steps where it stops fitting in L2, then L3, as the fc's weights do.
+HINGE_VARIABLES.update(dict.fromkeys(("dwconv", "batchnorm", "add", "clip", "gap", "concat"), "lmapb"))
 
 
 def hinge_terms(variable: str, knots) -> list[str]:
@@ -238,6 +243,10 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
     weighted = [(cost_formula(v), RELATIVE_WEIGHTS) for v in COST_TERMS] if layer_type == "conv" else []
     if layer_type in LINEAR_COST_TYPES:  # a per-call overhead plus a cost per element, weighted as for conv
         weighted.append((PAPER_FORMULAS[layer_type], RELATIVE_WEIGHTS))
+        hv = HINGE_VARIABLES[layer_type]
+        knots = [k for k in BYTE_KNOTS_LOG2 if (train[hv] > k).sum() >= 5]
+        for d in (1, 2, 3):  # the map's bytes alone: a polynomial in their log plus the cache hinges
+            cands.append(polynomial_formula([hv], d) + " + " + " + ".join(hinge_terms(hv, knots)))
     return [(c, "") for c in cands] + weighted
 
 
@@ -747,3 +756,41 @@ def heldout_predictions(profile: str | Path, seed: int = 0, roles=ROLES, familie
         raise ProfileError(f"profile {str(profile)!r} has no measured CSV (device.csv/server.csv)")
     cols = ["role", "layer_type", "family", "split", *FACTORS, "measured_ms", "predicted_ms", "rel_error"]
     return pd.concat(frames, ignore_index=True)[cols]
+
+
+CONV_SUBSETS = ("1x1", "grouped", "kxk")  # the conv shapes residual and mobile networks rely on, told apart
+
+
+def conv_subset(layers: pd.DataFrame) -> pd.Series:
+    """Which CONV_SUBSETS a conv row belongs to: grouped (groups > 1), else 1x1 (kernel 1), else kxk."""
+    return pd.Series(
+        np.where(layers["groups"] > 1, "grouped", np.where(layers["kernel"] == 1, "1x1", "kxk")), index=layers.index
+    )
+
+
+def conv_shape_report(profile: str | Path, seed: int = 0) -> pd.DataFrame:
+    """The conv model's accuracy per conv shape (CONV_SUBSETS), on two kinds of unseen rows: the profile's own
+    held-out conv rows (`source` = "held-out") and, where the profile ships `modern-conv-<role>.csv`
+    (`profiler.validation_sweep`: ResNet/MobileNet 1x1 and grouped convs measured beside the profile, never
+    fitted), those rows (`source` = "modern-conv"). Columns: role, family, source, subset, n and the metrics."""
+    folder = resolve_profile(profile)
+    held = heldout_predictions(profile, seed)
+    held = held[(held["layer_type"] == "conv") & (held["split"] == "test")].assign(source="held-out")
+    frames = [held]
+    for role in [r for r in ROLES if (folder / f"modern-conv-{r}.csv").is_file()]:
+        extra = read_profile_csv(folder / f"modern-conv-{role}.csv")
+        for family in FAMILIES:
+            model = fitted_role_models(folder, role, family, seed)["conv"]
+            pred = model.predict(features(extra)).to_numpy()
+            frames.append(
+                extra[["role", "layer_type", *FACTORS]].assign(
+                    family=family, source="modern-conv", measured_ms=extra["latency_ms"].to_numpy(), predicted_ms=pred
+                )
+            )
+    df = pd.concat(frames, ignore_index=True)
+    df["subset"] = conv_subset(df)
+    rows = []
+    for (role, family, source, subset), part in df.groupby(["role", "family", "source", "subset"], sort=True):
+        m = metrics(part["measured_ms"].to_numpy(), part["predicted_ms"].to_numpy())
+        rows.append({"role": role, "family": family, "source": source, "subset": subset, "n": len(part), **m})
+    return pd.DataFrame(rows)

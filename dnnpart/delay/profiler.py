@@ -403,6 +403,20 @@ def design(layer_type: str, seed: int = 0) -> list[Config]:
     return unique
 
 
+def modern_conv_design(seed: int = 0) -> list[Config]:
+    """The conv sweep's residual/mobile part (1x1 and grouped convs, `_conv_modern`) without the configurations
+    the classic part already holds: what `validation_sweep` measures beside a profile without changing its fit."""
+    rng = np.random.default_rng([seed, LAYER_TYPES.index("conv")])
+    fixed = _conv_sweep()
+    classic = set(fixed + _conv_random(rng, DESIGN_SIZES["conv"] - len(fixed)))
+    seen, out = set(classic), []
+    for c in _conv_modern(rng):
+        if c not in seen:
+            seen.add(c)
+            out.append(c)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- one-node graphs
 def config_layer(config: Config) -> Layer:
     """The `Layer` spec of a configuration, for the shared ONNX node builder (pools round down, as measured)."""
@@ -581,6 +595,37 @@ def measure_window(config: Config, threads: int, reference, repeats: int | None 
     }
 
 
+def measure_fastest(configs: list[Config], threads: int, seed: int = 0, passes: int = PASSES, progress=False):
+    """Each configuration's fastest window median (ms) over `passes`, each pass in its own shuffled order (as the
+    profile is measured)."""
+    from tqdm.auto import tqdm
+
+    rng, reference = np.random.default_rng(seed), reference_session(threads)
+    best = np.full(len(configs), np.inf)
+    with tqdm(total=passes * len(configs), unit="window", disable=not progress, file=sys.stderr) as bar:
+        for p in range(passes):
+            for i in np.random.default_rng([seed, p]).permutation(len(configs)):
+                best[i] = min(best[i], measure_window(configs[i], threads, reference, rng=rng)["raw_ms"])
+                bar.update(1)
+    return best
+
+
+def validation_sweep(role: str, threads: int | None = None, seed: int = 0, passes: int = PASSES, progress=True):
+    """Measure `modern_conv_design` (ResNet/MobileNet 1x1 convs, grouped convs) as the profile is measured: an
+    out-of-sample test of a profile's conv model on shapes its fit never saw, kept apart from the profile so its
+    conv rows and fit stay as they were. Returns a DataFrame (role, layer_type, the factors, latency_ms)."""
+    import pandas as pd
+
+    if role not in ROLES:
+        raise ProfileError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
+    threads = default_threads(role) if threads is None else threads
+    configs = modern_conv_design(seed)
+    best = measure_fastest(configs, threads, seed, passes, progress)
+    out = pd.DataFrame([c.key(role) for c in configs], columns=["role", "layer_type", *FACTORS])
+    out["latency_ms"] = np.round(best, 6)
+    return out
+
+
 def retest(
     profile_dir: str | Path,
     role: str,
@@ -607,11 +652,7 @@ def retest(
     threads = default_threads(role) if threads is None else threads
     sample = df.sample(min(n, len(df)), random_state=seed).sort_index()
     configs = [Config(layer_type, *(int(r[f]) for f in FACTORS)) for _, r in sample.iterrows()]
-    rng, reference = np.random.default_rng(seed), reference_session(threads)
-    best = np.full(len(configs), np.inf)
-    for p in range(passes):
-        for i in np.random.default_rng([seed, p]).permutation(len(configs)):
-            best[i] = min(best[i], measure_window(configs[i], threads, reference, rng=rng)["raw_ms"])
+    best = measure_fastest(configs, threads, seed, passes)
     out = sample[["role", "layer_type", *FACTORS]].copy()
     out["stored_ms"] = sample["latency_ms"].to_numpy()
     out["retest_ms"] = best
@@ -697,6 +738,26 @@ def aggregate_runs(runs, order: list[tuple] | None = None):
     return out[list(PROFILE_COLUMNS)]
 
 
+def half_agreement(runs, tolerance: float = 0.10):
+    """How far a profile agrees with itself: per (role, layer_type), the share of configurations whose fastest
+    window in the first half of the passes is within `tolerance` of the fastest in the second half (the first
+    floor(passes/2) passes against the rest). Roughly the best within-10 % any model can score on these data."""
+    import pandas as pd
+
+    keys = ["role", "layer_type", *FACTORS]
+    half = runs["pass"] < (runs["pass"].max() + 1) // 2
+    first = runs[half].groupby(keys)["raw_ms"].min()
+    second = runs[~half].groupby(keys)["raw_ms"].min()
+    both = pd.concat({"first": first, "second": second}, axis=1).dropna()
+    close = ((both["first"] / both["second"] - 1).abs() <= tolerance).rename("halves_within10")
+    return (
+        close.groupby(["role", "layer_type"])
+        .agg(["size", "mean"])
+        .rename(columns={"size": "n", "mean": "halves_within10"})
+        .reset_index()
+    )
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -775,11 +836,19 @@ def _write_metadata(
             pass
     meta["note"] = old.get("note", "")  # keep the note (e.g. "shared VM") across resumed runs
     # one entry per run that wrote into this profile, so a resumed profile keeps the provenance of every run
-    runs = [r for r in old.get("runs", []) if r.get("started_utc") != started]
+    # The VM may move to another host between runs (2026-12-02: an Intel Xeon where 2026-11-27 had an AMD EPYC),
+    # so every run records its own CPU; earlier entries without one inherit the previous top-level record.
+    runs = [
+        {**r, "cpu_model": r.get("cpu_model", old.get("cpu_model")), "platform": r.get("platform", old.get("platform"))}
+        for r in old.get("runs", [])
+        if r.get("started_utc") != started
+    ]
     runs.append(
         {
             "started_utc": started,
             "ended_utc": meta["date_utc"],
+            "cpu_model": meta["cpu_model"],
+            "platform": meta["platform"],
             "command": command,
             "threads": threads,
             "load_average_end": meta["load_average"],
@@ -885,7 +954,9 @@ def _run_profile(out, role, threads, layer_types, limit, repeats, seed, passes, 
     configs = []
     for t in types:
         configs += design(t, seed)[:limit]
-    order = [c.key(role) for c in configs]
+    # The profile's rows follow every type's sweep (LAYER_TYPES order), not only the types measured now: new
+    # types measured into an existing profile come after its earlier rows, which stay where they were.
+    order = [c.key(role) for t in LAYER_TYPES for c in (design(t, seed)[:limit] if t in types else design(t, seed))]
     todo = []
     for p in range(passes):
         shuffled = [configs[i] for i in np.random.default_rng([seed, p]).permutation(len(configs))]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dnnpart import delay
+from dnnpart import delay, networks
 from dnnpart.errors import DnnpartError, ProfileError
 from dnnpart.optimiser.baselines import solve_all_methods
 from dnnpart.optimiser.instance import Device, Instance
@@ -172,6 +172,17 @@ def simulate(instance: Instance, cuts, server_order, local: list[np.ndarray], se
     return np.mean(done, axis=0)
 
 
+def _block_factors(layers: pd.DataFrame, predicted_ms, factors: np.ndarray) -> np.ndarray:
+    """(n_draws, n_layers) layer factors -> (n_draws, n_blocks) block factors: a block's realised time is the sum
+    of its layers' predicted times times their factors, i.e. its predicted time times their weighted mean."""
+    predicted = np.asarray(predicted_ms, dtype=float)
+    totals = networks.block_sums(layers, predicted)
+    out = np.empty((factors.shape[0], len(totals)))
+    for b, (start, stop) in enumerate(networks.block_bounds(layers)):
+        out[:, b] = factors[:, start:stop] @ predicted[start:stop] / totals[b]
+    return out
+
+
 def robustness(
     compiled_or_path,
     n_draws: int = ROBUSTNESS_DRAWS,
@@ -199,17 +210,21 @@ def robustness(
     server_key = ("server", str(compiled.scenario.server_profile.folder))
     local, server = [], []
     for i, d in enumerate(inst.devices):
-        types = compiled.layers(i)["type"].tolist()
-        if len(types) != d.n_layers:  # a DAG network: one time per block, its layers' predictions summed
-            raise DnnpartError(
-                f"{d.name}: robustness draws one error per layer, and {compiled.group(i).network_name} is a DAG "
-                "whose subtasks are blocks of layers; it is not supported for DAG networks yet"
+        layers = compiled.layers(i)
+        types = layers["type"].tolist()
+        group = compiled.group(i)
+        dev_key = ("device", str(group.profile.folder))
+        dev = _draw_factors(tables[dev_key], types, n_draws, rng, f"{d.name} device")
+        srv = _draw_factors(tables[server_key], types, n_draws, rng, f"{d.name} server")
+        if networks.is_dag(layers):  # one time per block: its layers' factors, weighted by their predicted times
+            family = compiled.scenario.family
+            dev = _block_factors(
+                layers, delay.load_delay_model(group.profile.spec, family).predict(layers, "device"), dev
             )
-        dev_key = ("device", str(compiled.group(i).profile.folder))
-        local.append(np.asarray(d.local_ms) * _draw_factors(tables[dev_key], types, n_draws, rng, f"{d.name} device"))
-        server.append(
-            np.asarray(d.server_ms) * _draw_factors(tables[server_key], types, n_draws, rng, f"{d.name} server")
-        )
+            srv_model = delay.load_delay_model(compiled.scenario.server_profile.spec, family)
+            srv = _block_factors(layers, srv_model.predict(layers, "server"), srv)
+        local.append(np.asarray(d.local_ms) * dev)
+        server.append(np.asarray(d.server_ms) * srv)
     frames = []
     for method, sol in solutions.items():
         realised = simulate(inst, sol.schedule.cuts, sol.schedule.server_order, local, server)

@@ -41,15 +41,16 @@ SWEEP_NODE_LIMIT = 500
 
 
 def transmitted_bytes(layers: pd.DataFrame, cuts: Iterable[int]) -> int:
-    """Bytes all devices upload: the input of layer c+1 for every cut c below the last layer."""
-    in_bytes = layers["in_bytes"].to_numpy()
+    """Bytes all devices upload: the input of subtask c+1 (layer, or block of a DAG) for every cut c below the
+    last one."""
+    in_bytes = networks.block_in_bytes(layers)
     return int(sum(in_bytes[c] for c in cuts if c < len(in_bytes)))
 
 
 def scenario_rows(network: str, n_devices: int, bandwidth_mbps: float, load: float, profile: str) -> list[dict]:
     """Solve one identical-devices scenario with every method: one row per method."""
     layers = networks.get(network)
-    layer_names = layers["name"].tolist()
+    layer_names = networks.block_names(layers)  # a cut of a DAG is named by its last local block's last layer
     instance = network_instance(network, n_devices, bandwidth_mbps, load, profile)
     rows = []
     for method, solution in solve_all_methods(instance, node_limit=SWEEP_NODE_LIMIT).items():
@@ -119,6 +120,24 @@ def network_sweep(
     case3 = df[df["method"] == "case3"].set_index(["profile", "network"])["avg_delay_ms"]
     df["relative_speed"] = [case3[(p, n)] / d for p, n, d in zip(df["profile"], df["network"], df["avg_delay_ms"])]
     return df
+
+
+def partitioning_gains(df: pd.DataFrame) -> pd.DataFrame:
+    """What Case 1 (optimal partition) buys per (profile, network) of a network sweep: its delay against all-local
+    (Case 3) and all-offloaded (Case 2) in ms and as a reduction in %, where its devices cut, and the bytes each
+    device uploads at those cuts against the raw input (Case 2's upload)."""
+    wide = df.pivot_table(index=["profile", "network"], columns="method", values="avg_delay_ms", sort=False)
+    case1 = df[df["method"] == "case1"].set_index(["profile", "network"])
+    case2 = df[df["method"] == "case2"].set_index(["profile", "network"])
+    out = wide[["case1", "case2", "case3"]].add_suffix("_ms").reset_index()
+    out["reduction_vs_case2_pct"] = 100.0 * (1.0 - out["case1_ms"] / out["case2_ms"])
+    out["reduction_vs_case3_pct"] = 100.0 * (1.0 - out["case1_ms"] / out["case3_ms"])
+    keys = list(zip(out["profile"], out["network"]))
+    out["case1_cut_layers"] = [case1.loc[k, "cut_layers"] for k in keys]
+    per_device = {m: t["transmitted_bytes"] / t["n_devices"] for m, t in (("case1", case1), ("case2", case2))}
+    out["case1_upload_bytes_per_device"] = [float(per_device["case1"][k]) for k in keys]
+    out["input_bytes"] = [float(per_device["case2"][k]) for k in keys]
+    return out
 
 
 def load_sweep(
