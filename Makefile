@@ -65,12 +65,14 @@ reports/index.html: $(REPORTS) $(STAMP)
 lab: $(STAMP) ## open JupyterLab on the project's environment
 	$(VENV)/bin/jupyter lab --notebook-dir=.
 
-benchmark: $(STAMP) ## run the benchmarks (optimiser and its CP-SAT peer, time limits, edge runtime, testbed) into benchmarks/results/
+benchmark: $(STAMP) ## run the benchmarks (optimiser and its CP-SAT peer, time limits, proofs, edge runtime, testbed, Dask sweeps) into benchmarks/results/
 	$(PY) -m pip install --quiet 'ortools>=9.10' 'protobuf>=7.35'  # the peer; protobuf kept for the runtime's gRPC
 	$(PY) benchmarks/bench_milp.py
 	$(PY) benchmarks/bench_deadline.py
+	$(PY) benchmarks/bench_proofs.py
 	$(PY) benchmarks/bench_runtime.py
 	$(PY) benchmarks/bench_testbed.py  # needs root (tc, namespaces, cgroups)
+	$(PY) benchmarks/bench_sweep.py
 
 clean: ## remove generated outputs (reports/, caches); never data/
 	find reports -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
