@@ -115,6 +115,7 @@ def fig2_relative_speed(df):
         aspect=1.25,
         sharey=False,
     )
+    g.tick_params(axis="x", labelrotation=30)  # seven network names do not fit side by side
     return _decorate(
         g,
         "network",
