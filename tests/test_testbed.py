@@ -134,7 +134,13 @@ def test_a_testbed_stopped_mid_run_leaves_nothing(tmp_path, sig):
     assert len(links.namespaces(proc.pid)) == 3
     assert leftovers(proc.pid, out)["cgroups"] and leftovers(proc.pid, out)["processes"]
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # say where it hung, then clean up so nothing is left for other tests
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        subprocess.run([sys.executable, "-m", "dnnpart", "testbed", "--cleanup"], capture_output=True, timeout=60)
+        pytest.fail(f"the testbed did not stop within 60 s of {sig.name}; its stderr ends: {err[-1500:]}")
     assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else 130), err
     assert leftovers(proc.pid, out) == NOTHING
 

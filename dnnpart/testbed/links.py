@@ -210,6 +210,10 @@ def remove_stale() -> list[str]:
 # --- starting processes inside a namespace and a cgroup --------------------------------------------------
 
 
+# The signals that stop a testbed (Ctrl-C, kill): blocked while a child is started (run.Testbed._start).
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def child_setup(netns: str | None, cgroup_procs: list[Path]):
     """A preexec_fn: join the namespace and the cgroups, and die with the testbed (PR_SET_PDEATHSIG), before
     the child runs anything, so no instant of the device runs outside its emulated board."""
@@ -218,6 +222,7 @@ def child_setup(netns: str | None, cgroup_procs: list[Path]):
     parent = os.getpid()
 
     def setup():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the parent while it forks
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the testbed died before prctl took effect
             os._exit(1)

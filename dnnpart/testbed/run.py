@@ -214,9 +214,15 @@ class Testbed:
     def _start(self, cmd: list[str], where: str | None, group: str | None, **kwargs) -> subprocess.Popen:
         procs = self.groups[group].procs_files() if group in self.groups else []
         env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT), "OMP_NUM_THREADS": "1"}
-        proc = links.popen(cmd, where, procs, env=env, **kwargs)
-        with self.lock:
-            self.procs.append(proc)
+        # A Ctrl-C or SIGTERM between the fork and the append would leave a child close() does not know: the
+        # stop signals wait (blocked) until the child is recorded; the child unblocks them (links.child_setup).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, links.STOP_SIGNALS)
+        try:
+            proc = links.popen(cmd, where, procs, env=env, **kwargs)
+            with self.lock:
+                self.procs.append(proc)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return proc
 
     def _netns(self, k: int | None) -> str | None:
