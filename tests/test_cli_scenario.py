@@ -13,6 +13,8 @@ from dnnpart.optimiser.instance import load_instance
 from dnnpart.planning.compile import compile_scenario
 
 EXAMPLE = paths.EXAMPLES_DIR / "heterogeneous.yaml"
+# The example scenario's devices, in the order compile and the plan list them.
+EXAMPLE_DEVICES = ["phone-0", "phone-1", "phone-2", "board-0", "board-1", "sensor-0", "camera-0", "camera-1"]
 METHODS = ["case2", "case3", "independent"]
 
 
@@ -69,16 +71,7 @@ def test_compile_writes_the_instance(tmp_path):
     instance = load_instance(out)
     assert instance == compile_scenario(EXAMPLE).instance
     data = json.loads(out.read_text())
-    assert [d["name"] for d in data["devices"]] == [
-        "phone-0",
-        "phone-1",
-        "phone-2",
-        "board-0",
-        "board-1",
-        "sensor-0",
-        "camera-0",
-        "camera-1",
-    ]
+    assert [d["name"] for d in data["devices"]] == EXAMPLE_DEVICES
     assert data["devices"][5]["_layers"] == networks.get("lenet")["name"].tolist()
     # eq. (3) at the example's 8 Mbps: AlexNet's 3x227x227 float32 input
     assert data["devices"][0]["upload_ms"][0] == pytest.approx(3 * 227 * 227 * 4 * 8 / 8000)
@@ -113,16 +106,7 @@ def test_solve_json_plan(solved):
     for method in METHODS:  # the optimum is never worse than a baseline
         assert plan["avg_delay_ms"] <= plan["baselines"][method]["avg_delay_ms"] + 1e-6
     devices = plan["devices"]
-    assert [d["device"] for d in devices] == [
-        "phone-0",
-        "phone-1",
-        "phone-2",
-        "board-0",
-        "board-1",
-        "sensor-0",
-        "camera-0",
-        "camera-1",
-    ]
+    assert [d["device"] for d in devices] == EXAMPLE_DEVICES
     assert sum(d["completion_ms"] for d in devices) / 8 == pytest.approx(plan["avg_delay_ms"])
     for d in devices:
         names = networks.block_names(networks.get(d["network"]))  # MobileNetV2's subtasks are its blocks
