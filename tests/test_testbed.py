@@ -98,15 +98,24 @@ def test_the_study_runs_the_cases_and_reports_the_fallback(tmp_path, monkeypatch
     assert (up["finish_ms"] - up["start_ms"]).min() >= 0.95 * (3136 - 3028) * 8 / 2.5e3
 
 
+def _interruptible():
+    """Ctrl-C as a terminal delivers it. A child inherits an ignored or blocked SIGINT, and in a full run an
+    earlier test leaves the pytest process so (the SIGINT test then hung with no output), which would make
+    this test check the test process rather than the testbed."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(tmp_path, devices: int = 2):
     """`dnnpart testbed` in a subprocess, returned once case 1's server has started."""
     scenario = write_scenario(tmp_path / "s.yaml", [GROUPS[0] | {"count": devices}])
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT), "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "dnnpart", "testbed", "--scenario", str(scenario), "--out", str(out)]
     proc = subprocess.Popen(
         [*cmd, "--repeats", "200", "--probe-seconds", "0.2"],
         env=env,
+        preexec_fn=_interruptible,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -137,10 +146,17 @@ def test_a_testbed_stopped_mid_run_leaves_nothing(tmp_path, sig):
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:  # say where it hung, then clean up so nothing is left for other tests
-        proc.kill()
-        _, err = proc.communicate(timeout=30)
+        with open(f"/proc/{proc.pid}/status") as fh:
+            masks = " ".join(line.strip() for line in fh if line.startswith(("SigPnd", "SigBlk", "SigIgn", "SigCgt")))
+        proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to stderr
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+        err = f"{masks}\n{err}"
         subprocess.run([sys.executable, "-m", "dnnpart", "testbed", "--cleanup"], capture_output=True, timeout=60)
-        pytest.fail(f"the testbed did not stop within 60 s of {sig.name}; its stderr ends: {err[-1500:]}")
+        pytest.fail(f"the testbed did not stop within 60 s of {sig.name}; its stderr ends: {err[-6000:]}")
     assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else 130), err
     assert leftovers(proc.pid, out) == NOTHING
 
