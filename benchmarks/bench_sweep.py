@@ -1,14 +1,16 @@
 """Do the study's sweeps scale out? Serial against a Dask LocalCluster, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_sweep.py [--notebooks 02,03,04,05] [--workers 1,2] [--draws 200]
+    .venv/bin/python benchmarks/bench_sweep.py [--notebooks 02,03,04,05] [--workers 1,2] [--sweep-runs 1000:1,1000:2]
 
 Two parts, one CSV (benchmarks/results/sweep.csv, a row per measurement):
 - `notebook`: each sweep notebook executed by papermill as `make reproduce` does, once with scheduler "serial"
   and once on a LocalCluster of each --workers count; wall time, speedup against serial, and whether every CSV
   the notebook wrote is byte-identical to the serial run's.
-- `dnnpart sweep`: `--draws` random points (AlexNet/VGG16/LeNet, N = 1-8, 0.5-50 Mbps, load 0-0.5, `paper`
-  profile) solved by the command with 1 and 2 workers: points per second, and the time 10,000 such points would
-  take at that rate (an extrapolation from the sample, labelled `extrapolated`), against the 30-minute goal.
+- `dnnpart sweep`: random points (AlexNet/VGG16/LeNet, N = 1-8, 0.5-50 Mbps, load 0-0.5, `paper` profile)
+  solved by the command, one run per `--sweep-runs` entry POINTS:WORKERS: points per second, and the minutes
+  10,000 such points take (measured when POINTS is 10000, else extrapolated from the run's rate: `extrapolated`
+  says which), against the 30-minute goal. A run's wall time includes starting the LocalCluster and each
+  worker's first point (loading the delay models), which a sample of a few hundred points does not amortise.
 Wall times depend on what else runs on the machine: the load average before each run is recorded beside it.
 """
 
@@ -81,13 +83,14 @@ def bench_notebooks(names: list[str], workers: list[int]) -> list[dict]:
     return rows
 
 
-def bench_sweep_command(draws: int, workers: list[int]) -> list[dict]:
+def bench_sweep_command(runs: list[tuple[int, int]]) -> list[dict]:
+    """One `dnnpart sweep` per (points, workers); runs of the same size must write the same table."""
     rows, tables = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        grid = Path(tmp) / "grid.yaml"
-        grid.write_text(DRAWS_GRID.format(draws=draws))
-        for w in workers:
-            out = Path(tmp) / f"w{w}.parquet"
+        for draws, w in runs:
+            grid = Path(tmp) / f"grid-{draws}.yaml"
+            grid.write_text(DRAWS_GRID.format(draws=draws))
+            out = Path(tmp) / f"p{draws}-w{w}.parquet"
             load = load_average()
             start = time.perf_counter()
             res = subprocess.run(
@@ -97,29 +100,39 @@ def bench_sweep_command(draws: int, workers: list[int]) -> list[dict]:
             )  # fmt: skip
             wall = time.perf_counter() - start
             points = json.loads(res.stdout)["points"]
-            tables[w] = pd.read_parquet(out)
+            table = pd.read_parquet(out)
+            tables.setdefault(draws, table)
             rate = points / wall
             rows.append(dict(part="dnnpart sweep", name=f"{points} random points", scheduler="local", workers=w,
-                             wall_s=wall, points_per_s=rate, extrapolated_10000_points_min=10_000 / rate / 60,
-                             same_csvs=tables[w].equals(tables[workers[0]]), load_average=load))  # fmt: skip
-    base = rows[0]["points_per_s"]
+                             wall_s=wall, points_per_s=rate, minutes_for_10000_points=10_000 / rate / 60,
+                             extrapolated=points != 10_000, same_csvs=table.equals(tables[draws]),
+                             load_average=load))  # fmt: skip
+    base = rows[0]["points_per_s"] if rows else None
     for r in rows:
-        r["speedup"] = r["points_per_s"] / base
+        r["speedup"] = r["points_per_s"] / base  # against the first run's rate
     return rows
+
+
+def parse_runs(text: str) -> list[tuple[int, int]]:
+    try:
+        runs = [tuple(int(x) for x in item.split(":")) for item in text.split(",") if item]
+    except ValueError:
+        runs = [()]
+    if any(len(r) != 2 or min(r) < 1 for r in runs):
+        raise SystemExit(f"--sweep-runs: expected POINTS:WORKERS[,POINTS:WORKERS...] (positive), got {text!r}")
+    return runs
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notebooks", default="02,03,04,05", help="comma-separated notebook numbers ('' to skip)")
     ap.add_argument("--workers", default="2", help="comma-separated LocalCluster sizes for the notebooks")
-    ap.add_argument("--sweep-workers", default="1,2", help="comma-separated worker counts for dnnpart sweep")
-    ap.add_argument("--draws", type=int, default=200, help="random points for the dnnpart sweep sample (0 skips)")
+    ap.add_argument("--sweep-runs", default="1000:1,1000:2", help="dnnpart sweep runs, POINTS:WORKERS,... ('' skips)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",") if w]
     rows = bench_notebooks([n for n in args.notebooks.split(",") if n], workers)
-    if args.draws:
-        rows += bench_sweep_command(args.draws, [int(w) for w in args.sweep_workers.split(",") if w])
+    rows += bench_sweep_command(parse_runs(args.sweep_runs))
     table = pd.DataFrame(rows)
     write_csv(table, Path(args.out))
     print(table.to_string(index=False))
