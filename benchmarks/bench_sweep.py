@@ -114,12 +114,10 @@ def bench_sweep_command(runs: list[tuple[int, int]]) -> list[dict]:
 
 
 def parse_runs(text: str) -> list[tuple[int, int]]:
-    try:
-        runs = [tuple(int(x) for x in item.split(":")) for item in text.split(",") if item]
-    except ValueError:
-        runs = [()]
+    """'1000:1,1000:2' -> [(1000, 1), (1000, 2)]; ValueError on anything else."""
+    runs = [tuple(int(x) for x in item.split(":")) for item in text.split(",") if item]
     if any(len(r) != 2 or min(r) < 1 for r in runs):
-        raise SystemExit(f"--sweep-runs: expected POINTS:WORKERS[,POINTS:WORKERS...] (positive), got {text!r}")
+        raise ValueError(text)
     return runs
 
 
@@ -130,9 +128,13 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-runs", default="1000:1,1000:2", help="dnnpart sweep runs, POINTS:WORKERS,... ('' skips)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
+    try:
+        sweep_runs = parse_runs(args.sweep_runs)
+    except ValueError:
+        ap.error(f"--sweep-runs: expected POINTS:WORKERS[,...] of positive integers, got {args.sweep_runs!r}")
     workers = [int(w) for w in args.workers.split(",") if w]
     rows = bench_notebooks([n for n in args.notebooks.split(",") if n], workers)
-    rows += bench_sweep_command(parse_runs(args.sweep_runs))
+    rows += bench_sweep_command(sweep_runs)
     table = pd.DataFrame(rows)
     write_csv(table, Path(args.out))
     print(table.to_string(index=False))
