@@ -107,9 +107,8 @@ def bench_sweep_command(runs: list[tuple[int, int]]) -> list[dict]:
                              wall_s=wall, points_per_s=rate, minutes_for_10000_points=10_000 / rate / 60,
                              extrapolated=points != 10_000, same_csvs=table.equals(tables[draws]),
                              load_average=load))  # fmt: skip
-    base = rows[0]["points_per_s"] if rows else None
     for r in rows:
-        r["speedup"] = r["points_per_s"] / base  # against the first run's rate
+        r["speedup"] = r["points_per_s"] / rows[0]["points_per_s"]  # against the first run's rate
     return rows
 
 
