@@ -12,6 +12,12 @@ NB_TIMEOUT ?= 900
 # Notebooks that make reproduce executes, in order; each renders reports/<name>.html.
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 REPORTS   := $(patsubst notebooks/%.ipynb,reports/%.html,$(NOTEBOOKS))
+# The sweep notebooks only compute (node-limited solves, identical CSVs however they are scheduled), so make
+# reproduce runs JOBS of them at once, one per core by default. The others run afterwards one at a time and
+# alone, because they time real executions (01: whole networks, 06: solve times, 08: the testbed) or solve
+# with a time limit (07).
+SWEEP_REPORTS := $(addprefix reports/,$(addsuffix .html,02-bandwidth 03-networks 04-server-load 05-devices))
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 LIB       := $(shell find dnnpart -name "*.py" -o -name "*.j2" -o -name "*.css") $(shell find data -type f 2>/dev/null)
 
 .DEFAULT_GOAL := help
@@ -47,10 +53,13 @@ lint: $(STAMP) ## ruff: lint and formatting check (configured in pyproject.toml)
 test: $(STAMP) lint ## lint, then run the test suite (pytest; notebooks are executed with small parameters)
 	$(PY) -m pytest
 
-reproduce: $(REPORTS) reports/index.html ## execute every notebook with papermill and render HTML reports into reports/
-# The sweeps solve in each notebook's own process: the shipped sweeps are too small to repay a LocalCluster's
-# start-up (benchmarks/bench_sweep.py). DNNPART_SCHEDULER=local (DNNPART_WORKERS=N) solves them on a Dask
-# LocalCluster, DNNPART_SCHEDULER=tcp://HOST:8786 on a cluster (docs/scaling.md).
+reproduce: $(STAMP) ## execute every notebook with papermill and render HTML reports into reports/ (JOBS=1: one at a time)
+	$(MAKE) --no-print-directory --output-sync=target -j$(JOBS) $(SWEEP_REPORTS)
+	$(MAKE) --no-print-directory -j1 $(REPORTS) reports/index.html
+# Each notebook solves its sweep in its own process: a sweep of a few dozen points is too small to repay a
+# LocalCluster's start-up, while running the notebooks side by side uses every core (benchmarks/bench_sweep.py).
+# DNNPART_SCHEDULER=local (DNNPART_WORKERS=N) solves inside each notebook on a Dask LocalCluster,
+# DNNPART_SCHEDULER=tcp://HOST:8786 on a cluster (docs/scaling.md); give JOBS=1 with either.
 reproduce: export DNNPART_SCHEDULER ?= serial
 
 reports/%.html: notebooks/%.ipynb $(LIB) $(STAMP)

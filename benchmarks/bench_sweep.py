@@ -1,11 +1,15 @@
 """Do the study's sweeps scale out? Serial against a Dask LocalCluster, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_sweep.py [--notebooks 02,03,04,05] [--workers 1,2] [--sweep-runs 1000:1,1000:2]
+    .venv/bin/python benchmarks/bench_sweep.py [--notebooks 02,03,04,05] [--jobs 2] [--workers 1,2]
+                                               [--sweep-runs 1000:1,1000:2]
 
-Two parts, one CSV (benchmarks/results/sweep.csv, a row per measurement):
-- `notebook`: each sweep notebook executed by papermill as `make reproduce` does, once with scheduler "serial"
-  and once on a LocalCluster of each --workers count; wall time, speedup against serial, and whether every CSV
-  the notebook wrote is byte-identical to the serial run's.
+Three parts, one CSV (benchmarks/results/sweep.csv, a row per measurement):
+- `make reproduce`: the sweep notebooks executed and rendered as `make reproduce` does (papermill, then
+  nbconvert, into one reports folder), one at a time and then --jobs of them at once (the Makefile's JOBS):
+  wall time of the whole set, speedup against one at a time, and whether every CSV is byte-identical.
+- `notebook`: each sweep notebook executed by papermill, once with scheduler "serial" and once on a
+  LocalCluster of each --workers count (the Dask path inside a notebook); wall time, speedup against serial,
+  and whether every CSV the notebook wrote is byte-identical to the serial run's.
 - `dnnpart sweep`: random points (AlexNet/VGG16/LeNet, N = 1-8, 0.5-50 Mbps, load 0-0.5, `paper` profile)
   solved by the command, one run per `--sweep-runs` entry POINTS:WORKERS: points per second, and the minutes
   10,000 such points take (measured when POINTS is 10000, else extrapolated from the run's rate: `extrapolated`
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -57,6 +62,40 @@ def run_notebook(path: Path, out_dir: Path, scheduler: str, workers: int | None)
     if res.returncode != 0:
         raise SystemExit(f"{path.name} failed with scheduler {scheduler}:\n{res.stderr[-3000:]}")
     return time.perf_counter() - start
+
+
+def render_report(path: Path, out_dir: Path) -> None:
+    """One notebook as the Makefile's reports/%.html rule runs it: papermill (serial sweeps), then nbconvert."""
+    executed = out_dir / "executed" / path.name
+    for cmd in (
+        [sys.executable, "-m", "papermill", "--kernel", KERNEL, "--cwd", str(NOTEBOOKS_DIR), str(path), str(executed),
+         "-p", "out_dir", str(out_dir), "-p", "scheduler", "serial"],
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--no-input", "--output-dir", str(out_dir),
+         str(executed)],
+    ):  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"{path.name} failed: {' '.join(cmd[2:4])}\n{res.stderr[-3000:]}")
+
+
+def bench_reproduce(names: list[str], jobs: list[int]) -> list[dict]:
+    """The sweep notebooks rendered into one folder, one at a time and then j at a time for each j in `jobs`."""
+    paths = [next(NOTEBOOKS_DIR.glob(f"{name}-*.ipynb")) for name in names]
+    rows, first = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for j in [1, *jobs]:
+            out_dir = Path(tmp) / f"jobs{j}"
+            (out_dir / "executed").mkdir(parents=True)
+            load = load_average()
+            start = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=j) as pool:  # threads only wait on the notebook processes
+                list(pool.map(lambda p, d=out_dir: render_report(p, d), paths))
+            wall = time.perf_counter() - start
+            first = first or (wall, csv_bytes(out_dir))
+            rows.append(dict(part="make reproduce", name="notebooks " + ",".join(names), scheduler="serial",
+                             workers=j, wall_s=wall, speedup=first[0] / wall, same_csvs=csv_bytes(out_dir) == first[1],
+                             load_average=load))  # fmt: skip
+    return rows
 
 
 def csv_bytes(folder: Path) -> dict[str, bytes]:
@@ -120,9 +159,21 @@ def parse_runs(text: str) -> list[tuple[int, int]]:
     return runs
 
 
+def parse_counts(ap: argparse.ArgumentParser, option: str, text: str) -> list[int]:
+    """'1,2' -> [1, 2]; a usage error (exit 2, one line) on anything but positive integers."""
+    try:
+        counts = [int(x) for x in text.split(",") if x]
+    except ValueError:
+        counts = [0]
+    if any(c < 1 for c in counts):
+        ap.error(f"--{option}: expected comma-separated positive integers, got {text!r}")
+    return counts
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notebooks", default="02,03,04,05", help="comma-separated notebook numbers ('' to skip)")
+    ap.add_argument("--jobs", default="2", help="comma-separated numbers of notebooks rendered at once ('' skips)")
     ap.add_argument("--workers", default="2", help="comma-separated LocalCluster sizes for the notebooks")
     ap.add_argument("--sweep-runs", default="1000:1,1000:2", help="dnnpart sweep runs, POINTS:WORKERS,... ('' skips)")
     ap.add_argument("--out", default=str(OUT))
@@ -131,8 +182,10 @@ def main(argv=None) -> int:
         sweep_runs = parse_runs(args.sweep_runs)
     except ValueError:
         ap.error(f"--sweep-runs: expected POINTS:WORKERS[,...] of positive integers, got {args.sweep_runs!r}")
-    workers = [int(w) for w in args.workers.split(",") if w]
-    rows = bench_notebooks([n for n in args.notebooks.split(",") if n], workers)
+    workers, jobs = (parse_counts(ap, name, getattr(args, name)) for name in ("workers", "jobs"))
+    names = [n for n in args.notebooks.split(",") if n]
+    rows = bench_reproduce(names, jobs) if names and jobs else []
+    rows += bench_notebooks(names, workers) if workers else []
     rows += bench_sweep_command(sweep_runs)
     table = pd.DataFrame(rows)
     write_csv(table, Path(args.out))

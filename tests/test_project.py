@@ -89,3 +89,21 @@ def test_make_help_lists_every_documented_target():
     out = subprocess.run(["make", "-s", "help"], cwd=paths.PROJ_ROOT, capture_output=True, text=True, check=True).stdout
     listed = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert listed == ["help", "venv", "lock", "lint", "test", "reproduce", "lab", "benchmark", "clean"]
+
+
+def test_reproduce_runs_only_the_sweep_notebooks_side_by_side():
+    """make reproduce renders the sweep notebooks JOBS at a time, then every other notebook one at a time: the
+    notebooks that time real executions (delay model, solver, testbed) or solve with a time limit never share
+    the machine with another notebook."""
+    out = subprocess.run(["make", "-n", "reproduce", "JOBS=3"], cwd=paths.PROJ_ROOT, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    submakes = [line.split() for line in out.splitlines() if "--no-print-directory" in line]
+    parallel, one_at_a_time = submakes[0], submakes[1]
+    assert "-j3" in parallel and "-j1" in one_at_a_time
+    side_by_side = sorted(w for w in parallel if w.startswith("reports/"))
+    assert side_by_side == [
+        f"reports/{n}.html" for n in ("02-bandwidth", "03-networks", "04-server-load", "05-devices")
+    ]
+    every_report = sorted(f"reports/{p.stem}.html" for p in paths.NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
+    assert sorted(w for w in one_at_a_time if w.startswith("reports/")) == [*every_report, "reports/index.html"]
+    assert {"reports/01-delay-model.html", "reports/06-solver.html", "reports/08-testbed.html"}.isdisjoint(side_by_side)
