@@ -3,6 +3,8 @@ each promising cut vector's server order by branch and bound. No MILP."""
 
 from __future__ import annotations
 
+import heapq
+
 from dnnpart.errors import DnnpartError
 from dnnpart.optimiser.heuristic import suffix_sums
 from dnnpart.optimiser.instance import Instance
@@ -13,7 +15,6 @@ from dnnpart.optimiser.relaxation import (
     Clock,
     PreemptiveRelaxation,
     nested_groups,
-    srpt_total_ms,
 )
 from dnnpart.optimiser.schedule import Schedule
 
@@ -32,17 +33,25 @@ def best_server_order(
     finished completions no larger (the rest of the schedule depends only on those: every started device is
     ready by the time the server is free).
     """
+    # Per offloading device, by its position p among them (the search's hot loop reads plain lists, not
+    # devices and dicts: the same nodes in the same order, about twice as fast).
     devs = instance.devices
     active = [i for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers]
     done0 = sum(d.local_prefix_ms(c) for d, c in zip(devs, cuts) if c == d.n_layers)
-    tail = {i: suffix_sums(devs[i].server_ms) for i in active}
-    nxt = {i: cuts[i] for i in active}
-    ready = {i: devs[i].release_ms(cuts[i]) for i in active}
+    n_active = len(active)
+    positions = range(n_active)
+    n_layers = [devs[i].n_layers for i in active]
+    work = [devs[i].server_ms for i in active]
+    download = [devs[i].download_ms for i in active]
+    tail = [suffix_sums(devs[i].server_ms) for i in active]
+    nxt = [cuts[i] for i in active]
+    ready = [devs[i].release_ms(cuts[i]) for i in active]
     best = [cutoff_ms, None]
     order, seen = [], {}
+    heappush, heappop = heapq.heappush, heapq.heappop
 
     def enter(t, done, left):
-        """Count a node and bound it; its children (device, layer index, ready time before, finish, sum of
+        """Count a node and bound it; its children (position, layer index, ready time before, finish, sum of
         finished completions) in visiting order, or None for a leaf or a pruned node."""
         counter[0] += 1
         if counter[0] > max_nodes:
@@ -53,47 +62,64 @@ def best_server_order(
             if done < best[0]:
                 best[0], best[1] = done, list(order)
             return None
-        live = [i for i in active if nxt[i] < devs[i].n_layers]
-        rest = srpt_total_ms([(max(t, ready[i]), tail[i][nxt[i]]) for i in live])
-        if done + rest + sum(devs[i].download_ms for i in live) >= best[0]:
+        live = [p for p in positions if nxt[p] < n_layers[p]]
+        # SRPT on what remains: srpt_total_ms inlined, with the same float operations (so the same bound to the
+        # last bit). The devices ready by t arrive together at t: their works, sorted, are the heap srpt_push
+        # would build one by one (a zero work among them it would finish at t, as the loop below does).
+        heap = sorted([tail[p][nxt[p]] for p in live if ready[p] <= t])
+        now, rest = t, 0.0
+        jobs = sorted([(ready[p], tail[p][nxt[p]]) for p in live if ready[p] > t])
+        for release, w in jobs:
+            while heap and now + heap[0] <= release:
+                now += heappop(heap)
+                rest += now
+            if heap:
+                heap[0] -= release - now
+            heappush(heap, w)
+            now = release
+        for w in sorted(heap):
+            now += w
+            rest += now
+        if done + rest + sum([download[p] for p in live]) >= best[0]:
             return None
-        front = seen.setdefault(tuple(nxt[i] for i in active), [])
-        if any(t2 <= t and d2 <= done for t2, d2 in front):
-            return None
+        front = seen.setdefault(tuple(nxt), [])
+        for t2, d2 in front:
+            if t2 <= t and d2 <= done:
+                return None
         front.append((t, done))
-        first_end = min(max(t, ready[i]) + devs[i].server_ms[nxt[i]] for i in live)
-        branch = [
-            i for i in live if max(t, ready[i]) < first_end or max(t, ready[i]) + devs[i].server_ms[nxt[i]] == first_end
-        ]
-        branch.sort(key=lambda i: (ready[i] > t, tail[i][nxt[i]], i))  # dispatch's choice first
+        starts = [t if ready[p] < t else ready[p] for p in live]
+        ends = [start + work[p][nxt[p]] for start, p in zip(starts, live)]
+        first_end = min(ends)
+        branch = [p for p, start, end in zip(live, starts, ends) if start < first_end or end == first_end]
+        branch.sort(key=lambda p: (ready[p] > t, tail[p][nxt[p]], active[p]))  # dispatch's choice first
         children = []
-        for i in branch:
-            j = nxt[i]
-            finish = max(t, ready[i]) + devs[i].server_ms[j]
-            last = j + 1 == devs[i].n_layers
-            children.append((i, j, ready[i], finish, done + (finish + devs[i].download_ms if last else 0.0)))
+        for p in branch:
+            j = nxt[p]
+            finish = (t if ready[p] < t else ready[p]) + work[p][j]
+            last = j + 1 == n_layers[p]
+            children.append((p, j, ready[p], finish, done + (finish + download[p] if last else 0.0)))
         return children
 
     # Depth-first with an explicit stack (one server layer per level: deep chains would overflow Python's
     # recursion limit); each frame is [children, next child, layers left]; the child in progress is applied
     # to nxt/ready/order and undone when the stack returns to its frame.
-    layers = sum(devs[i].n_layers - cuts[i] for i in active)
+    layers = sum(n_layers[p] - nxt[p] for p in positions)
     root = enter(0.0, done0, layers)
     stack = [] if root is None else [[root, 0, layers]]
     while stack:
         frame = stack[-1]
         children, k, left = frame
         if k > 0:  # undo the previous child
-            i, j, saved = children[k - 1][:3]
+            p, j, saved = children[k - 1][:3]
             order.pop()
-            nxt[i], ready[i] = j, saved
+            nxt[p], ready[p] = j, saved
         if k == len(children):
             stack.pop()
             continue
         frame[1] = k + 1
-        i, j, _, finish, done = children[k]
-        nxt[i], ready[i] = j + 1, finish
-        order.append((i, j + 1))
+        p, j, _, finish, done = children[k]
+        nxt[p], ready[p] = j + 1, finish
+        order.append((active[p], j + 1))
         grandchildren = enter(finish, done, left - 1)
         if grandchildren is not None:
             stack.append([grandchildren, 0, left - 1])
