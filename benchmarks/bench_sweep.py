@@ -66,16 +66,12 @@ def run_notebook(path: Path, out_dir: Path, scheduler: str, workers: int | None)
 
 def render_report(path: Path, out_dir: Path) -> None:
     """One notebook as the Makefile's reports/%.html rule runs it: papermill (serial sweeps), then nbconvert."""
-    executed = out_dir / "executed" / path.name
-    for cmd in (
-        [sys.executable, "-m", "papermill", "--kernel", KERNEL, "--cwd", str(NOTEBOOKS_DIR), str(path), str(executed),
-         "-p", "out_dir", str(out_dir), "-p", "scheduler", "serial"],
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--no-input", "--output-dir", str(out_dir),
-         str(executed)],
-    ):  # fmt: skip
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise SystemExit(f"{path.name} failed: {' '.join(cmd[2:4])}\n{res.stderr[-3000:]}")
+    run_notebook(path, out_dir, "serial", None)
+    cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--no-input", "--output-dir", str(out_dir),
+           str(out_dir / path.name)]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"{path.name} failed to render:\n{res.stderr[-3000:]}")
 
 
 def bench_reproduce(names: list[str], jobs: list[int]) -> list[dict]:
@@ -85,7 +81,6 @@ def bench_reproduce(names: list[str], jobs: list[int]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for j in [1, *jobs]:
             out_dir = Path(tmp) / f"jobs{j}"
-            (out_dir / "executed").mkdir(parents=True)
             load = load_average()
             start = time.perf_counter()
             with ThreadPoolExecutor(max_workers=j) as pool:  # threads only wait on the notebook processes

@@ -38,8 +38,7 @@ def best_server_order(
     devs = instance.devices
     active = [i for i, (d, c) in enumerate(zip(devs, cuts)) if c < d.n_layers]
     done0 = sum(d.local_prefix_ms(c) for d, c in zip(devs, cuts) if c == d.n_layers)
-    n_active = len(active)
-    positions = range(n_active)
+    positions = range(len(active))
     n_layers = [devs[i].n_layers for i in active]
     work = [devs[i].server_ms for i in active]
     download = [devs[i].download_ms for i in active]
@@ -90,15 +89,16 @@ def best_server_order(
         starts = [t if ready[p] < t else ready[p] for p in live]
         ends = [start + work[p][nxt[p]] for start, p in zip(starts, live)]
         first_end = min(ends)
-        branch = [p for p, start, end in zip(live, starts, ends) if start < first_end or end == first_end]
-        branch.sort(key=lambda p: (ready[p] > t, tail[p][nxt[p]], active[p]))  # dispatch's choice first
-        children = []
-        for p in branch:
-            j = nxt[p]
-            finish = (t if ready[p] < t else ready[p]) + work[p][j]
-            last = j + 1 == n_layers[p]
-            children.append((p, j, ready[p], finish, done + (finish + download[p] if last else 0.0)))
-        return children
+        # dispatch's choice first: ready before the others, then least work left (device index: no ties)
+        branch = sorted(
+            (ready[p] > t, tail[p][nxt[p]], active[p], p, end)
+            for p, start, end in zip(live, starts, ends)
+            if start < first_end or end == first_end
+        )
+        return [
+            (p, nxt[p], ready[p], end, done + (end + download[p] if nxt[p] + 1 == n_layers[p] else 0.0))
+            for *_, p, end in branch
+        ]
 
     # Depth-first with an explicit stack (one server layer per level: deep chains would overflow Python's
     # recursion limit); each frame is [children, next child, layers left]; the child in progress is applied
