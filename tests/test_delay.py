@@ -287,6 +287,30 @@ def test_additivity_check_on_lenet(tmp_path):
     row = df.iloc[0]
     assert row["measured_ms"] > 0 and row["predicted_ms"] > 0
     assert row["ratio"] == pytest.approx(row["predicted_ms"] / row["measured_ms"])
+    assert row["reference_ms"] > 0
+
+
+def test_recorded_additivity_prices_the_runs_recorded_with_a_profile(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(PROFILES_DIR / "measured", folder)
+    (folder / "additivity-device.csv").unlink(missing_ok=True)
+    assert additivity.recorded_additivity(folder, "device").empty  # no record: nothing invented
+    runs = additivity.record_additivity(folder, "device", ["lenet", "alexnet"])
+    assert list(pd.read_csv(folder / "additivity-device.csv").columns) == list(additivity.RECORD_COLUMNS)
+    got = additivity.recorded_additivity(folder, "device")
+    assert list(got["network"]) == ["lenet", "alexnet"] and (got["threads"] == 1).all()
+    model = D.load_delay_model(folder)
+    for r in got.itertuples():
+        predicted = model.predict(networks.get(r.network), "device").sum()
+        assert r.predicted_ms == pytest.approx(predicted)
+        assert r.ratio == pytest.approx(predicted / runs.set_index("network").loc[r.network, "measured_ms"])
+    pd.read_csv(folder / "additivity-device.csv").drop(columns="reference_ms").to_csv(
+        folder / "additivity-device.csv", index=False
+    )
+    with pytest.raises(ProfileError, match=r"additivity-device.csv: missing columns \['reference_ms'\]"):
+        additivity.recorded_additivity(folder, "device")
+    with pytest.raises(ProfileError, match="unknown role 'edge'; valid roles: device, server"):
+        additivity.record_additivity(folder, "edge")
 
 
 def test_rank_deficient_fit_is_recorded_not_warned(recwarn):

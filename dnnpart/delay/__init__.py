@@ -3,10 +3,17 @@
 - `profiler`: times single layers with onnxruntime into a profile folder (`dnnpart profile`);
 - `models`: fits statsmodels formulas per (role, layer type) and predicts a layer table's delays;
 - `paper_profile`: the ``paper`` profile, eq. (1)/(2) for convolutions;
-- `additivity`: sum of predicted layer delays against a whole-network run.
+- `additivity`: sum of predicted layer delays against a whole-network run (recorded with the profile, or now).
 """
 
-from dnnpart.delay.additivity import additivity_check, covered_networks, measure_network, profile_threads
+from dnnpart.delay.additivity import (
+    additivity_check,
+    covered_networks,
+    measure_network,
+    profile_threads,
+    record_additivity,
+    recorded_additivity,
+)
 from dnnpart.delay.models import (
     FAMILIES,
     METRIC_COLUMNS,
@@ -43,6 +50,8 @@ __all__ = [
     "load_delay_model",
     "measure_network",
     "profile_threads",
+    "record_additivity",
+    "recorded_additivity",
     "read_profile_csv",
     "resolve_profile",
     "split_train_test",
