@@ -1,8 +1,9 @@
 """Testbed benchmark (issue 13): link rates, the emulated slowdown, and how well the plan predicts the testbed.
 
-    .venv/bin/python benchmarks/bench_testbed.py [--repeats 2] [--quick]   # writes benchmarks/results/testbed.csv
+    .venv/bin/python benchmarks/bench_testbed.py [--repeats 2] [--quick] [--speed-runs 3,0]
+    # writes benchmarks/results/testbed.csv
 
-Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met):
+Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met, speed_runs):
   link_rate           achieved / requested uplink rate, one row per rate in 0.5-50 Mbps (probe upload of ~2 s
                       through a tbf-shaped veth, as the testbed measures its links); goal within +-5 %
   slowdown            whole AlexNet on an emulated device (1 thread, quota 0.1, pinned to cpu 1) / on the
@@ -12,6 +13,9 @@ Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met
   case1_best          share of points where measured Case 1 <= min(Case 2, Case 3), outright and within the
                       spread over rounds; goal 100 %
   case_spread         per point and method: (max - min) / median of the round averages
+  speed_scale         per point: the speed check's factor (whole network now / profile), devices' median and server
+The study runs once per --speed-runs value, side by side: with the speed check (predictions scaled to the host's
+speed a few seconds before each point) and with 0 (the profiles as they are); `speed_runs` says which.
 Every row carries the load average at the start (a shared host: the timings are noisy).
 """
 
@@ -54,11 +58,31 @@ def link_rates(tmp: Path) -> list[list]:
     return rows
 
 
-def study_points(tmp: Path, bandwidths, n_devices, repeats: int):
-    columns = study.POINT_COLUMNS
-    if not bandwidths and not n_devices:
-        return pd.DataFrame(columns=columns), pd.DataFrame(columns=["case", "device", "error"])
-    return study.sweep(tmp / "study", bandwidths, n_devices, repeats=repeats)[:2]
+def study_rows(tmp: Path, bandwidths, n_devices, repeats: int, speed_runs: int) -> list[list]:
+    points, devices = study.sweep(tmp / f"study-{speed_runs}", bandwidths, n_devices, repeats=repeats,
+                                  speed_runs=speed_runs)[:2]  # fmt: skip
+    rows = [["case1_goal", g.goal, g.value, "fraction", f"{g.target:g}", bool(g.met)]
+            for g in study.goals(points, devices).itertuples()]  # fmt: skip
+    for p in points.drop_duplicates(["n_devices", "bandwidth_mbps", "method"]).itertuples():
+        where = f"n={p.n_devices}, {p.bandwidth_mbps:g} Mbps, {p.method}"
+        rows.append(["case_measured_ms", where, p.measured_ms, "ms", "", True])
+        rows.append(["case_predicted_ms", where, p.predicted_ms, "ms", "", True])
+        rows.append(["case_spread", where, (p.measured_max_ms - p.measured_min_ms) / p.measured_ms, "fraction",
+                     "", True])  # fmt: skip
+    for p in points.drop_duplicates(["n_devices", "bandwidth_mbps"]).itertuples():
+        for who, value in (("devices", p.device_scale), ("server", p.server_scale)):
+            rows.append(["speed_scale", f"n={p.n_devices}, {p.bandwidth_mbps:g} Mbps, {who}", value, "now/profile",
+                         "", True])  # fmt: skip
+    return [r + [speed_runs] for r in rows]
+
+
+def parse_speed_runs(text: str) -> list[int] | None:
+    """The --speed-runs values, or None if they are not comma-separated integers in 0..100."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        return None
+    return values if values and all(0 <= v <= 100 for v in values) else None
 
 
 def main(argv=None) -> int:
@@ -66,7 +90,15 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="two testbed points instead of the notebook's four")
     parser.add_argument("--skip-study", action="store_true", help="only the link rates and the slowdown")
+    parser.add_argument(
+        "--speed-runs", default="3,0", help="the study once per value: speed-check runs (0: the profiles as they are)"
+    )
     args = parser.parse_args(argv)
+    speed_runs = parse_speed_runs(args.speed_runs)
+    if speed_runs is None:
+        print(f"bench_testbed: --speed-runs takes comma-separated integers in 0..100, got {args.speed_runs!r}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     reason = links.can_shape()
     if reason is not None:
         print(f"bench_testbed: needs root and iproute2 ({reason})", file=sys.stderr)
@@ -75,25 +107,16 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rows += link_rates(tmp)
+        rows += [r + [pd.NA] for r in link_rates(tmp)]
         s = measure_slowdown("alexnet", study.BOARD_QUOTA, runs=5)
         rows.append(["slowdown", "alexnet, quota 0.1", s["slowdown"], "device/server", "9-11",
-                     bool(abs(s["slowdown"] / s["requested_factor"] - 1) <= 0.10)])  # fmt: skip
-        rows.append(["slowdown_server_ms", "alexnet", s["server_ms"], "ms", "", True])
-        rows.append(["slowdown_device_ms", "alexnet", s["device_ms"], "ms", "", True])
+                     bool(abs(s["slowdown"] / s["requested_factor"] - 1) <= 0.10), pd.NA])  # fmt: skip
+        rows.append(["slowdown_server_ms", "alexnet", s["server_ms"], "ms", "", True, pd.NA])
+        rows.append(["slowdown_device_ms", "alexnet", s["device_ms"], "ms", "", True, pd.NA])
         bandwidths, n_devices = ((2.5,), (1, 4)) if args.quick else ((0.5, 2.5, 20.0), (1, 4))
-        if args.skip_study:
-            bandwidths, n_devices = (), ()
-        points, devices = study_points(tmp, bandwidths, n_devices, args.repeats)
-        for g in study.goals(points, devices).itertuples() if len(points) else []:
-            rows.append(["case1_goal", g.goal, g.value, "fraction", f"{g.target:g}", bool(g.met)])
-        for p in points.drop_duplicates(["n_devices", "bandwidth_mbps", "method"]).itertuples():
-            where = f"n={p.n_devices}, {p.bandwidth_mbps:g} Mbps, {p.method}"
-            rows.append(["case_measured_ms", where, p.measured_ms, "ms", "", True])
-            rows.append(["case_predicted_ms", where, p.predicted_ms, "ms", "", True])
-            rows.append(["case_spread", where, (p.measured_max_ms - p.measured_min_ms) / p.measured_ms, "fraction",
-                         "", True])  # fmt: skip
-    df = pd.DataFrame(rows, columns=["metric", "case", "value", "unit", "goal", "met"])
+        for k in [] if args.skip_study else speed_runs:
+            rows += study_rows(tmp, bandwidths, n_devices, args.repeats, k)
+    df = pd.DataFrame(rows, columns=["metric", "case", "value", "unit", "goal", "met", "speed_runs"])
     df["load_average_start"] = load
     write_csv(df, OUT)
     print(df.to_string(index=False))

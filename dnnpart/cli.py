@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--models", default=None, help="folder of ONNX chain models the server holds (devices send only hashes)"
     )
     p.add_argument("--server-profile", default="measured", help="delay profile predicting the server's layer times")
+    p.add_argument(
+        "--server-scale",
+        type=float,
+        default=1.0,
+        help="multiply the profile's server times by this (how much slower this machine runs now; the testbed "
+        "measures it)",
+    )
     p.add_argument("--load", type=float, default=0.0, help="server load level rho in [0, 1) for the plan")
     p.add_argument("--time-limit", type=float, default=10.0, help="the optimiser's time limit, seconds")
     p.add_argument(
@@ -188,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "does not hold it)",
     )
     p.add_argument("--profile", default="measured", help="the device's delay profile (predicted on the server)")
+    p.add_argument(
+        "--local-scale",
+        type=float,
+        default=1.0,
+        help="multiply the profile's local times by this (how much slower this device runs now; the testbed "
+        "measures it) and send them with the registration",
+    )
     p.add_argument(
         "--uplink-mbps",
         required=True,
@@ -235,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cases", default="case1,case2,case3,independent", help="comma-separated methods to run (default: all)"
     )
     p.add_argument("--probe-seconds", type=float, default=1.0, help="length of each link's probe upload")
+    p.add_argument(
+        "--speed-runs",
+        type=int,
+        default=3,
+        help="whole-network runs per device and on the server before the cases, to scale the profiles' predictions "
+        "to this machine's speed now (0: predict from the profiles as they are)",
+    )
     p.add_argument("--cleanup", action="store_true", help="only remove what killed testbed runs left, then exit")
     p.set_defaults(handler=cmd_testbed)
     return parser
@@ -513,6 +534,7 @@ def cmd_serve(args) -> int:
         barrier_timeout_s=args.barrier_timeout,
         stall_s=args.stall,
         server_profile=args.server_profile,
+        server_scale=args.server_scale,
         load=args.load,
         time_limit_s=args.time_limit,
     )
@@ -541,6 +563,7 @@ def cmd_device(args) -> int:
         probe_bytes=PROBE_BYTES if args.probe_bytes is None else args.probe_bytes,
         probe_seconds=PROBE_SECONDS if args.probe_seconds is None else args.probe_seconds,
         profile=args.profile,
+        local_scale=args.local_scale,
         cut=args.cut,
         seed=args.seed,
         token=token,
@@ -621,6 +644,7 @@ def cmd_testbed(args) -> int:
         compare_policies=args.compare_policies,
         server_threads=args.server_threads,
         probe_s=args.probe_seconds,
+        speed_runs=args.speed_runs,
         methods=tuple(m.strip() for m in args.cases.split(",") if m.strip()),
         progress=lambda line: print(line, flush=True),
     )
@@ -628,7 +652,7 @@ def cmd_testbed(args) -> int:
 
     print(result.info["mechanism"]["line"])
     print(summary_text(result))
-    print(f"wrote {args.out}/completions.csv, subtasks.csv, plans.csv, links.csv, testbed.json")
+    print(f"wrote {args.out}/completions.csv, subtasks.csv, plans.csv, links.csv, speed.csv, testbed.json")
     if args.report is not None:
         print(f"wrote {write_report(result, args.report)}")
     return 0

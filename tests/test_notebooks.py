@@ -128,8 +128,16 @@ def test_delay_model_notebook(run_notebook, tmp_path):
     prose = _markdown_outputs(tmp_path / "01-delay-model.ipynb")  # the closing prose quotes this run's tables
     for r in add.itertuples():
         assert (
-            f"- lenet, {r.role}: a whole run takes {r.measured_ms:.3f} ms and the layer sum is {r.ratio:.2f}×" in prose
+            f"- now, lenet, {r.role}: a whole run takes {r.measured_ms:.3f} ms and the layer sum is {r.ratio:.2f}×"
+            in prose
         )
+    # runs recorded with the profile are priced and quoted too; a profile without them says so
+    recorded = pd.concat([delay.recorded_additivity("measured", role) for role in ROLES])
+    for role, part in recorded[recorded["measured_ms"] >= 1.0].groupby("role"):
+        quoted = f"- with the profile, {role} (threads: {part['threads'].iloc[0]}), {', '.join(part['network'])}: "
+        assert quoted + "predicted / measured" in prose
+    if recorded.empty:
+        assert "- This profile has no whole-network runs recorded with it, only this notebook's." in prose
     device_conv = metrics.set_index(["role", "layer_type", "family"]).loc[("device", "conv", "dnnpart")]
     assert f"- device conv: R² {device_conv['r2_test']:.3f}, {100 * device_conv['within10']:.0f} % within" in prose
 

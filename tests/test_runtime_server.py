@@ -248,3 +248,9 @@ def test_bad_settings_are_refused_with_one_line():
         protocol.parse_address("localhost")
     with pytest.raises(RuntimeConfigError, match="device name 'a b'"):
         DeviceClient("127.0.0.1:1", "a b", "lenet", 1.0)
+    with pytest.raises(RuntimeConfigError, match="--server-scale must be a positive number, got 0"):
+        ServeConfig(out="x", server_scale=0)
+    with pytest.raises(RuntimeConfigError, match="--local-scale must be a positive number, got nan"):
+        DeviceClient("127.0.0.1:1", "d", "lenet", 1.0, local_scale=float("nan"))
+    with pytest.raises(RuntimeConfigError, match="--local-scale scales a zoo network's profile predictions"):
+        DeviceClient("127.0.0.1:1", "d", "lenet", 1.0, local_ms=[1.0] * 8, local_scale=2.0)

@@ -37,6 +37,7 @@ def run_plan(tmp_path):
             "limits": {name: g.limits() for name, g in tb.groups.items()},
             "qdiscs": tb.network.qdiscs() if tb.network else {},
             "links": tb.links_frame.set_index("device"),
+            "speed": tb.speed_frame,
         }
         frames = tb.run_case(tb.cases()[0], repeats=2)
     assert leftovers(pid, out) == NOTHING
@@ -48,7 +49,33 @@ def run_plan(tmp_path):
     offloading = {d for d, c in zip(done["device"], done["cut"]) if c < layers[d]}
     uploads = frames["timeline"][frames["timeline"]["where"] == "upload"]
     assert sorted(uploads["device"]) == sorted(2 * list(offloading))  # one upload per offloading device and round
+    check_scaled_plan(seen["speed"], frames["plan"], dict(zip(done["device"], done["cut"])))
     return seen
+
+
+def check_scaled_plan(speed, plan, cuts):
+    """The speed check timed every device and the server (one row per network), and the plan's local and server
+    times are the profiles' predictions times its factors."""
+    from dnnpart.delay import load_delay_model
+    from dnnpart.networks import get
+
+    assert list(speed["who"]) == ["lenet-0", "lenet-1", "alex-0", "server", "server"]
+    assert (speed["measured_ms"] > 0).all() and (speed["runs"] == 3).all()
+    devices = speed[speed["who"] != "server"]
+    assert devices["scale"].to_numpy() == pytest.approx((devices["measured_ms"] / devices["predicted_ms"]).to_numpy())
+    server = speed[speed["who"] == "server"]
+    assert list(server["network"]) == ["alexnet", "lenet"]
+    assert server["scale"].nunique() == 1
+    assert server["scale"].iloc[0] == pytest.approx(server["measured_ms"].sum() / server["predicted_ms"].sum())
+    scale = dict(zip(speed["who"], speed["scale"]))
+    model = load_delay_model("measured")
+    planned = plan.assign(ms=plan["finish_ms"] - plan["start_ms"])
+    for device, network in (("alex-0", "alexnet"), ("lenet-0", "lenet"), ("lenet-1", "lenet")):
+        cut, rows = cuts[device], planned[planned["device"] == device]
+        local = model.predict(get(network), "device").to_numpy()[:cut].sum() * scale[device]
+        remote = model.predict(get(network), "server").to_numpy()[cut:].sum() * scale["server"]
+        assert rows.loc[rows["where"] == "local", "ms"].sum() == pytest.approx(local, rel=1e-5)  # scales pass as %.6g
+        assert rows.loc[rows["where"] == "server", "ms"].sum() == pytest.approx(remote, rel=1e-5)
 
 
 @needs_root

@@ -130,3 +130,25 @@ def test_study_points_run_the_shared_point_once():
         (["fig5"], 1, 2.5),
         (["fig5"], 2, 2.5),
     ]
+
+
+def test_without_a_speed_check_the_predictions_are_the_profiles(tmp_path, monkeypatch):
+    """speed_runs = 0: no run, every scale 1, and the predicted instance is the profiles' prediction."""
+    from dnnpart.delay import load_delay_model
+    from dnnpart.networks import get
+
+    monkeypatch.setenv(run.FALLBACK_ENV, "1")
+    groups = [{"name": "a", "count": 2, "network": "lenet", "profile": "measured", "uplink_mbps": 2.0}]
+    with run.Testbed(write_scenario(tmp_path / "s.yaml", groups), tmp_path / "out", speed_runs=0) as tb:
+        speed, instance = tb.speed_frame, tb.predicted_instance()
+    assert list(speed.columns) == run.SPEED_COLUMNS and list(speed["who"]) == ["a-0", "a-1", "server"]
+    assert (speed["scale"] == 1.0).all() and speed["measured_ms"].isna().all()
+    want = load_delay_model("measured").predict(get("lenet"), "device").sum()
+    assert speed["predicted_ms"].iloc[0] == pytest.approx(want)
+    assert sum(instance.devices[0].local_ms) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("runs", [-1, 1.5, True, 101])
+def test_a_bad_number_of_speed_runs_is_one_line(tmp_path, runs):
+    with pytest.raises(TestbedError, match=r"--speed-runs must be an integer in 0\.\.100"):
+        run.run_testbed(tmp_path / "none.yaml", tmp_path / "out", speed_runs=runs)

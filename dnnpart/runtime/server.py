@@ -72,6 +72,7 @@ class ServeConfig:
     barrier_timeout_s: float = 60.0  # a round starts without devices that are this late
     stall_s: float = 30.0  # plan policy: a device whose turn came but whose upload has not, is skipped
     server_profile: str = "measured"
+    server_scale: float = 1.0  # multiplies every predicted server time: this machine now against the profile
     load: float = 0.0
     time_limit_s: float = 10.0  # the optimiser's time limit
     start_lead_ms: float = 50.0  # a round starts this long after its barrier releases
@@ -104,6 +105,8 @@ class ServeConfig:
         ):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise RuntimeConfigError(f"{what} must be a positive number of seconds, got {value}")
+        if not (math.isfinite(self.server_scale) and self.server_scale > 0):
+            raise RuntimeConfigError(f"--server-scale must be a positive number, got {self.server_scale}")
 
 
 @dataclass
@@ -406,7 +409,8 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         server_ms = {}
         for d in devices:
             if d.key not in server_ms:
-                server_ms[d.key] = model.predict(self.splits[d.key].table, "server").to_numpy(dtype=float)
+                predicted = model.predict(self.splits[d.key].table, "server").to_numpy(dtype=float)
+                server_ms[d.key] = predicted * self.config.server_scale
         instance = Instance(
             tuple(
                 device_from_times(

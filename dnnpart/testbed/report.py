@@ -68,11 +68,14 @@ def summary_text(result) -> str:
     shown["error"] = (100 * s["error"]).map("{:+.1f} %".format)
     links = result.links.copy()
     links["achieved/requested"] = (links["achieved_mbps"] / links["requested_mbps"]).map("{:.3f}".format)
+    speed = result.speed.round({"predicted_ms": 1, "measured_ms": 1, "scale": 3})
     return (
         "average completion per case (ms):\n"
         + shown.to_string(index=False)
         + "\nlinks:\n"
         + links[["device", "requested_mbps", "achieved_mbps", "achieved/requested", "link"]].to_string(index=False)
+        + "\nspeed check (whole network now / profile's prediction; scales every prediction):\n"
+        + speed.to_string(index=False)
     )
 
 
@@ -193,6 +196,10 @@ def report_html(result) -> str:
                 "ratio": "{:.3f}".format,
             },
         ),
+        speed=pages.table(
+            result.speed, {"predicted_ms": _ms, "measured_ms": _ms, "scale": "{:.3f}".format, "runs": "{:d}".format}
+        ),
+        speed_runs=info.get("speed_runs", 0),
         best=best,
         completion_svg=pages.markup(completion_svg(result)),
         gantts=gantts,

@@ -36,6 +36,8 @@ PROBE_PORT = 50052
 START_TIMEOUT_S = 180
 CASE_TIMEOUT_S = 900
 LINK_COLUMNS = ["device", "requested_mbps", "achieved_mbps", "rtt_ms", "probe_bytes", "link"]
+SPEED_COLUMNS = ["who", "network", "runs", "predicted_ms", "measured_ms", "scale"]
+SPEED_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class Testbed:
     server_threads: int = 1
     time_limit_s: float = 10.0
     probe_s: float = 1.0  # each link's probe upload lasts about this long
+    speed_runs: int = 3  # whole-network runs of the speed check per device and server network; 0: no check
     devices: list[TestbedDevice] = field(init=False)
     mechanism: Mechanism = field(init=False)
     procs: list[subprocess.Popen] = field(default_factory=list, init=False)
@@ -155,6 +158,7 @@ class Testbed:
         self.network = None
         self.groups: dict[str, cpu_quota.CpuQuota] = {}
         self.links_frame = None
+        self.speed_frame = None
         self.lock = threading.Lock()
 
     # --- set-up and clean-up -----------------------------------------------------------------------------
@@ -169,6 +173,7 @@ class Testbed:
                     [links.Link(k, d.uplink_mbps, d.downlink_mbps, d.link_delay_ms) for k, d in enumerate(self.devices)]
                 ).open()
             self.links_frame = self.probe_links()
+            self.speed_frame = self.check_speed()
         except BaseException:
             self.close()
             raise
@@ -276,6 +281,63 @@ class Testbed:
             _stop(sink)
         return pd.DataFrame(rows, columns=LINK_COLUMNS)
 
+    def check_speed(self) -> pd.DataFrame:
+        """How fast the emulated devices and the server run now against their profiles: every device's whole
+        network under its quota (all devices at once, as in Case 3), then the server's networks on its core alone,
+        each the median of `speed_runs` runs, divided by the profile's predicted sum.
+
+        This VM's speed moves by tens of per cent within minutes (and by 2x between the CPUs it has moved
+        between), so a profile measured on another day predicts a different machine. Like the links' achieved
+        rates, the factors are measured right before the cases and scale every prediction of the run (`scale`;
+        1 with `speed_runs` = 0). They make the predicted all-local time of a device its measured one, by
+        construction; what stays tested is the rest: the split, the uploads, the server's order and contention.
+        """
+        from dnnpart.delay import load_delay_model
+        from dnnpart.networks import get
+
+        server_model = load_delay_model(self.scenario.server_profile.spec)
+        networks = sorted({d.network for d in self.devices})
+        predicted = [float(load_delay_model(d.profile).predict(get(d.network), "device").sum()) for d in self.devices]
+        predicted += [float(server_model.predict(get(n), "server").sum()) for n in networks]
+        who = [d.name for d in self.devices] + ["server"] * len(networks)
+        frame = pd.DataFrame(
+            {"who": who, "network": [d.network for d in self.devices] + networks, "runs": self.speed_runs}
+        )
+        frame["predicted_ms"] = predicted
+        if self.speed_runs == 0:
+            frame["measured_ms"] = float("nan")
+            frame["scale"] = 1.0
+            return frame[SPEED_COLUMNS]
+        devices = [self._time_network(d.network, d.name, 1) for d in self.devices]
+        measured = [self._speed_result(p, d.name) for p, d in zip(devices, self.devices)]
+        for n in networks:
+            measured.append(self._speed_result(self._time_network(n, "server", self.server_threads), f"server ({n})"))
+        frame["measured_ms"] = measured
+        frame["scale"] = frame["measured_ms"] / frame["predicted_ms"]
+        server = frame[frame["who"] == "server"]  # one factor for the server: its networks' summed time
+        frame.loc[server.index, "scale"] = server["measured_ms"].sum() / server["predicted_ms"].sum()
+        return frame[SPEED_COLUMNS]
+
+    def _time_network(self, network: str, group: str, threads: int) -> subprocess.Popen:
+        procs = [str(f) for f in self.groups[group].procs_files()] if group in self.groups else []
+        cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(self.speed_runs), str(threads), *procs]
+        return self._start(cmd, None, None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def _speed_result(self, proc: subprocess.Popen, what: str) -> float:
+        try:
+            out, err = proc.communicate(timeout=SPEED_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise TestbedError(f"the speed check of {what} did not finish within {SPEED_TIMEOUT_S} s") from None
+        with self.lock:
+            self.procs.remove(proc)
+        if proc.returncode != 0:
+            raise TestbedError(f"the speed check of {what} failed: {err.strip().splitlines()[-1:]}")
+        return float(json.loads(out)["median_ms"])
+
+    def scales(self) -> dict[str, float]:
+        """The speed check's factor per device name and for "server"."""
+        return dict(zip(self.speed_frame["who"], self.speed_frame["scale"]))
+
     def achieved(self) -> dict[str, float]:
         return dict(zip(self.links_frame["device"], self.links_frame["achieved_mbps"]))
 
@@ -288,12 +350,12 @@ class Testbed:
         from dnnpart.planning.compile import device_from_times
 
         server = load_delay_model(self.scenario.server_profile.spec).predict
-        rate = self.achieved()
+        rate, scale = self.achieved(), self.scales()
         devices = []
         for d in self.devices:
             table = get(d.network)
-            local = load_delay_model(d.profile).predict(table, "device").to_numpy(dtype=float)
-            srv = server(table, "server").to_numpy(dtype=float)
+            local = load_delay_model(d.profile).predict(table, "device").to_numpy(dtype=float) * scale[d.name]
+            srv = server(table, "server").to_numpy(dtype=float) * scale["server"]
             devices.append(device_from_times(d.name, table, local, srv, rate[d.name], self.scenario.load))
         return Instance(tuple(devices))
 
@@ -338,6 +400,8 @@ class Testbed:
         server_cmd += ["--port", str(SERVER_PORT if tc else 0), "--devices", str(len(self.devices))]
         server_cmd += ["--policy", case.policy, "--server-profile", str(self.scenario.server_profile.spec)]
         server_cmd += ["--load", str(self.scenario.load), "--threads", str(self.server_threads)]
+        scale = self.scales()
+        server_cmd += ["--server-scale", f"{scale['server']:.6g}"]
         server_cmd += ["--time-limit", str(self.time_limit_s), "--out", str(folder / "server")]
         server = self._start(server_cmd, self._netns(None), "server", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = _read_line(server.stdout, START_TIMEOUT_S, binary=True)
@@ -352,6 +416,7 @@ class Testbed:
             cmd = [py, "-m", "dnnpart.testbed.device_entry", *procs, "--"]
             cmd += ["--server", self.server_address(k, port), "--name", d.name]
             cmd += ["--network", d.network, "--profile", d.profile, "--uplink-mbps", f"{rate[d.name]:.6g}"]
+            cmd += ["--local-scale", f"{scale[d.name]:.6g}"]
             cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k), "--json", "--timeout", "300"]
             cmd += ["--save-outputs", str(folder / "devices" / d.name)]
             if case.cuts is not None:
@@ -421,6 +486,7 @@ class TestbedResult:
     plans: pd.DataFrame  # case, method, policy, device, layer, where, start_ms, finish_ms (planned)
     links: pd.DataFrame
     info: dict
+    speed: pd.DataFrame  # the speed check: who, network, runs, predicted_ms, measured_ms, scale
 
 
 def run_testbed(
@@ -434,9 +500,11 @@ def run_testbed(
     probe_s: float = 1.0,
     methods=METHODS,
     progress=None,
+    speed_runs: int = 3,
 ) -> TestbedResult:
     """Set up, run Case 1 (under `policy`), Case 2, Case 3 and independent cuts (or the `methods` given),
-    write the CSVs, clean up."""
+    write the CSVs, clean up. `speed_runs` whole-network runs per device and server network calibrate the
+    predictions to this machine's speed now (`Testbed.check_speed`); 0 predicts from the profiles as they are."""
     from dnnpart.runtime.server import POLICIES
 
     if policy not in POLICIES:
@@ -452,7 +520,10 @@ def run_testbed(
         raise TestbedError(f"methods must be some of {', '.join(METHODS)} (case1 to compare policies), got {methods}")
     if not 0.05 <= probe_s <= 60:
         raise TestbedError(f"--probe-seconds must be in 0.05..60, got {probe_s}")
-    with Testbed(Path(scenario_path), out, fallback=fallback, server_threads=server_threads, probe_s=probe_s) as tb:
+    if isinstance(speed_runs, bool) or int(speed_runs) != speed_runs or not 0 <= speed_runs <= 100:
+        raise TestbedError(f"--speed-runs must be an integer in 0..100, got {speed_runs}")
+    testbed = Testbed(Path(scenario_path), out, fallback, server_threads, probe_s=probe_s, speed_runs=int(speed_runs))
+    with testbed as tb:
         plan_cuts = None
         for case in [c for c in tb.cases(policy) if c.method in methods]:
             if progress:
@@ -478,6 +549,7 @@ def run_testbed(
             "devices": [d.__dict__ for d in tb.devices],
             "server_profile": str(tb.scenario.server_profile.spec),
             "server_threads": server_threads,
+            "speed_runs": int(speed_runs),
             "repeats": repeats,
             "policy": policy,
             "load_average_before": list(load_before),
@@ -485,18 +557,20 @@ def run_testbed(
             "seconds": round(time.time() - started, 1),
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        links_frame = tb.links_frame
+        links_frame, speed_frame = tb.links_frame, tb.speed_frame
     result = TestbedResult(
         timeline=pd.concat(frames["timeline"], ignore_index=True),
         completions=pd.concat(frames["completions"], ignore_index=True),
         plans=pd.concat(frames["plan"], ignore_index=True),
         links=links_frame,
         info=info,
+        speed=speed_frame,
     )
     write_csv(result.timeline, out / "subtasks.csv")
     write_csv(result.completions, out / "completions.csv")
     write_csv(result.plans, out / "plans.csv")
     write_csv(result.links, out / "links.csv")
+    write_csv(result.speed, out / "speed.csv")
     atomic_write_text(out / "testbed.json", json.dumps(info, indent=1, default=str) + "\n")
     return result
 
@@ -511,6 +585,7 @@ def load_result(out) -> TestbedResult:
             plans=pd.read_csv(out / "plans.csv"),
             links=pd.read_csv(out / "links.csv"),
             info=json.loads((out / "testbed.json").read_text(encoding="utf-8")),
+            speed=pd.read_csv(out / "speed.csv"),
         )
     except (OSError, ValueError) as exc:
         raise TestbedError(f"{out}: not a finished testbed run ({exc})") from None

@@ -1,9 +1,10 @@
 """How much slower an emulated device is than the server: whole-network inference timed natively and under a
 CPU quota, each in its own process and cgroup (`measure_slowdown`).
 
-`python -m dnnpart.testbed.slowdown NETWORK RUNS [PROCS_FILE...]` builds the network's layers, warms them up,
-joins the given cgroups (after the imports and the build, which are not measured) and prints the median of
-RUNS whole-network runs (one onnxruntime thread, as a device runs) as JSON.
+`python -m dnnpart.testbed.slowdown NETWORK RUNS THREADS [PROCS_FILE...]` builds the network's layers, warms
+them up, joins the given cgroups (after the imports and the build, which are not measured) and prints the
+median of RUNS whole-network runs (THREADS onnxruntime threads; a device runs one) as JSON. The testbed's speed
+check (`Testbed.check_speed`) and `measure_slowdown` both time this way.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import time
 import numpy as np
 
 
-def time_network(network: str, runs: int, procs_files=()) -> dict:
+def time_network(network: str, runs: int, procs_files=(), threads: int = 1) -> dict:
     from dnnpart.runtime.layers import LayerRunner, random_input
     from dnnpart.runtime.split import split_network
 
     split = split_network(network)
-    runner = LayerRunner(split.models, threads=1).warm_up()
+    runner = LayerRunner(split.models, threads=threads).warm_up()
     x = random_input(list(split.shapes[0]), 0)
     for procs in procs_files:
         with open(procs, "w") as fh:
@@ -52,7 +53,7 @@ def measure_slowdown(network: str, quota: float, runs: int = 5) -> dict:
     for role, q, cpus in (("server", None, server_cpus), ("device", quota, device_cpus)):
         group = cpu_quota.CpuQuota(f"slow-{role}", q, hierarchy, cpus).create()
         try:
-            cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs)]
+            cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs), "1"]
             done = subprocess.run(
                 [*cmd, *map(str, group.procs_files())], capture_output=True, text=True, timeout=1800, check=False
             )
@@ -72,4 +73,4 @@ def measure_slowdown(network: str, quota: float, runs: int = 5) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(time_network(sys.argv[1], int(sys.argv[2]), sys.argv[3:])))
+    print(json.dumps(time_network(sys.argv[1], int(sys.argv[2]), sys.argv[4:], threads=int(sys.argv[3]))))

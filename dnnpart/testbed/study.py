@@ -33,6 +33,8 @@ POINT_COLUMNS = [
     "cuts",
     "server_predicted_ms",
     "server_measured_ms",
+    "device_scale",
+    "server_scale",
 ]
 
 
@@ -92,8 +94,11 @@ def sweep(
     fallback: bool = False,
     fig1_devices: int = 4,
     progress=None,
+    speed_runs: int = 3,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Run every point; returns (points frame, per-device frame, each run's info) and writes them under out."""
+    """Run every point; returns (points frame, per-device frame, each run's info) and writes them under out.
+    Each point's predictions are scaled by its own speed check (`speed_runs`, `Testbed.check_speed`):
+    `device_scale` (the devices' median) and `server_scale` say how far this host ran from the profiles."""
     import yaml
 
     out = Path(out)
@@ -106,7 +111,10 @@ def sweep(
         scenario.write_text(yaml.safe_dump(scenario_dict(network, n, b, profile, quota), sort_keys=False))
         if progress:
             progress(f"{name}: {n} x {network} at {b:g} Mbps")
-        result = run_testbed(scenario, folder, repeats=repeats, fallback=fallback, methods=methods, probe_s=0.5)
+        result = run_testbed(
+            scenario, folder, repeats=repeats, fallback=fallback, methods=methods, probe_s=0.5, speed_runs=speed_runs
+        )
+        speed = result.speed.assign(server=lambda f: f["who"] == "server").groupby("server")["scale"].median()
         s = case_summary(result.completions)
         server = server_time(result)
         first_round = result.completions[result.completions["round"] == 0]
@@ -122,6 +130,7 @@ def sweep(
                     [fig, n, b, r.method, r.predicted_ms, r.measured_ms, r.measured_min_ms, r.measured_max_ms]
                     + [r.error, r.rounds, cuts[r.case]]
                     + [server.loc[r.case, "server_predicted_ms"], server.loc[r.case, "server_measured_ms"]]
+                    + [float(speed[False]), float(speed[True])]
                 )
     if not rows:
         raise TestbedError("no testbed points to run")
