@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--local-scale",
         type=float,
         default=1.0,
-        help="multiply the profile's local times by this (how much slower this device runs now; the testbed "
-        "measures it) and send them with the registration",
+        help="the server multiplies the profile's local times by this (how much slower this device runs now; the "
+        "testbed measures it)",
     )
     p.add_argument(
         "--uplink-mbps",

@@ -252,5 +252,5 @@ def test_bad_settings_are_refused_with_one_line():
         ServeConfig(out="x", server_scale=0)
     with pytest.raises(RuntimeConfigError, match="--local-scale must be a positive number, got nan"):
         DeviceClient("127.0.0.1:1", "d", "lenet", 1.0, local_scale=float("nan"))
-    with pytest.raises(RuntimeConfigError, match="--local-scale scales a zoo network's profile predictions"):
+    with pytest.raises(RuntimeConfigError, match="--local-scale scales the profile's predicted local times"):
         DeviceClient("127.0.0.1:1", "d", "lenet", 1.0, local_ms=[1.0] * 8, local_scale=2.0)

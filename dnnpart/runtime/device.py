@@ -143,8 +143,9 @@ class DeviceClient:
         self.profile, self.local_ms, self.cut_wanted = profile, local_ms, cut
         if not (np.isfinite(local_scale) and local_scale > 0):
             raise RuntimeConfigError(f"--local-scale must be a positive number, got {local_scale}")
-        if local_scale != 1.0:
-            self.local_ms = self._scaled_local_ms(local_scale)
+        if local_scale != 1.0 and local_ms is not None:
+            raise RuntimeConfigError("--local-scale scales the profile's predicted local times, not given local_ms")
+        self.local_scale = float(local_scale)  # the server multiplies its prediction from `profile` by it
         self.seed, self.token, self.threads, self.timeout_s = int(seed), token, threads, float(timeout_s)
         self.emulate_uplink = emulate_uplink
         self.uplink_limiter = uplink_limiter  # anything with wait(nbytes), e.g. the testbed's token bucket
@@ -156,19 +157,6 @@ class DeviceClient:
         self.probe_reply = None
         self.runner = None
         self.input_shape = None
-
-    def _scaled_local_ms(self, scale: float) -> list[float]:
-        """The profile's predicted local time of every layer times `scale` (this device measured against its
-        profile, e.g. by the testbed's speed check), sent as local_ms instead of letting the server predict."""
-        if self.onnx_path is not None or self.local_ms is not None:
-            raise RuntimeConfigError(
-                "--local-scale scales a zoo network's profile predictions, not an ONNX model's or given local_ms"
-            )
-        from dnnpart.delay import load_delay_model
-        from dnnpart.networks import get
-
-        predicted = load_delay_model(self.profile or "measured").predict(get(self.network), "device")
-        return [float(t) * scale for t in predicted]
 
     def _call(self, method, request, timeout: float | None = None):
         import grpc
@@ -251,6 +239,7 @@ class DeviceClient:
             uplink_mbps=self.uplink_mbps,
             profile=self.profile or "",
             onnx_sha256=self.onnx_sha256,
+            local_scale=self.local_scale,
         )
         if self.local_ms is not None:
             request.local_ms.extend(float(t) for t in self.local_ms)

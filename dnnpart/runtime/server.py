@@ -680,7 +680,10 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
                     f"{split.network}), got {len(local)}",
                 )
         else:
-            local = self._predict_local(request.profile or "measured", split.table)
+            scale = request.local_scale or 1.0  # unset (0): the profile as it is
+            if not (math.isfinite(scale) and scale > 0):
+                raise Refused(invalid, f"local_scale must be a positive number, got {scale}")
+            local = [t * scale for t in self._predict_local(request.profile or "measured", split.table)]
         probe = ""
         if request.HasField("uplink_probe"):
             p = request.uplink_probe
