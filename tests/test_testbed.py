@@ -60,7 +60,7 @@ def check_scaled_plan(speed, plan, cuts):
     from dnnpart.networks import get
 
     assert list(speed["who"]) == ["lenet-0", "lenet-1", "alex-0", "server", "server"]
-    assert (speed["measured_ms"] > 0).all() and (speed["runs"] == 3).all()
+    assert (speed["measured_ms"] > 0).all() and list(speed["runs"]) == [3, 3, 3, 15, 15]
     devices = speed[speed["who"] != "server"]
     assert devices["scale"].to_numpy() == pytest.approx((devices["measured_ms"] / devices["predicted_ms"]).to_numpy())
     server = speed[speed["who"] == "server"]
