@@ -71,12 +71,13 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
     return {**fastest, "repeats": sum(b["repeats"] for b in blocks)}
 
 
-# `additivity_check`'s and `recorded_additivity`'s columns (then reference_ms and measured_utc: how fast the machine
+# `additivity_check`'s and `recorded_additivity`'s columns (CHECK_COLUMNS adds reference_ms and measured_utc: how fast the machine
 # was and when), and those of the whole-network runs recorded with a profile, `additivity-<role>.csv`.
 ADDITIVITY_COLUMNS = (
     "network", "role", "threads", "layers", "predicted_ms", "measured_ms", "measured_p10_ms", "measured_p90_ms",
     "repeats", "ratio",
 )  # fmt: skip
+CHECK_COLUMNS = (*ADDITIVITY_COLUMNS, "reference_ms", "measured_utc")
 RECORD_COLUMNS = (
     "network", "role", "threads", "layers", "measured_ms", "measured_p10_ms", "measured_p90_ms", "repeats",
     "reference_ms", "measured_utc",
@@ -112,7 +113,7 @@ def record_additivity(
             + [run["repeats"], reference_ms, datetime.now(UTC).isoformat(timespec="seconds")]
         )
     df = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    write_csv(df, folder / f"additivity-{role}.csv")
+    write_csv(df, record_path(folder, role))
     return df
 
 
@@ -120,9 +121,8 @@ def recorded_additivity(profile: str | Path, role: str, family: str = "dnnpart",
     """The profile's own additivity: its model's layer sums against the whole runs recorded with it
     (`record_additivity`), with the columns of `additivity_check`; empty if the profile has no record."""
     path = record_path(profile, role)
-    columns = [*ADDITIVITY_COLUMNS, "reference_ms", "measured_utc"]
     if not path.is_file():
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=list(CHECK_COLUMNS))
     runs = pd.read_csv(path)
     missing = sorted(set(RECORD_COLUMNS) - set(runs.columns))
     if missing:
@@ -130,7 +130,7 @@ def recorded_additivity(profile: str | Path, role: str, family: str = "dnnpart",
     model = load_delay_model(profile, family, seed)
     runs["predicted_ms"] = [float(model.predict(networks.get(n), role).sum()) for n in runs["network"]]
     runs["ratio"] = runs["predicted_ms"] / runs["measured_ms"]
-    return runs[columns]
+    return runs[list(CHECK_COLUMNS)]
 
 
 def additivity_check(
@@ -166,4 +166,4 @@ def additivity_check(
             + [run["repeats"], predicted / run["latency_ms"], reference_ms]
             + [datetime.now(UTC).isoformat(timespec="seconds")]
         )
-    return pd.DataFrame(rows, columns=[*ADDITIVITY_COLUMNS, "reference_ms", "measured_utc"])
+    return pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
