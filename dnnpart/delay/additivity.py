@@ -71,8 +71,8 @@ def measure_network(name: str, threads: int, repeats: int | None = None, seed: i
     return {**fastest, "repeats": sum(b["repeats"] for b in blocks)}
 
 
-# `additivity_check`'s and `recorded_additivity`'s columns (CHECK_COLUMNS adds reference_ms and measured_utc: how fast the machine
-# was and when), and those of the whole-network runs recorded with a profile, `additivity-<role>.csv`.
+# The columns of `additivity_check` and `recorded_additivity` (CHECK_COLUMNS: with how fast the machine was and
+# when), and of the whole-network runs recorded with a profile, `additivity-<role>.csv` (RECORD_COLUMNS).
 ADDITIVITY_COLUMNS = (
     "network", "role", "threads", "layers", "predicted_ms", "measured_ms", "measured_p10_ms", "measured_p90_ms",
     "repeats", "ratio",
