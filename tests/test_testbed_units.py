@@ -88,6 +88,13 @@ def test_tbf_rate_pays_for_the_frame_headers_and_the_burst_is_small():
     assert int(dict(zip(*[iter(links.tbf_args(50.0))] * 2))["burst"]) == int(50e6 * 1514 / 1448 / 8e3)
 
 
+def test_tbf_queue_is_deeper_than_a_tcp_connection_can_fill():
+    # tcp_wmem's default cap is 4 MiB: a queue of more never drops an upload's packets
+    assert int(dict(zip(*[iter(links.tbf_args(0.5))] * 2))["limit"]) == 8 << 20
+    fast = dict(zip(*[iter(links.tbf_args(500.0))] * 2))  # 0.5 s at 500 Mbps is more than 8 MiB
+    assert int(fast["limit"]) == int(500e6 * 1514 / 1448 / 8 * 0.5)
+
+
 def test_scenario_testbed_fields_are_validated_and_default_to_native(tmp_path):
     group = {"count": 2, "network": "lenet", "profile": "measured", "uplink_mbps": 2.0}
     s = load_scenario(write_scenario(tmp_path / "a.yaml", [group]))

@@ -10,7 +10,8 @@ the run's own namespaces, so every run may use the same private range):
 Shaping follows Mininet's TCIntf (tbf as the root qdisc, netem as its child for the delay). Two choices matter
 for the achieved rate: tbf counts whole Ethernet frames while an upload's time is its payload over the rate, so
 the configured rate is raised by the frame overhead of a full TCP segment (1514 / 1448 bytes); and the burst is
-small (two frames, or 1 ms of the rate) so that a tensor of a few KB is not sent at line speed.
+small (two frames, or 1 ms of the rate) so that a tensor of a few KB is not sent at line speed. The queue is deep
+(QUEUE_BYTES), so that tbf delays a device's packets but never drops them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ FRAME_OVERHEAD = (MTU + 14) / (MTU - 52)  # Ethernet frame of a full segment / i
 COMMAND_TIMEOUT_S = 20
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
+# A link carries one device's traffic, so its queue never needs to drop: a drop costs TCP a retransmission, and a
+# tail drop a timeout of 200 ms or more that the probe or an upload then measures as a slow link. Twice the
+# kernel's default send-buffer cap (tcp_wmem, 4 MiB) is more than one connection can have in flight (a 1 s probe at
+# 2.5 Mbps, 15 times: 154 drops with a 0.5 s queue, none with this one; 2026-12-03).
+QUEUE_BYTES = 8 << 20
 
 
 def tool(name: str) -> str | None:
@@ -68,10 +74,11 @@ def can_shape() -> str | None:
 
 
 def tbf_args(rate_mbps: float) -> list[str]:
-    """tbf parameters for a payload rate: the rate raised by the frame overhead, a small burst, a 0.5 s queue."""
+    """tbf parameters for a payload rate: the rate raised by the frame overhead, a small burst, and a queue
+    longer than a TCP sender can have in flight."""
     rate_bps = rate_mbps * 1e6 * FRAME_OVERHEAD
     burst = max(2 * (MTU + 14), int(rate_bps / 8 * 1e-3))
-    limit = max(64 * 1024, int(rate_bps / 8 * 0.5))
+    limit = max(QUEUE_BYTES, int(rate_bps / 8 * 0.5))
     return ["rate", f"{rate_bps:.0f}bit", "burst", str(burst), "limit", str(limit)]
 
 
