@@ -228,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="limit uploads with a token bucket at this rate (the testbed's fallback for an unshaped link)",
     )
+    p.add_argument(
+        "--cgroup-procs",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="once the layers are warm, before the first round, write this process's pid into FILE (a cgroup's "
+        "cgroup.procs; repeatable): the rounds run under that group's CPU quota, as the testbed's boards do",
+    )
     p.add_argument("--save-outputs", default=None, help="folder for each round's output (.npy) and results.json")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=cmd_device)
@@ -555,6 +563,17 @@ def cmd_device(args) -> int:
         from dnnpart.testbed.token_bucket import TokenBucket
 
         limiter = TokenBucket(args.token_bucket_mbps)
+    missing = [f for f in args.cgroup_procs if not Path(f).is_file()]
+    if missing:
+        raise DnnpartError(f"--cgroup-procs {missing[0]}: no such file (a cgroup's cgroup.procs)")
+
+    def join_cgroups():  # after the set-up: building the layers under a tenth of a core takes ten times longer
+        for procs in args.cgroup_procs:
+            try:
+                Path(procs).write_text(f"{os.getpid()}\n")
+            except OSError as exc:
+                raise DnnpartError(f"--cgroup-procs {procs}: cannot join: {exc.strerror or exc}") from None
+
     with DeviceClient(
         args.server,
         args.name,
@@ -572,6 +591,7 @@ def cmd_device(args) -> int:
         timeout_s=args.timeout,
         emulate_uplink=args.emulate_uplink,
         uplink_limiter=limiter,
+        on_ready=join_cgroups if args.cgroup_procs else None,
     ) as client:
         results = client.run(args.repeats, args.input_seed)
         uplink, probe = client.uplink_mbps, client.probe_result

@@ -68,6 +68,7 @@ def test_bad_uplink_and_probe_options_are_one_line():
         (["--uplink-mbps", "10", "--probe-bytes", "65536"], "--probe-bytes and --probe-seconds need --uplink-mbps"),
         (["--uplink-mbps", "measured", "--probe-bytes", "5"], "--probe-bytes must be an integer in"),
         (["--uplink-mbps", "measured", "--probe-seconds", "-1"], "--probe-seconds must be a number of seconds"),
+        (["--uplink-mbps", "10", "--cgroup-procs", "/no/such/procs"], "--cgroup-procs /no/such/procs: no such"),
     ],
 )
 def test_the_cli_refuses_bad_probe_options_with_one_line(capsys, extra, message):

@@ -81,6 +81,24 @@ def test_plan_policy_runs_the_plans_order_and_outputs_match(tmp_path):
     assert set(pd.read_csv(tmp_path / "out" / "plan.csv")["where"]) == {"local", "upload", "server", "download"}
 
 
+def test_the_log_is_written_once_a_rounds_last_device_has_reported(tmp_path):
+    # writing it at every report took the server's core from the layers of the jobs still running
+    specs = [("a", "lenet", 0), ("b", "lenet", 2), ("c", "lenet", 8)]
+    with running_server(tmp_path / "out", expected=3, policy="plan") as (address, service):
+        seen, write = [], service.write_log
+
+        def spy():
+            seen.append({rnd: sorted(names) for rnd, names in service.reported.items()})
+            write()
+
+        service.write_log = spy
+        _, errors = run_devices(address, specs, repeats=2)
+        during = list(seen)
+    assert errors == {}
+    assert during == [{0: ["a", "b", "c"]}, {0: ["a", "b", "c"], 1: ["a", "b", "c"]}]
+    assert sorted(set(pd.read_csv(tmp_path / "out" / "timeline.csv")["round"])) == [0, 1]
+
+
 @pytest.mark.parametrize("policy", ["fifo", "srpt"])
 def test_fifo_and_srpt_follow_their_rule(tmp_path, policy):
     specs = [("a", "lenet", 0), ("b", "alexnet", 16), ("c", "lenet", 3)]

@@ -39,7 +39,9 @@ def run_plan(tmp_path):
             "links": tb.links_frame.set_index("device"),
             "speed": tb.speed_frame,
         }
+        before = quota_periods(tb)
         frames = tb.run_case(tb.cases()[0], repeats=2)
+        seen["periods_in_case"] = {d: quota_periods(tb)[d] - n for d, n in before.items()}
     assert leftovers(pid, out) == NOTHING
     done = frames["completions"]
     assert sorted(done["device"].unique()) == ["alex-0", "lenet-0", "lenet-1"]
@@ -51,6 +53,17 @@ def run_plan(tmp_path):
     assert sorted(uploads["device"]) == sorted(2 * list(offloading))  # one upload per offloading device and round
     check_scaled_plan(seen["speed"], frames["plan"], dict(zip(done["device"], done["cut"])))
     return seen
+
+
+def quota_periods(tb):
+    """Per device: the quota periods its cgroup has run (cpu.stat nr_periods); {} without quotas."""
+    out = {}
+    for d in tb.devices:
+        group = tb.groups.get(d.name)
+        if group is not None and group.quota is not None:
+            stat = dict(line.split() for line in (group.path / "cpu.stat").read_text().splitlines())
+            out[d.name] = int(stat["nr_periods"])
+    return out
 
 
 def check_scaled_plan(speed, plan, cuts):
@@ -90,6 +103,9 @@ def test_three_devices_on_shaped_links_under_quotas_run_a_plan(tmp_path):
     assert len(device_ends) == 3 and all(q.startswith("qdisc tbf 5: root") for q in device_ends)
     ratio = seen["links"]["achieved_mbps"] / seen["links"]["requested_mbps"]
     assert ratio.between(0.9, 1.1).all(), seen["links"]  # loose: a shared host; the benchmark measures the goal
+    # the devices joined their quotas for the rounds (after building their layers natively)
+    assert sorted(seen["periods_in_case"]) == ["alex-0", "lenet-0", "lenet-1"]
+    assert all(n > 0 for n in seen["periods_in_case"].values()), seen["periods_in_case"]
 
 
 def test_the_same_testbed_runs_with_the_fallbacks(tmp_path, monkeypatch):

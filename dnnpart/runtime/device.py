@@ -119,6 +119,7 @@ class DeviceClient:
         probe_bytes: int = PROBE_BYTES,
         probe_seconds: float = PROBE_SECONDS,
         uplink_limiter=None,
+        on_ready=None,
     ):
         protocol.check_device_name(name)
         uplink = check_uplink(uplink_mbps)
@@ -149,6 +150,7 @@ class DeviceClient:
         self.seed, self.token, self.threads, self.timeout_s = int(seed), token, threads, float(timeout_s)
         self.emulate_uplink = emulate_uplink
         self.uplink_limiter = uplink_limiter  # anything with wait(nbytes), e.g. the testbed's token bucket
+        self.on_ready = on_ready  # called once the layers are warm, before the first round (the testbed's quota)
         self.channel = protocol.channel(server, tls_ca)
         self.stub = pb_grpc.EdgeInferenceStub(self.channel)
         self.metadata = protocol.call_metadata(token)
@@ -350,6 +352,8 @@ class DeviceClient:
         self.register()
         self.plan()
         self.fetch_layers()
+        if self.on_ready is not None:
+            self.on_ready()
         results = []
         for k in range(int(repeats)):
             self.sync_clock()  # re-estimated every round: clocks drift

@@ -416,8 +416,8 @@ class Testbed:
         devices = []
         for k, d in enumerate(self.devices):
             procs = [str(f) for f in self.groups[d.name].procs_files()] if d.name in self.groups else []
-            cmd = [py, "-m", "dnnpart.testbed.device_entry", *procs, "--"]
-            cmd += ["--server", self.server_address(k, port), "--name", d.name]
+            cmd = [py, "-m", "dnnpart", "device", "--server", self.server_address(k, port), "--name", d.name]
+            cmd += [arg for f in procs for arg in ("--cgroup-procs", f)]  # joined once its layers are warm
             cmd += ["--network", d.network, "--profile", d.profile, "--uplink-mbps", f"{rate[d.name]:.6g}"]
             cmd += ["--local-scale", f"{scale[d.name]:.6g}"]
             cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k), "--json", "--timeout", "300"]
