@@ -46,7 +46,7 @@ def run_plan(tmp_path):
     done = frames["completions"]
     assert sorted(done["device"].unique()) == ["alex-0", "lenet-0", "lenet-1"]
     assert (done["measured_ms"] > 0).all() and (done["predicted_ms"] > 0).all()
-    assert check_outputs(out / "cases" / "case1" / "devices", tb.devices, 2) == 6
+    assert check_outputs(out / "cases" / "case1" / "r0" / "devices", tb.devices, 2) == 6
     layers = {"alex-0": 23, "lenet-0": 8, "lenet-1": 8}
     offloading = {d for d, c in zip(done["device"], done["cut"]) if c < layers[d]}
     uploads = frames["timeline"][frames["timeline"]["where"] == "upload"]
@@ -163,7 +163,7 @@ def start_cli(tmp_path, devices: int = 2):
         stderr=subprocess.PIPE,
         text=True,
     )
-    started = out / "cases" / "case1" / "server" / "server.json"
+    started = out / "cases" / "case1" / "r0" / "server" / "server.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not started.exists():
         assert proc.poll() is None, proc.communicate()
@@ -175,7 +175,7 @@ def start_cli(tmp_path, devices: int = 2):
 def wait_for_rounds(out, deadline_s=60):
     """Until case 1's devices run rounds (the server has written a timeline)."""
     deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline and not (out / "cases" / "case1" / "server" / "timeline.csv").exists():
+    while time.monotonic() < deadline and not (out / "cases" / "case1" / "r0" / "server" / "timeline.csv").exists():
         time.sleep(0.1)
 
 
@@ -208,7 +208,7 @@ def test_a_testbed_stopped_mid_run_leaves_nothing(tmp_path, sig):
 def test_a_killed_device_ends_the_run_with_one_line_and_leaves_nothing(tmp_path):
     proc, out = start_cli(tmp_path)
     wait_for_rounds(out)
-    victims = processes_mentioning(str(out / "cases" / "case1" / "devices" / "lenet-1"))
+    victims = processes_mentioning(str(out / "cases" / "case1" / "r0" / "devices" / "lenet-1"))
     assert len(victims) == 1
     os.kill(victims[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=60)

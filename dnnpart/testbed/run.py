@@ -394,9 +394,10 @@ class Testbed:
                 )
             time.sleep(0.05)
 
-    def run_case(self, case: Case, repeats: int) -> dict[str, pd.DataFrame]:
-        """Start the server and every device for one case; return its tidy frames (timeline, completions, plan)."""
-        folder = self.out / "cases" / case.label
+    def run_case(self, case: Case, repeats: int, first_round: int = 0) -> dict[str, pd.DataFrame]:
+        """Start the server and every device for one case and run `repeats` rounds, numbered from `first_round`
+        (the devices' inputs follow the round); return its tidy frames (timeline, completions, plan)."""
+        folder = self.out / "cases" / case.label / f"r{first_round}"
         py = sys.executable
         tc = self.network is not None
         server_cmd = [py, "-m", "dnnpart", "serve", "--host", "0.0.0.0" if tc else "127.0.0.1"]
@@ -420,7 +421,7 @@ class Testbed:
             cmd += [arg for f in procs for arg in ("--cgroup-procs", f)]  # joined once its layers are warm
             cmd += ["--network", d.network, "--profile", d.profile, "--uplink-mbps", f"{rate[d.name]:.6g}"]
             cmd += ["--local-scale", f"{scale[d.name]:.6g}"]
-            cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k), "--json", "--timeout", "300"]
+            cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k + first_round), "--json", "--timeout", "300"]
             cmd += ["--save-outputs", str(folder / "devices" / d.name)]
             if case.cuts is not None:
                 cmd += ["--cut", str(case.cuts[k])]
@@ -440,6 +441,8 @@ class Testbed:
         frames = {}
         for name in ("timeline", "completions", "plan"):
             df = pd.read_csv(folder / "server" / f"{name}.csv")
+            if "round" in df:
+                df["round"] += first_round
             df.insert(0, "policy", case.policy)
             df.insert(0, "method", case.method)
             df.insert(0, "case", case.label)
@@ -528,15 +531,20 @@ def run_testbed(
     testbed = Testbed(Path(scenario_path), out, fallback, server_threads, probe_s=probe_s, speed_runs=int(speed_runs))
     with testbed as tb:
         plan_cuts = None
-        for case in [c for c in tb.cases(policy) if c.method in methods]:
-            if progress:
-                progress(f"{case.label}: {len(tb.devices)} devices, {repeats} rounds")
-            got = tb.run_case(case, repeats)
-            for k in frames:
-                frames[k].append(got[k])
-            if case.method == "case1":
-                plan_cuts = got["completions"].drop_duplicates("device").set_index("device")["cut"]
-                plan_cuts = [int(plan_cuts[d.name]) for d in tb.devices]
+        cases = [c for c in tb.cases(policy) if c.method in methods]
+        # Round r of every case runs before round r + 1 of any: this host's speed drifts by several per cent within
+        # a minute, and cases compared on one point should see the same drift, not one case each minute's.
+        for r in range(repeats):
+            for case in cases:
+                if progress:
+                    progress(f"{case.label}: {len(tb.devices)} devices, round {r + 1} of {repeats}")
+                got = tb.run_case(case, 1, first_round=r)
+                for k in frames:
+                    if k != "plan" or r == 0:  # every start solves the same instance: one plan per case
+                        frames[k].append(got[k])
+                if case.method == "case1" and r == 0:
+                    plan_cuts = got["completions"].drop_duplicates("device").set_index("device")["cut"]
+                    plan_cuts = [int(plan_cuts[d.name]) for d in tb.devices]
         for other in [p for p in POLICIES if p != policy] if compare_policies else []:
             case = Case("case1", other, plan_cuts)
             if progress:
