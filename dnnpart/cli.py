@@ -568,11 +568,9 @@ def cmd_device(args) -> int:
         raise DnnpartError(f"--cgroup-procs {missing[0]}: no such file (a cgroup's cgroup.procs)")
 
     def join_cgroups():  # after the set-up: building the layers under a tenth of a core takes ten times longer
-        for procs in args.cgroup_procs:
-            try:
-                Path(procs).write_text(f"{os.getpid()}\n")
-            except OSError as exc:
-                raise DnnpartError(f"--cgroup-procs {procs}: cannot join: {exc.strerror or exc}") from None
+        from dnnpart.testbed import cpu_quota
+
+        cpu_quota.join(args.cgroup_procs, os.getpid())
 
     with DeviceClient(
         args.server,

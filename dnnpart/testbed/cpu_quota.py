@@ -64,6 +64,12 @@ def _write(path: Path, text: str) -> None:
         raise TestbedError(f"cannot write {text.strip()!r} to {path}: {exc.strerror or exc}") from None
 
 
+def join(procs_files, pid: int) -> None:
+    """Move process `pid` into the groups of these cgroup.procs files (TestbedError naming a file it cannot write)."""
+    for procs in procs_files:
+        _write(Path(procs), f"{pid}\n")
+
+
 def check_quota(quota: float | None, what: str = "quota") -> float | None:
     """A quota is a fraction of one core in (0, 64]; None is no limit (a group only for pinning)."""
     if quota is None:
@@ -125,9 +131,7 @@ class CpuQuota:
         return [g / "cgroup.procs" for g in (self.path, self.cpuset_path) if g is not None]
 
     def attach(self, pid: int) -> None:
-        _write(self.path / "cgroup.procs", f"{pid}\n")
-        if self.cpuset_path is not None:
-            _write(self.cpuset_path / "cgroup.procs", f"{pid}\n")
+        join(self.procs_files(), pid)
 
     def remove(self) -> None:
         for group in (self.path, self.cpuset_path):

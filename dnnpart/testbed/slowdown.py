@@ -21,13 +21,12 @@ import numpy as np
 def time_network(network: str, runs: int, procs_files=(), threads: int = 1) -> dict:
     from dnnpart.runtime.layers import LayerRunner, random_input
     from dnnpart.runtime.split import split_network
+    from dnnpart.testbed import cpu_quota
 
     split = split_network(network)
     runner = LayerRunner(split.models, threads=threads).warm_up()
     x = random_input(list(split.shapes[0]), 0)
-    for procs in procs_files:
-        with open(procs, "w") as fh:
-            fh.write(str(os.getpid()))
+    cpu_quota.join(procs_files, os.getpid())
     runner.run_range(x, 1, split.n_layers)  # one untimed run on the (emulated) CPU
     times = []
     for _ in range(runs):
