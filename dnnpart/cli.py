@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--models", default=None, help="folder of ONNX chain models the server holds (devices send only hashes)"
     )
+    p.add_argument(
+        "--layer-cache",
+        default=None,
+        help="folder keeping zoo networks' layer models between runs (read instead of drawn again; may be shared "
+        "with devices)",
+    )
     p.add_argument("--server-profile", default="measured", help="delay profile predicting the server's layer times")
     p.add_argument(
         "--server-scale",
@@ -235,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="once the layers are warm, before the first round, write this process's pid into FILE (a cgroup's "
         "cgroup.procs; repeatable): the rounds run under that group's CPU quota, as the testbed's boards do",
+    )
+    p.add_argument(
+        "--layer-cache",
+        default=None,
+        help="folder keeping the layers this device fetched: those it holds (checked by sha256) are not sent again",
     )
     p.add_argument("--save-outputs", default=None, help="folder for each round's output (.npy) and results.json")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -519,6 +530,7 @@ def cmd_schema(args) -> int:
 
 def cmd_serve(args) -> int:
     """`dnnpart serve`: the edge server, until SIGINT/SIGTERM; then it writes its log into --out."""
+    from dnnpart.runtime.layer_cache import LayerCache
     from dnnpart.runtime.protocol import read_token
     from dnnpart.runtime.server import ServeConfig, serve
 
@@ -538,6 +550,7 @@ def cmd_serve(args) -> int:
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
         max_model_bytes=int(args.max_model_mb * (1 << 20)),
         models_dir=Path(args.models) if args.models else None,
+        layer_cache=LayerCache(args.layer_cache) if args.layer_cache else None,
         plan_deadline_s=args.plan_deadline,
         barrier_timeout_s=args.barrier_timeout,
         stall_s=args.stall,
@@ -590,6 +603,7 @@ def cmd_device(args) -> int:
         emulate_uplink=args.emulate_uplink,
         uplink_limiter=limiter,
         on_ready=join_cgroups if args.cgroup_procs else None,
+        layer_cache=args.layer_cache,
     ) as client:
         results = client.run(args.repeats, args.input_seed)
         uplink, probe = client.uplink_mbps, client.probe_result
@@ -639,10 +653,11 @@ def cmd_device(args) -> int:
 def cmd_testbed(args) -> int:
     """`dnnpart testbed --scenario FILE`: the scenario's server and devices on this host, each case measured."""
     from dnnpart.testbed import cpu_quota, links
-    from dnnpart.testbed.run import run_testbed
+    from dnnpart.testbed.run import remove_stale_caches, run_testbed
 
     if args.cleanup:
         removed = (links.remove_stale() if os.geteuid() == 0 else []) + cpu_quota.remove_stale(cpu_quota.detect())
+        removed += remove_stale_caches()
         print(f"removed {len(removed)} stale testbed resources" + "".join(f"\n  {r}" for r in removed))
         return 0
     if args.scenario is None:

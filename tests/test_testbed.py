@@ -229,7 +229,7 @@ def test_a_testbed_killed_outright_is_cleaned_by_the_next_run(tmp_path):
     while leftovers(proc.pid, out)["processes"] and time.monotonic() < deadline:
         time.sleep(0.1)
     left = leftovers(proc.pid, out)
-    assert left["processes"] == [] and left["namespaces"] and left["cgroups"]
+    assert left["processes"] == [] and left["namespaces"] and left["cgroups"] and left["layer caches"]
     env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "dnnpart", "testbed", "--cleanup"], env=env, capture_output=True, text=True, timeout=60

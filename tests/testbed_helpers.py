@@ -9,6 +9,7 @@ import numpy as np
 from dnnpart.runtime.layers import LayerRunner, random_input
 from dnnpart.runtime.split import split_network
 from dnnpart.testbed import cpu_quota, links
+from dnnpart.testbed.run import temporary_caches
 
 SHAPES = {"lenet": [1, 1, 28, 28], "alexnet": [1, 3, 227, 227]}
 
@@ -61,7 +62,8 @@ def leftovers(pid: int, out: Path) -> dict:
         "namespaces": links.namespaces(pid),
         "cgroups": [str(p) for p in cpu_quota.groups(cpu_quota.detect(), pid)],
         "processes": processes_mentioning(str(out)),
+        "layer caches": [str(p) for p in temporary_caches(pid)],
     }
 
 
-NOTHING = {"namespaces": [], "cgroups": [], "processes": []}
+NOTHING = {"namespaces": [], "cgroups": [], "processes": [], "layer caches": []}

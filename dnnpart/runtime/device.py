@@ -18,6 +18,7 @@ import numpy as np
 
 from dnnpart.errors import RuntimeConfigError
 from dnnpart.runtime import protocol
+from dnnpart.runtime.layer_cache import LayerCache
 from dnnpart.runtime.layers import LayerRunner, random_input
 from dnnpart.runtime.proto import runtime_pb2 as pb
 from dnnpart.runtime.proto import runtime_pb2_grpc as pb_grpc
@@ -98,7 +99,8 @@ class DeviceClient:
     `network` is a zoo name (the server draws its weights from `seed`) or the path of the device's own ONNX chain
     model (a .onnx file): the device registers its sha256 and uploads it when the server does not hold it.
     `uplink_mbps` is the rate the plan assumes, or "measured": `probe_uplink()` (run by `run()` before
-    registering) streams up to `probe_bytes` for at most `probe_seconds` and the server's timing sets the rate."""
+    registering) streams up to `probe_bytes` for at most `probe_seconds` and the server's timing sets the rate.
+    `layer_cache` (a folder) keeps the layers it fetches; those it holds already are not sent again."""
 
     def __init__(
         self,
@@ -120,6 +122,7 @@ class DeviceClient:
         probe_seconds: float = PROBE_SECONDS,
         uplink_limiter=None,
         on_ready=None,
+        layer_cache=None,
     ):
         protocol.check_device_name(name)
         uplink = check_uplink(uplink_mbps)
@@ -151,6 +154,7 @@ class DeviceClient:
         self.emulate_uplink = emulate_uplink
         self.uplink_limiter = uplink_limiter  # anything with wait(nbytes), e.g. the testbed's token bucket
         self.on_ready = on_ready  # called once the layers are warm, before the first round (the testbed's quota)
+        self.layer_cache = LayerCache(layer_cache) if layer_cache is not None else None  # keeps fetched layers
         self.channel = protocol.channel(server, tls_ca)
         self.stub = pb_grpc.EdgeInferenceStub(self.channel)
         self.metadata = protocol.call_metadata(token)
@@ -270,19 +274,39 @@ class DeviceClient:
         return self.plan_reply
 
     def fetch_layers(self):
-        """Receive layers 1..cut, check each against its sha256, and open their onnxruntime sessions."""
-        models, parts = [], []
-        for chunk in self._call(self.stub.FetchLayers, pb.FetchLayersRequest(device=self.name)):
-            parts.append(chunk.data)
-            if chunk.last:
-                data = b"".join(parts)
-                if hashlib.sha256(data).hexdigest() != chunk.sha256 or chunk.layer != len(models) + 1:
-                    raise DeviceError(f"{self.name}: layer {chunk.layer} arrived corrupted")
-                models.append(data)
-                parts = []
+        """Receive layers 1..cut, check each against its sha256, and open their onnxruntime sessions. With a
+        layer cache, the layers it holds are not sent; should one of them not read back intact, all are fetched."""
+        models = self._receive_layers(self.layer_cache.digests() if self.layer_cache else [])
+        if models is None:
+            models = self._receive_layers([])
         if len(models) != self.plan_reply.cut:
             raise DeviceError(f"{self.name}: received {len(models)} layers, the plan's cut is {self.plan_reply.cut}")
         self.runner = LayerRunner(models, threads=self.threads).warm_up() if models else None
+
+    def _receive_layers(self, cached: list[str]) -> list[bytes] | None:
+        """The FetchLayers stream as layer models; None if a layer announced as cached is not in the cache."""
+        models, parts = [], []
+        stream = self._call(self.stub.FetchLayers, pb.FetchLayersRequest(device=self.name, cached_sha256=cached))
+        for chunk in stream:
+            if chunk.layer != len(models) + 1:
+                raise DeviceError(f"{self.name}: layer {chunk.layer} arrived out of order")
+            if chunk.cached:
+                data = self.layer_cache.get(chunk.sha256) if chunk.sha256 in cached else None
+                if data is None:
+                    stream.cancel()
+                    return None
+                models.append(data)
+                continue
+            parts.append(chunk.data)
+            if chunk.last:
+                data = b"".join(parts)
+                if hashlib.sha256(data).hexdigest() != chunk.sha256:
+                    raise DeviceError(f"{self.name}: layer {chunk.layer} arrived corrupted")
+                if self.layer_cache is not None:
+                    self.layer_cache.put(data)
+                models.append(data)
+                parts = []
+        return models
 
     def _ms(self, local_ns: int, start_server_ns: int) -> float:
         """A device-clock time as ms from the round start on the server's clock."""

@@ -32,10 +32,18 @@ import pandas as pd
 from dnnpart.errors import DnnpartError, RuntimeConfigError
 from dnnpart.files import atomic_write_bytes, atomic_write_text, write_csv
 from dnnpart.runtime import protocol
+from dnnpart.runtime.layer_cache import LayerCache
 from dnnpart.runtime.layers import LayerRunner
 from dnnpart.runtime.proto import runtime_pb2 as pb
 from dnnpart.runtime.proto import runtime_pb2_grpc as pb_grpc
-from dnnpart.runtime.split import DATATYPE, SplitNetwork, onnx_model_name, split_network, split_onnx
+from dnnpart.runtime.split import (
+    DATATYPE,
+    SplitNetwork,
+    cached_split_network,
+    onnx_model_name,
+    split_network,
+    split_onnx,
+)
 from dnnpart.vocabulary import cut_name
 
 POLICIES = ("plan", "fifo", "srpt")
@@ -68,6 +76,7 @@ class ServeConfig:
     max_message_bytes: int = 16 << 20  # larger tensors are refused (VGG's largest layer input is 12.8 MB)
     max_model_bytes: int = 600 << 20  # larger uploaded ONNX models are refused (VGG16's file: 553 MB)
     models_dir: Path | None = None  # ONNX models the server holds from the start (besides OUT/models)
+    layer_cache: LayerCache | None = None  # zoo networks' layer models kept between runs (runtime.layer_cache)
     plan_deadline_s: float | None = None  # plan with whoever registered this long after the first one
     barrier_timeout_s: float = 60.0  # a round starts without devices that are this late
     stall_s: float = 30.0  # plan policy: a device whose turn came but whose upload has not, is skipped
@@ -343,7 +352,10 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             return self.splits[key]
 
     def split(self, network: str, seed: int) -> SplitNetwork:
-        """A zoo network's layers drawn with `seed`."""
+        """A zoo network's layers drawn with `seed` (read from --layer-cache when it holds them)."""
+        cache = self.config.layer_cache
+        if cache is not None:
+            return self._built((network, str(seed)), lambda: cached_split_network(network, seed, cache))
         return self._built((network, str(seed)), lambda: split_network(network, seed))
 
     def onnx_split(self, sha256: str) -> SplitNetwork | None:
@@ -852,9 +864,13 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         i, plan = self._planned(request.device, context, "FetchLayers")
         d = self.devices[request.device]
         split = self.splits[d.key]
+        cached = set(request.cached_sha256)
         for j in range(1, plan["cuts"][i] + 1):
             data = split.models[j - 1]
-            digest = hashlib.sha256(data).hexdigest()
+            digest = split.layer_sha256[j - 1]
+            if digest in cached:
+                yield pb.LayerChunk(layer=j, last=True, sha256=digest, cached=True)
+                continue
             for k in range(0, len(data), protocol.CHUNK_BYTES):
                 last = k + protocol.CHUNK_BYTES >= len(data)
                 yield pb.LayerChunk(

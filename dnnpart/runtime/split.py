@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,11 @@ class SplitNetwork:
     table: pd.DataFrame = field(compare=False, repr=False)  # the layer table the planner predicts times for
     onnx_sha256: str = ""
 
+    @cached_property
+    def layer_sha256(self) -> tuple[str, ...]:
+        """Each layer model's own digest (FetchLayers sends it; a device's layer cache files by it)."""
+        return tuple(hashlib.sha256(m).hexdigest() for m in self.models)
+
     @property
     def n_layers(self) -> int:
         return len(self.layer_names)
@@ -68,14 +74,65 @@ def split_network(name_or_table: str | pd.DataFrame, seed: int = 0) -> SplitNetw
     table = get(name_or_table) if isinstance(name_or_table, str) else name_or_table
     network = str(table.attrs.get("network", "table"))
     models, names, shapes = [], [], [tuple(int(v) for v in table.attrs["input_shape"])]
-    digest = hashlib.sha256(f"{network}:{seed}:".encode())
     for step in layer_steps(table, seed):
-        data = graph_model([step], f"{network}.{step.output_name}").SerializeToString()
-        digest.update(hashlib.sha256(data).digest())
-        models.append(data)
+        models.append(graph_model([step], f"{network}.{step.output_name}").SerializeToString())
         names.append(step.output_name)
         shapes.append(tuple(step.output_shape))
-    return SplitNetwork(network, int(seed), tuple(names), tuple(shapes), tuple(models), digest.hexdigest(), table)
+    layers = [hashlib.sha256(m).hexdigest() for m in models]
+    sha256 = split_digest(network, seed, layers)
+    return SplitNetwork(network, int(seed), tuple(names), tuple(shapes), tuple(models), sha256, table)
+
+
+def split_digest(network: str, seed: int, layer_sha256) -> str:
+    """SplitNetwork.sha256 of a zoo network's split: over the name, the seed and every layer's digest."""
+    digest = hashlib.sha256(f"{network}:{seed}:".encode())
+    for sha in layer_sha256:
+        digest.update(bytes.fromhex(sha))
+    return digest.hexdigest()
+
+
+def _weight_code():
+    """The modules whose source decides a zoo split's bytes (the cache index's key includes them)."""
+    import sys
+
+    from dnnpart.networks import onnx_export, onnx_nodes
+
+    return [onnx_nodes, onnx_export, sys.modules[__name__]]
+
+
+def cached_split_network(name: str, seed: int, cache) -> SplitNetwork:
+    """split_network(name, seed), read from a LayerCache when it holds this split, else built and kept there.
+
+    An index file names the split's layers by digest; it is keyed by the layer table, the seed and the source
+    of the code that draws and writes the weights, so a changed zoo spec or exporter builds afresh. Each layer
+    file is checked against its digest (LayerCache.get); a missing or altered one makes the split be built
+    again."""
+    import json
+
+    from dnnpart.files import atomic_write_text
+
+    table = get(name)
+    network = str(table.attrs.get("network", name))
+    code = b"".join(Path(m.__file__).read_bytes() for m in _weight_code())
+    spec = json.dumps([network, int(seed), list(table.attrs["input_shape"]), table.to_csv(index=False)])
+    key = hashlib.sha256(spec.encode() + code).hexdigest()[:16]
+    index = cache.folder / f"{network}-seed{int(seed)}-{key}.json"
+    try:
+        meta = json.loads(index.read_text(encoding="utf-8"))
+        models = [cache.get(sha) for sha in meta["layers"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        models = [None]
+    if models and all(m is not None for m in models):
+        shapes = tuple(tuple(int(v) for v in shape) for shape in meta["shapes"])
+        names = tuple(str(n) for n in meta["names"])
+        return SplitNetwork(
+            network, int(seed), names, shapes, tuple(models), split_digest(network, seed, meta["layers"]), table
+        )
+    split = split_network(table, seed)
+    layers = [cache.put(m) for m in split.models]
+    meta = {"names": list(split.layer_names), "shapes": [list(s) for s in split.shapes], "layers": layers}
+    atomic_write_text(index, json.dumps(meta, indent=1) + "\n")
+    return split
 
 
 def onnx_model_name(sha256: str) -> str:

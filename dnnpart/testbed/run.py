@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from dnnpart.vocabulary import METHODS
 FALLBACK_ENV = "DNNPART_TESTBED_FALLBACK"
 SERVER_PORT = 50051  # inside the server's own namespace, so parallel runs never compete for it
 PROBE_PORT = 50052
+CACHE_PREFIX = "dnnpart-layers-"  # temporary layer caches: dnnpart-layers-<pid>-<random> in the temp folder
 START_TIMEOUT_S = 180
 CASE_TIMEOUT_S = 900
 LINK_COLUMNS = ["device", "requested_mbps", "achieved_mbps", "rtt_ms", "probe_bytes", "link"]
@@ -121,6 +124,23 @@ def choose_mechanism(fallback: bool) -> Mechanism:
     return Mechanism("tc", f"cgroup-v{hierarchy.version}", pinning)
 
 
+def temporary_caches(pid: int | None = None) -> list[Path]:
+    """The temporary layer caches of testbed runs (of process `pid` only, if given)."""
+    pattern = f"{CACHE_PREFIX}{pid if pid is not None else ''}" + ("-*" if pid is not None else "*")
+    return sorted(Path(tempfile.gettempdir()).glob(pattern))
+
+
+def remove_stale_caches() -> list[str]:
+    """Delete the temporary layer caches of testbed runs whose process is gone (killed before its clean-up)."""
+    removed = []
+    for folder in temporary_caches():
+        pid = folder.name[len(CACHE_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not cpu_quota.pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+    return removed
+
+
 @dataclass
 class Case:
     """One run of the scenario: a method of the paper (case1, case2, case3, independent) under a policy."""
@@ -147,6 +167,7 @@ class Testbed:
     time_limit_s: float = 10.0
     probe_s: float = 1.0  # each link's probe upload lasts about this long
     speed_runs: int = 3  # whole-network runs of the speed check per device and server network; 0: no check
+    layer_cache: Path | None = None  # shared by every process (runtime.layer_cache); None: a temporary folder
     devices: list[TestbedDevice] = field(init=False)
     mechanism: Mechanism = field(init=False)
     procs: list[subprocess.Popen] = field(default_factory=list, init=False)
@@ -161,12 +182,17 @@ class Testbed:
         self.groups: dict[str, cpu_quota.CpuQuota] = {}
         self.links_frame = None
         self.speed_frame = None
+        self.own_cache = None  # the temporary layer cache open() made, removed by close()
         self.lock = threading.Lock()
 
     # --- set-up and clean-up -----------------------------------------------------------------------------
     def open(self) -> Testbed:
         self.mechanism = choose_mechanism(self.fallback)
         try:
+            remove_stale_caches()
+            if self.layer_cache is None:  # every start of the server and the devices reads its layers from here
+                prefix = f"{CACHE_PREFIX}{os.getpid()}-"  # the pid: remove_stale_caches knows a killed run's
+                self.layer_cache = self.own_cache = Path(tempfile.mkdtemp(prefix=prefix))
             if self.mechanism.link == "tc":
                 links.remove_stale()
                 cpu_quota.remove_stale(cpu_quota.detect())
@@ -175,6 +201,7 @@ class Testbed:
                     [links.Link(k, d.uplink_mbps, d.downlink_mbps, d.link_delay_ms) for k, d in enumerate(self.devices)]
                 ).open()
             self.links_frame = self.probe_links()
+            self.fill_layer_cache()
             self.speed_frame = self.check_speed()
         except BaseException:
             self.close()
@@ -208,6 +235,9 @@ class Testbed:
             except TestbedError as exc:
                 errors.append(str(exc))
             self.network = None
+        if self.own_cache is not None:
+            shutil.rmtree(self.own_cache, ignore_errors=True)
+            self.layer_cache = self.own_cache = None
         if errors:
             raise TestbedError("; ".join(errors))
 
@@ -283,6 +313,14 @@ class Testbed:
             _stop(sink)
         return pd.DataFrame(rows, columns=LINK_COLUMNS)
 
+    def fill_layer_cache(self):
+        """Build every network's layers once, here, rather than in each process that starts without them."""
+        from dnnpart.runtime.layer_cache import LayerCache
+        from dnnpart.runtime.split import cached_split_network
+
+        for network in sorted({d.network for d in self.devices}):
+            cached_split_network(network, 0, LayerCache(self.layer_cache))
+
     def check_speed(self) -> pd.DataFrame:
         """How fast the emulated devices and the server run now against their profiles: every device's whole
         network under its quota (all devices at once, as in Case 3), then the server's networks on its core alone,
@@ -323,7 +361,8 @@ class Testbed:
 
     def _time_network(self, network: str, group: str, threads: int, runs: int) -> subprocess.Popen:
         procs = [str(f) for f in self.groups[group].procs_files()] if group in self.groups else []
-        cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs), str(threads), *procs]
+        cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs), str(threads)]
+        cmd += ["--layer-cache", str(self.layer_cache), *procs]
         return self._start(cmd, None, None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def _speed_result(self, proc: subprocess.Popen, what: str) -> float:
@@ -407,6 +446,7 @@ class Testbed:
         scale = self.scales()
         server_cmd += ["--server-scale", f"{scale['server']:.6g}"]
         server_cmd += ["--time-limit", str(self.time_limit_s), "--out", str(folder / "server")]
+        server_cmd += ["--layer-cache", str(self.layer_cache)]
         server = self._start(server_cmd, self._netns(None), "server", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = _read_line(server.stdout, START_TIMEOUT_S, binary=True)
         if "listening on" not in line:
@@ -422,7 +462,7 @@ class Testbed:
             cmd += ["--network", d.network, "--profile", d.profile, "--uplink-mbps", f"{rate[d.name]:.6g}"]
             cmd += ["--local-scale", f"{scale[d.name]:.6g}"]
             cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k + first_round), "--json", "--timeout", "300"]
-            cmd += ["--save-outputs", str(folder / "devices" / d.name)]
+            cmd += ["--save-outputs", str(folder / "devices" / d.name), "--layer-cache", str(self.layer_cache)]
             if case.cuts is not None:
                 cmd += ["--cut", str(case.cuts[k])]
             if not tc:
@@ -507,10 +547,12 @@ def run_testbed(
     methods=METHODS,
     progress=None,
     speed_runs: int = 3,
+    layer_cache=None,
 ) -> TestbedResult:
     """Set up, run Case 1 (under `policy`), Case 2, Case 3 and independent cuts (or the `methods` given),
     write the CSVs, clean up. `speed_runs` whole-network runs per device and server network calibrate the
-    predictions to this machine's speed now (`Testbed.check_speed`); 0 predicts from the profiles as they are."""
+    predictions to this machine's speed now (`Testbed.check_speed`); 0 predicts from the profiles as they are.
+    `layer_cache` (a folder) keeps the layer models between runs; by default a temporary one per run."""
     from dnnpart.runtime.server import POLICIES
 
     if policy not in POLICIES:
@@ -528,7 +570,15 @@ def run_testbed(
         raise TestbedError(f"--probe-seconds must be in 0.05..60, got {probe_s}")
     if isinstance(speed_runs, bool) or int(speed_runs) != speed_runs or not 0 <= speed_runs <= 100:
         raise TestbedError(f"--speed-runs must be an integer in 0..100, got {speed_runs}")
-    testbed = Testbed(Path(scenario_path), out, fallback, server_threads, probe_s=probe_s, speed_runs=int(speed_runs))
+    testbed = Testbed(
+        Path(scenario_path),
+        out,
+        fallback,
+        server_threads,
+        probe_s=probe_s,
+        speed_runs=int(speed_runs),
+        layer_cache=Path(layer_cache) if layer_cache is not None else None,
+    )
     with testbed as tb:
         plan_cuts = None
         cases = [c for c in tb.cases(policy) if c.method in methods]

@@ -1,10 +1,11 @@
 """How much slower an emulated device is than the server: whole-network inference timed natively and under a
 CPU quota, each in its own process and cgroup (`measure_slowdown`).
 
-`python -m dnnpart.testbed.slowdown NETWORK RUNS THREADS [PROCS_FILE...]` builds the network's layers, warms
-them up, joins the given cgroups (after the imports and the build, which are not measured) and prints the
-median of RUNS whole-network runs (THREADS onnxruntime threads; a device runs one) as JSON. The testbed's speed
-check (`Testbed.check_speed`) and `measure_slowdown` both time this way.
+`python -m dnnpart.testbed.slowdown NETWORK RUNS THREADS [--layer-cache DIR] [PROCS_FILE...]` builds the
+network's layers (or reads them from the layer cache), warms them up, joins the given cgroups (after the imports
+and the build, which are not measured) and prints the median of RUNS whole-network runs (THREADS onnxruntime
+threads; a device runs one) as JSON. The testbed's speed check (`Testbed.check_speed`) and `measure_slowdown`
+both time this way.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import time
 import numpy as np
 
 
-def time_network(network: str, runs: int, procs_files=(), threads: int = 1) -> dict:
+def time_network(network: str, runs: int, procs_files=(), threads: int = 1, layer_cache=None) -> dict:
+    from dnnpart.runtime.layer_cache import LayerCache
     from dnnpart.runtime.layers import LayerRunner, random_input
-    from dnnpart.runtime.split import split_network
+    from dnnpart.runtime.split import cached_split_network, split_network
     from dnnpart.testbed import cpu_quota
 
-    split = split_network(network)
+    split = cached_split_network(network, 0, LayerCache(layer_cache)) if layer_cache else split_network(network)
     runner = LayerRunner(split.models, threads=threads).warm_up()
     x = random_input(list(split.shapes[0]), 0)
     cpu_quota.join(procs_files, os.getpid())
@@ -72,4 +74,7 @@ def measure_slowdown(network: str, quota: float, runs: int = 5) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(time_network(sys.argv[1], int(sys.argv[2]), sys.argv[4:], threads=int(sys.argv[3]))))
+    network, runs, threads, *rest = sys.argv[1:]
+    cache = rest[1] if rest[:1] == ["--layer-cache"] else None
+    procs = rest[2:] if cache else rest
+    print(json.dumps(time_network(network, int(runs), procs, threads=int(threads), layer_cache=cache)))

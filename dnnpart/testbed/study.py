@@ -8,6 +8,8 @@ dnnpart.study.claims checks the paper's statements on measured numbers as it doe
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +17,7 @@ import pandas as pd
 from dnnpart.errors import TestbedError
 from dnnpart.files import write_csv
 from dnnpart.testbed.report import case_summary, device_summary
-from dnnpart.testbed.run import run_testbed
+from dnnpart.testbed.run import CACHE_PREFIX, run_testbed
 
 BOARD = "emulated-board"  # data/profiles/emulated-board: device under BOARD_QUOTA, server 1 thread native
 BOARD_QUOTA = 0.1
@@ -103,35 +105,44 @@ def sweep(
 
     out = Path(out)
     rows, per_device, infos = [], [], []
-    for figs, n, b in points(bandwidths_mbps, n_devices, fig1_devices):
-        name = f"n{n}-b{b:g}"
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        scenario = folder / "scenario.yaml"
-        scenario.write_text(yaml.safe_dump(scenario_dict(network, n, b, profile, quota), sort_keys=False))
-        if progress:
-            progress(f"{name}: {n} x {network} at {b:g} Mbps")
-        result = run_testbed(
-            scenario, folder, repeats=repeats, fallback=fallback, methods=methods, probe_s=0.5, speed_runs=speed_runs
-        )
-        speed = result.speed.assign(server=lambda f: f["who"] == "server").groupby("server")["scale"].median()
-        s = case_summary(result.completions)
-        server = server_time(result)
-        first_round = result.completions[result.completions["round"] == 0]
-        cuts = first_round.groupby("case")["cut"].apply(lambda c: " ".join(map(str, c)))
-        d = device_summary(result.completions)
-        d.insert(0, "bandwidth_mbps", b)
-        d.insert(0, "n_devices", n)
-        per_device.append(d)
-        infos.append(result.info | {"point": name})
-        for fig in figs:
-            for r in s.itertuples():
-                rows.append(
-                    [fig, n, b, r.method, r.predicted_ms, r.measured_ms, r.measured_min_ms, r.measured_max_ms]
-                    + [r.error, r.rounds, cuts[r.case]]
-                    + [server.loc[r.case, "server_predicted_ms"], server.loc[r.case, "server_measured_ms"]]
-                    + [float(speed[False]), float(speed[True])]
-                )
+    # the points share one layer cache: AlexNet's layers are drawn once, not once per point
+    with tempfile.TemporaryDirectory(prefix=f"{CACHE_PREFIX}{os.getpid()}-") as cache:
+        for figs, n, b in points(bandwidths_mbps, n_devices, fig1_devices):
+            name = f"n{n}-b{b:g}"
+            folder = out / name
+            folder.mkdir(parents=True, exist_ok=True)
+            scenario = folder / "scenario.yaml"
+            scenario.write_text(yaml.safe_dump(scenario_dict(network, n, b, profile, quota), sort_keys=False))
+            if progress:
+                progress(f"{name}: {n} x {network} at {b:g} Mbps")
+            result = run_testbed(
+                scenario,
+                folder,
+                repeats=repeats,
+                fallback=fallback,
+                methods=methods,
+                probe_s=0.5,
+                speed_runs=speed_runs,
+                layer_cache=cache,
+            )
+            speed = result.speed.assign(server=lambda f: f["who"] == "server").groupby("server")["scale"].median()
+            s = case_summary(result.completions)
+            server = server_time(result)
+            first_round = result.completions[result.completions["round"] == 0]
+            cuts = first_round.groupby("case")["cut"].apply(lambda c: " ".join(map(str, c)))
+            d = device_summary(result.completions)
+            d.insert(0, "bandwidth_mbps", b)
+            d.insert(0, "n_devices", n)
+            per_device.append(d)
+            infos.append(result.info | {"point": name})
+            for fig in figs:
+                for r in s.itertuples():
+                    rows.append(
+                        [fig, n, b, r.method, r.predicted_ms, r.measured_ms, r.measured_min_ms, r.measured_max_ms]
+                        + [r.error, r.rounds, cuts[r.case]]
+                        + [server.loc[r.case, "server_predicted_ms"], server.loc[r.case, "server_measured_ms"]]
+                        + [float(speed[False]), float(speed[True])]
+                    )
     if not rows:
         raise TestbedError("no testbed points to run")
     frame = pd.DataFrame(rows, columns=POINT_COLUMNS)
