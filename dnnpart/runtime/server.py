@@ -296,6 +296,8 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         self.runners: dict[tuple[str, str], LayerRunner] = {}
         self.onnx_files = self._held_models()  # sha256 -> an ONNX file the server holds
         self.build_lock = threading.Lock()
+        self.predict_lock = threading.Lock()
+        self.local_predictions: dict[tuple[str, str, str], list[float]] = {}  # (profile, model, version) -> ms
         self.write_lock = threading.Lock()
         self.plan = None  # dict once solved
         self.plan_error: str | None = None
@@ -316,6 +318,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         self.planner = threading.Thread(target=self._plan_when_ready, name="planner", daemon=True)
         self.stopping = False
         self.planner.start()
+        threading.Thread(target=self._import_planner, name="import-planner", daemon=True).start()
 
     # --- bookkeeping -------------------------------------------------------------------------------------
     def event(self, line: str):
@@ -379,6 +382,19 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
         return self.runners[self.devices[job.device].key]
 
     # --- planning ----------------------------------------------------------------------------------------
+    def _import_planner(self):
+        """Import the optimiser and the delay models, and predict once from the server's profile, while the
+        devices start: done on the first registration and the plan, these took about a second of every start
+        (pyomo, statsmodels, the first prediction). Errors are left for the plan to report."""
+        try:
+            import dnnpart.optimiser.solver  # noqa: F401 - imported for its side effect: the module cache
+            from dnnpart.delay import load_delay_model
+            from dnnpart.networks.zoo import get
+
+            load_delay_model(self.config.server_profile).predict(get("lenet"), "server")
+        except Exception:  # noqa: BLE001, S110 - the plan (or the registration) reports it, with context
+            pass
+
     def _plan_when_ready(self):
         deadline = self.config.plan_deadline_s
         with self.lock:
@@ -696,7 +712,7 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
             scale = request.local_scale or 1.0  # unset (0): the profile as it is
             if not (math.isfinite(scale) and scale > 0):
                 raise Refused(invalid, f"local_scale must be a positive number, got {scale}")
-            local = [t * scale for t in self._predict_local(request.profile or "measured", split.table)]
+            local = [t * scale for t in self._predict_local(request.profile or "measured", split)]
         probe = ""
         if request.HasField("uplink_probe"):
             p = request.uplink_probe
@@ -802,14 +818,20 @@ class EdgeServer(pb_grpc.EdgeInferenceServicer):
                 path.unlink(missing_ok=True)
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
-    def _predict_local(self, profile: str, table: pd.DataFrame) -> list[float]:
+    def _predict_local(self, profile: str, split: SplitNetwork) -> list[float]:
+        """The profile's device times for the split's layers, predicted once per profile and model (a prediction
+        takes 0.2 s for AlexNet, and identical devices register at once)."""
         from dnnpart.delay import load_delay_model
 
-        try:
-            model = load_delay_model(profile)
-            return model.predict(table, "device").astype(float).tolist()
-        except DnnpartError as exc:
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"profile {profile!r}: {exc}") from None
+        key = (profile, split.network, split.version)
+        with self.predict_lock:
+            if key not in self.local_predictions:
+                try:
+                    model = load_delay_model(profile)
+                    self.local_predictions[key] = model.predict(split.table, "device").astype(float).tolist()
+                except DnnpartError as exc:
+                    raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"profile {profile!r}: {exc}") from None
+            return list(self.local_predictions[key])
 
     def _planned(self, device: str, context, method: str):
         """(device's index in the plan, the plan), waiting for the plan; refuses unknown devices."""
