@@ -159,3 +159,33 @@ def test_without_a_speed_check_the_predictions_are_the_profiles(tmp_path, monkey
 def test_a_bad_number_of_speed_runs_is_one_line(tmp_path, runs):
     with pytest.raises(TestbedError, match=r"--speed-runs must be an integer in 0\.\.100"):
         run.run_testbed(tmp_path / "none.yaml", tmp_path / "out", speed_runs=runs)
+
+
+def test_the_study_goals_use_the_reports_verdict_on_hand_made_points():
+    """Case 1 beats the better baseline outright at one point, and only within the spread at the other
+    (its best round 9 <= Case 3's worst 9.5, though its median 10 > 8): the report's case1_is_best rule."""
+    import pandas as pd
+
+    from dnnpart.testbed.study import goals
+
+    cols = ["n_devices", "bandwidth_mbps", "method", "measured_ms", "measured_min_ms", "measured_max_ms", "error"]
+    frame = pd.DataFrame(
+        [
+            [1, 2.5, "case1", 10.0, 9.0, 11.0, 0.20],
+            [1, 2.5, "case2", 30.0, 29.0, 31.0, 0.0],
+            [1, 2.5, "case3", 8.0, 7.0, 9.5, 0.0],
+            [4, 2.5, "case1", 5.0, 4.0, 6.0, -0.05],
+            [4, 2.5, "case2", 6.0, 6.0, 6.0, 0.0],
+            [4, 2.5, "case3", 7.0, 7.0, 7.0, 0.0],
+        ],
+        columns=cols,
+    )
+    devices = pd.DataFrame({"case": ["case1", "case1", "case3"], "error": [0.1, -0.35, 0.9]})
+    g = goals(frame, devices).set_index("goal")["value"]
+    assert g["case1 prediction error, median over points"] == pytest.approx(0.125)
+    assert g["case1 prediction error, worst point"] == pytest.approx(0.20)
+    assert g["case1 prediction error, worst device"] == pytest.approx(0.35)
+    assert g["points where measured case1 <= min(case2, case3)"] == 0.5
+    assert g.iloc[4] == 1.0  # within the spread at both
+    frame.loc[0, "measured_min_ms"] = 9.6  # now beyond Case 3's worst round
+    assert goals(frame, devices)["value"].iloc[4] == 0.5

@@ -16,7 +16,7 @@ import pandas as pd
 
 from dnnpart.errors import TestbedError
 from dnnpart.files import write_csv
-from dnnpart.testbed.report import case_summary, device_summary
+from dnnpart.testbed.report import case1_is_best, case_summary, device_summary
 from dnnpart.testbed.run import CACHE_PREFIX, run_testbed
 
 BOARD = "emulated-board"  # data/profiles/emulated-board: device under BOARD_QUOTA, server 1 thread native
@@ -166,18 +166,24 @@ def goals(frame: pd.DataFrame, devices: pd.DataFrame) -> pd.DataFrame:
     c1 = frame[frame["method"] == "case1"].drop_duplicates(["n_devices", "bandwidth_mbps"])
     err = c1["error"].abs()
     dev = devices[devices["case"] == "case1"]["error"].abs()
-    wide = frame.drop_duplicates(["n_devices", "bandwidth_mbps", "method"]).pivot_table(
-        index=["n_devices", "bandwidth_mbps"], columns="method", values=["measured_ms", "measured_min_ms"]
-    )
-    other = wide["measured_ms"][["case2", "case3"]].min(axis=1)
-    holds = wide["measured_ms"]["case1"] <= other
-    within = wide["measured_min_ms"]["case1"] <= other
+    verdicts = [
+        case1_is_best(rows.rename(columns={"method": "case"}))  # the testbed report's verdict, point by point
+        for _, rows in frame.drop_duplicates(["n_devices", "bandwidth_mbps", "method"]).groupby(
+            ["n_devices", "bandwidth_mbps"]
+        )
+    ]
+    holds = pd.Series([v["holds"] for v in verdicts], dtype=float)
+    within = pd.Series([v["within_spread"] for v in verdicts], dtype=float)
     rows = [
         ("case1 prediction error, median over points", float(err.median()), 0.10),
         ("case1 prediction error, worst point", float(err.max()), 0.25),
         ("case1 prediction error, worst device", float(dev.max()), 0.30),
         ("points where measured case1 <= min(case2, case3)", float(holds.mean()), 1.0),
-        ("points where it holds within the spread over rounds", float(within.mean()), 1.0),
+        (
+            "points where it holds within the spread (case1's best round <= the other's worst)",
+            float(within.mean()),
+            1.0,
+        ),
     ]
     out = pd.DataFrame(rows, columns=["goal", "value", "target"])
     out["met"] = [v <= t for _, v, t in rows[:3]] + [v >= t for _, v, t in rows[3:]]
