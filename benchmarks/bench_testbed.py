@@ -7,7 +7,8 @@ Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met
   link_rate           achieved / requested uplink rate, one row per rate in 0.5-50 Mbps (probe upload of ~2 s
                       through a tbf-shaped veth, as the testbed measures its links); goal within +-5 %
   slowdown            whole AlexNet on an emulated device (1 thread, quota 0.1, pinned to cpu 1) / on the
-                      emulated server (1 native thread, pinned to cpu 0), median of runs; goal within +-10 % of 10
+                      emulated server (1 native thread, pinned to cpu 0), each the median of 5 runs; the median of
+                      --slowdown-repeats such factors (slowdown_min, _max: their range); goal within +-10 % of 10
   case1_error_*       |measured / predicted - 1| of Case 1's average completion over the Fig. 1 / Fig. 5 points
                       (median, worst; worst device); goals 10 %, 25 %, 30 %
   case1_best          share of points where measured Case 1 <= min(Case 2, Case 3), outright and within the
@@ -93,7 +94,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--speed-runs", default="3,0", help="the study once per value: speed-check runs (0: the profiles as they are)"
     )
+    parser.add_argument("--slowdown-repeats", type=int, default=5, help="slowdown measurements (the median is kept)")
     args = parser.parse_args(argv)
+    if not 1 <= args.slowdown_repeats <= 50:
+        print(f"bench_testbed: --slowdown-repeats must be in 1..50, got {args.slowdown_repeats}", file=sys.stderr)
+        return 2
     speed_runs = parse_speed_runs(args.speed_runs)
     if speed_runs is None:
         print(f"bench_testbed: --speed-runs takes comma-separated integers in 0..100, got {args.speed_runs!r}",
@@ -108,11 +113,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rows += [r + [pd.NA] for r in link_rates(tmp)]
-        s = measure_slowdown("alexnet", study.BOARD_QUOTA, runs=5)
-        rows.append(["slowdown", "alexnet, quota 0.1", s["slowdown"], "device/server", "9-11",
-                     bool(abs(s["slowdown"] / s["requested_factor"] - 1) <= 0.10), pd.NA])  # fmt: skip
-        rows.append(["slowdown_server_ms", "alexnet", s["server_ms"], "ms", "", True, pd.NA])
-        rows.append(["slowdown_device_ms", "alexnet", s["device_ms"], "ms", "", True, pd.NA])
+        # one measurement moved between 9.9 and 13.9 within minutes (2026-12-04): the median of several
+        s = pd.DataFrame([measure_slowdown("alexnet", study.BOARD_QUOTA, runs=5) for _ in range(args.slowdown_repeats)])
+        factor, requested = float(s["slowdown"].median()), float(s["requested_factor"].iloc[0])
+        rows.append(["slowdown", f"alexnet, quota 0.1, median of {len(s)}", factor, "device/server", "9-11",
+                     bool(abs(factor / requested - 1) <= 0.10), pd.NA])  # fmt: skip
+        rows.append(["slowdown_min", "alexnet", float(s["slowdown"].min()), "device/server", "", True, pd.NA])
+        rows.append(["slowdown_max", "alexnet", float(s["slowdown"].max()), "device/server", "", True, pd.NA])
+        rows.append(["slowdown_server_ms", "alexnet, median", float(s["server_ms"].median()), "ms", "", True, pd.NA])
+        rows.append(["slowdown_device_ms", "alexnet, median", float(s["device_ms"].median()), "ms", "", True, pd.NA])
         bandwidths, n_devices = ((2.5,), (1, 4)) if args.quick else ((0.5, 2.5, 20.0), (1, 4))
         for k in [] if args.skip_study else speed_runs:
             rows += study_rows(tmp, bandwidths, n_devices, args.repeats, k)

@@ -189,3 +189,24 @@ def test_the_study_goals_use_the_reports_verdict_on_hand_made_points():
     assert g.iloc[4] == 1.0  # within the spread at both
     frame.loc[0, "measured_min_ms"] = 9.6  # now beyond Case 3's worst round
     assert goals(frame, devices)["value"].iloc[4] == 0.5
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+def test_the_layer_cache_is_filled_once_and_removed_with_the_run(tmp_path, monkeypatch, use_cache):
+    import os
+
+    from dnnpart.runtime.split import split_network
+
+    monkeypatch.setenv(run.FALLBACK_ENV, "1")
+    groups = [{"name": "a", "count": 2, "network": "lenet", "profile": "measured", "uplink_mbps": 2.0}]
+    scenario = write_scenario(tmp_path / "s.yaml", groups)
+    with run.Testbed(scenario, tmp_path / "out", speed_runs=0, use_layer_cache=use_cache) as tb:
+        during = run.temporary_caches(os.getpid())
+        args = tb._cache_args()
+        held = sorted(p.stem for p in during[0].glob("*.onnx")) if during else []
+    assert run.temporary_caches(os.getpid()) == []
+    if use_cache:
+        assert len(during) == 1 and args == ["--layer-cache", str(during[0])]
+        assert held == sorted(split_network("lenet").layer_sha256)  # drawn before any process starts
+    else:
+        assert during == [] and args == []

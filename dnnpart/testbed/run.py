@@ -168,6 +168,7 @@ class Testbed:
     probe_s: float = 1.0  # each link's probe upload lasts about this long
     speed_runs: int = 3  # whole-network runs of the speed check per device and server network; 0: no check
     layer_cache: Path | None = None  # shared by every process (runtime.layer_cache); None: a temporary folder
+    use_layer_cache: bool = True  # False: every start draws and sends the layers (bench_testbed_startup.py)
     devices: list[TestbedDevice] = field(init=False)
     mechanism: Mechanism = field(init=False)
     procs: list[subprocess.Popen] = field(default_factory=list, init=False)
@@ -190,7 +191,8 @@ class Testbed:
         self.mechanism = choose_mechanism(self.fallback)
         try:
             remove_stale_caches()
-            if self.layer_cache is None:  # every start of the server and the devices reads its layers from here
+            # every start of the server and the devices reads its layers from the cache
+            if self.layer_cache is None and self.use_layer_cache:
                 prefix = f"{CACHE_PREFIX}{os.getpid()}-"  # the pid: remove_stale_caches knows a killed run's
                 self.layer_cache = self.own_cache = Path(tempfile.mkdtemp(prefix=prefix))
             if self.mechanism.link == "tc":
@@ -201,7 +203,8 @@ class Testbed:
                     [links.Link(k, d.uplink_mbps, d.downlink_mbps, d.link_delay_ms) for k, d in enumerate(self.devices)]
                 ).open()
             self.links_frame = self.probe_links()
-            self.fill_layer_cache()
+            if self.layer_cache is not None:
+                self.fill_layer_cache()
             self.speed_frame = self.check_speed()
         except BaseException:
             self.close()
@@ -313,6 +316,9 @@ class Testbed:
             _stop(sink)
         return pd.DataFrame(rows, columns=LINK_COLUMNS)
 
+    def _cache_args(self) -> list[str]:
+        return ["--layer-cache", str(self.layer_cache)] if self.layer_cache is not None else []
+
     def fill_layer_cache(self):
         """Build every network's layers once, here, rather than in each process that starts without them."""
         from dnnpart.runtime.layer_cache import LayerCache
@@ -362,7 +368,7 @@ class Testbed:
     def _time_network(self, network: str, group: str, threads: int, runs: int) -> subprocess.Popen:
         procs = [str(f) for f in self.groups[group].procs_files()] if group in self.groups else []
         cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs), str(threads)]
-        cmd += ["--layer-cache", str(self.layer_cache), *procs]
+        cmd += [*self._cache_args(), *procs]
         return self._start(cmd, None, None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def _speed_result(self, proc: subprocess.Popen, what: str) -> float:
@@ -446,7 +452,7 @@ class Testbed:
         scale = self.scales()
         server_cmd += ["--server-scale", f"{scale['server']:.6g}"]
         server_cmd += ["--time-limit", str(self.time_limit_s), "--out", str(folder / "server")]
-        server_cmd += ["--layer-cache", str(self.layer_cache)]
+        server_cmd += self._cache_args()
         server = self._start(server_cmd, self._netns(None), "server", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = _read_line(server.stdout, START_TIMEOUT_S, binary=True)
         if "listening on" not in line:
@@ -462,7 +468,7 @@ class Testbed:
             cmd += ["--network", d.network, "--profile", d.profile, "--uplink-mbps", f"{rate[d.name]:.6g}"]
             cmd += ["--local-scale", f"{scale[d.name]:.6g}"]
             cmd += ["--repeats", str(repeats), "--input-seed", str(10 * k + first_round), "--json", "--timeout", "300"]
-            cmd += ["--save-outputs", str(folder / "devices" / d.name), "--layer-cache", str(self.layer_cache)]
+            cmd += ["--save-outputs", str(folder / "devices" / d.name), *self._cache_args()]
             if case.cuts is not None:
                 cmd += ["--cut", str(case.cuts[k])]
             if not tc:
