@@ -1,7 +1,7 @@
 """Testbed benchmark (issue 13): link rates, the emulated slowdown, and how well the plan predicts the testbed.
 
     .venv/bin/python benchmarks/bench_testbed.py [--repeats 2] [--quick] [--speed-runs 3,0]
-    # writes benchmarks/results/testbed.csv
+    # writes benchmarks/results/testbed.csv, and the study's testbed runs into benchmarks/results/testbed-runs/
 
 Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met, speed_runs):
   link_rate           achieved / requested uplink rate, one row per rate in 0.5-50 Mbps (probe upload of ~2 s
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +38,7 @@ from dnnpart.testbed.run import Testbed
 from dnnpart.testbed.slowdown import measure_slowdown
 
 OUT = BENCHMARKS_DIR / "results" / "testbed.csv"
+RUNS = BENCHMARKS_DIR / "results" / "testbed-runs"  # every testbed run of the study (subtasks, plans, logs)
 RATES = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 50.0)
 
 
@@ -113,6 +115,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rows += [r + [pd.NA] for r in link_rates(tmp)]
+        shutil.rmtree(RUNS, ignore_errors=True)  # the last run's study, kept until now to be looked into
         # one measurement moved between 9.9 and 13.9 within minutes (2026-12-04): the median of several
         s = pd.DataFrame([measure_slowdown("alexnet", study.BOARD_QUOTA, runs=5) for _ in range(args.slowdown_repeats)])
         factor, requested = float(s["slowdown"].median()), float(s["requested_factor"].iloc[0])
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
         rows.append(["slowdown_device_ms", "alexnet, median", float(s["device_ms"].median()), "ms", "", True, pd.NA])
         bandwidths, n_devices = ((2.5,), (1, 4)) if args.quick else ((0.5, 2.5, 20.0), (1, 4))
         for k in [] if args.skip_study else speed_runs:
-            rows += study_rows(tmp, bandwidths, n_devices, args.repeats, k)
+            rows += study_rows(RUNS, bandwidths, n_devices, args.repeats, k)
     df = pd.DataFrame(rows, columns=["metric", "case", "value", "unit", "goal", "met", "speed_runs"])
     df["load_average_start"] = load
     write_csv(df, OUT)
