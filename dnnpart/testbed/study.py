@@ -162,7 +162,8 @@ def claims_input(frame: pd.DataFrame, figure: str, which: str) -> pd.DataFrame:
 
 def goals(frame: pd.DataFrame, devices: pd.DataFrame) -> pd.DataFrame:
     """The issue's goals on these points: Case 1's prediction error (median and worst over points; worst per
-    device) and whether measured Case 1 <= min(Case 2, Case 3) at every point, within the spread."""
+    device) and whether measured Case 1 <= min(Case 2, Case 3) at every point, outright (medians over rounds) and
+    within the spread (Case 1's best round at most the better baseline's worst: report.case1_is_best)."""
     c1 = frame[frame["method"] == "case1"].drop_duplicates(["n_devices", "bandwidth_mbps"])
     err = c1["error"].abs()
     dev = devices[devices["case"] == "case1"]["error"].abs()
@@ -179,11 +180,7 @@ def goals(frame: pd.DataFrame, devices: pd.DataFrame) -> pd.DataFrame:
         ("case1 prediction error, worst point", float(err.max()), 0.25),
         ("case1 prediction error, worst device", float(dev.max()), 0.30),
         ("points where measured case1 <= min(case2, case3)", float(holds.mean()), 1.0),
-        (
-            "points where it holds within the spread (case1's best round <= the other's worst)",
-            float(within.mean()),
-            1.0,
-        ),
+        ("points where it holds within the spread over rounds", float(within.mean()), 1.0),
     ]
     out = pd.DataFrame(rows, columns=["goal", "value", "target"])
     out["met"] = [v <= t for _, v, t in rows[:3]] + [v >= t for _, v, t in rows[3:]]
