@@ -473,7 +473,9 @@ class Testbed:
                 cmd += ["--cut", str(case.cuts[k])]
             if not tc:
                 cmd += ["--token-bucket-mbps", f"{d.uplink_mbps:.6g}"]
-            devices.append(self._start(cmd, self._netns(k), None, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            # stdout unread: its results are in --save-outputs, and a pipe nobody drains would block a long run's
+            # JSON (1000 rounds are about 200 KB, a pipe holds 64 KB)
+            devices.append(self._start(cmd, self._netns(k), None, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         try:
             self._wait_devices(case, devices)
         finally:
