@@ -94,3 +94,10 @@ def test_a_device_is_sent_only_the_layers_its_cache_lacks(tmp_path, monkeypatch)
         result = run_device(address, device_cache, 8)
     assert np.allclose(result.output, want, rtol=1e-4, atol=1e-5)
     assert LayerCache(device_cache).get(layers[0]) is not None  # fetched again and kept
+
+
+def test_a_folder_that_cannot_be_written_works_as_no_cache(tmp_path):
+    cache = LayerCache(tmp_path)
+    squat = hashlib.sha256(b"y").hexdigest()
+    (tmp_path / f"{squat}.onnx").mkdir()  # a directory where the file should go: the write fails, even for root
+    assert cache.put(b"y") == squat and cache.get(squat) is None  # not kept, and no error

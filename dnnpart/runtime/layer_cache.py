@@ -15,7 +15,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from dnnpart.errors import RuntimeConfigError
+from dnnpart.errors import DnnpartError, RuntimeConfigError
 from dnnpart.files import atomic_write_bytes
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -48,8 +48,12 @@ class LayerCache:
         return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
     def put(self, data: bytes) -> str:
-        """Keep data under its digest (unless a valid copy is there already); returns the digest."""
+        """Keep data under its digest (unless a valid copy is there already); returns the digest. A folder that
+        cannot be written still works, as no cache: the caller has the data either way."""
         sha256 = hashlib.sha256(data).hexdigest()
         if self.get(sha256) is None:
-            atomic_write_bytes(self.path(sha256), data, "layer cache file")
+            try:
+                atomic_write_bytes(self.path(sha256), data, "layer cache file")
+            except (OSError, DnnpartError):
+                pass
         return sha256

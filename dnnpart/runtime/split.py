@@ -131,7 +131,10 @@ def cached_split_network(name: str, seed: int, cache) -> SplitNetwork:
     split = split_network(table, seed)
     layers = [cache.put(m) for m in split.models]
     meta = {"names": list(split.layer_names), "shapes": [list(s) for s in split.shapes], "layers": layers}
-    atomic_write_text(index, json.dumps(meta, indent=1) + "\n")
+    try:
+        atomic_write_text(index, json.dumps(meta, indent=1) + "\n")
+    except (OSError, DnnpartError):  # an unwritable folder: no cache, the split is built either way
+        pass
     return split
 
 
