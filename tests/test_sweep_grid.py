@@ -133,8 +133,10 @@ def test_an_output_of_another_grid_is_refused(tmp_path):
 
 
 def test_a_killed_sweep_resumes_without_recomputing_its_finished_chunks(tmp_path):
-    # Slow enough points (alexnet, 6-8 devices) that the sweep is still running when it is killed.
-    text = "networks: [alexnet]\nn_devices: [6, 8]\nbandwidths_mbps: [0.5, 2, 8]\nloads: [0.0, 0.3]\n"
+    # Enough points (36 of alexnet, 6-8 devices, about 75 ms each on 2026-12-04) that the sweep is still running
+    # when it is killed after its third chunk: with 12 such points a fresh clone's run once finished first.
+    text = "networks: [alexnet]\nn_devices: [6, 8]\nbandwidths_mbps: [0.5, 1, 2, 4, 8, 16]\nloads: [0.0, 0.2, 0.4]\n"
+    n_points = 2 * 6 * 3
     grid = write(tmp_path, text)
     out, parts = tmp_path / "r.parquet", tmp_path / "r.parquet.parts"
     args = [sys.executable, "-m", "dnnpart", "sweep", "--grid", grid, "--out", out, "--scheduler", "serial"]
@@ -155,7 +157,7 @@ def test_a_killed_sweep_resumes_without_recomputing_its_finished_chunks(tmp_path
     assert len(finished) >= 3 and not list(parts.glob(".*.tmp")), "a killed write left a temporary file"
     res = sweep_cli(*args[4:], "--chunk-points", "1", "--json")
     summary = json.loads(res.stdout)
-    assert summary["chunks_resumed"] == len(finished) and summary["chunks_solved"] == 12 - len(finished)
+    assert summary["chunks_resumed"] == len(finished) and summary["chunks_solved"] == n_points - len(finished)
     # the same points in one uninterrupted run give the same table
     whole = tmp_path / "whole.parquet"
     sweep_cli("--grid", grid, "--out", whole, "--scheduler", "serial", "--chunk-points", "1")
