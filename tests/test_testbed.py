@@ -208,28 +208,30 @@ def test_a_testbed_stopped_mid_run_leaves_nothing(tmp_path, sig):
 @needs_root
 def test_a_killed_device_ends_the_run_with_one_line_and_leaves_nothing(tmp_path):
     proc, out = start_cli(tmp_path)
-    wait_for_rounds(out)
-    # a start's device lives for about a second (one round): kill the next one that runs, whichever case it is
-    # (and the one after, should it have ended by itself between the look and the kill)
-    case, err = None, None
-    for _ in range(3):
-        victims, deadline = [], time.monotonic() + 60
-        while not victims and time.monotonic() < deadline:
-            victims = [pid for pid in processes_mentioning(str(out / "cases")) if b"/devices/lenet-1" in cmdline(pid)]
-            time.sleep(0.02)
-        assert len(victims) == 1
-        case = cmdline(victims[0]).split(b"/devices/lenet-1")[0].rsplit(b"/cases/", 1)[1].split(b"/")[0].decode()
-        try:
-            os.kill(victims[0], signal.SIGKILL)
-            _, err = proc.communicate(timeout=20)
-            break
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
-    if proc.poll() is None:  # never caught one: stop the run, and leave nothing for the other tests
-        proc.kill()
-        proc.communicate(timeout=30)
-        subprocess.run([sys.executable, "-m", "dnnpart", "testbed", "--cleanup"], capture_output=True, timeout=60)
-        pytest.fail("no device of the run could be killed in three attempts")
+    try:
+        wait_for_rounds(out)
+        # a start's device lives for about a second (one round): kill the next one that runs, whichever case it
+        # is (and the one after, should it have ended by itself between the look and the kill)
+        case, err = None, None
+        for _ in range(3):
+            victims, deadline = [], time.monotonic() + 60
+            while not victims and time.monotonic() < deadline:
+                victims = [p for p in processes_mentioning(str(out / "cases")) if b"/devices/lenet-1" in cmdline(p)]
+                time.sleep(0.02)
+            assert victims, "no device lenet-1 ran within 60 s"
+            case = cmdline(victims[0]).split(b"/devices/lenet-1")[0].rsplit(b"/cases/", 1)[1].split(b"/")[0].decode()
+            try:
+                os.kill(victims[0], signal.SIGKILL)
+                _, err = proc.communicate(timeout=20)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        assert proc.poll() is not None, "no device of the run could be killed in three attempts"
+    finally:
+        if proc.poll() is None:  # a failed check: stop the run, and leave nothing for the other tests
+            proc.kill()
+            proc.communicate(timeout=30)
+            subprocess.run([sys.executable, "-m", "dnnpart", "testbed", "--cleanup"], capture_output=True, timeout=60)
     assert proc.returncode == 2
     assert (
         err.strip().splitlines()[-1].startswith(f"dnnpart testbed: error: {case}: device lenet-1 exited with status -9")

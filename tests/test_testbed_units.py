@@ -210,3 +210,26 @@ def test_the_layer_cache_is_filled_once_and_removed_with_the_run(tmp_path, monke
         assert held == sorted(split_network("lenet").layer_sha256)  # drawn before any process starts
     else:
         assert during == [] and args == []
+
+
+def test_a_timing_process_with_a_barrier_runs_only_after_go():
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from dnnpart import paths
+
+    env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT)}
+    cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", "lenet", "2", "1", "--barrier"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # lenet's two runs take about a millisecond: without the barrier it would have ended
+        assert proc.poll() is None
+        out, _ = proc.communicate("go\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and json.loads(out)["runs"] == 2

@@ -354,7 +354,17 @@ class Testbed:
             frame["measured_ms"] = float("nan")
             frame["scale"] = 1.0
             return frame[SPEED_COLUMNS]
-        devices = [self._time_network(d.network, d.name, 1, self.speed_runs) for d in self.devices]
+        # The devices' runs start together once every device is built and warm: a device that started timing
+        # while the others were still building their sessions at native speed shared its CPU with that work, which
+        # no case does (Case 3's rounds start at a barrier too).
+        devices = [self._time_network(d.network, d.name, 1, self.speed_runs, barrier=True) for d in self.devices]
+        for p, d in zip(devices, self.devices):
+            if _read_line(p.stdout, SPEED_TIMEOUT_S).strip() != "ready":
+                p.kill()
+                raise TestbedError(f"the speed check of {d.name} did not get ready: {_tail(p.stderr)}")
+        for p in devices:
+            p.stdin.write("go\n")
+            p.stdin.flush()
         measured = [self._speed_result(p, d.name) for p, d in zip(devices, self.devices)]
         for n in networks:
             proc = self._time_network(n, "server", self.server_threads, SERVER_SPEED_RUNS * self.speed_runs)
@@ -365,11 +375,12 @@ class Testbed:
         frame.loc[server.index, "scale"] = server["measured_ms"].sum() / server["predicted_ms"].sum()
         return frame[SPEED_COLUMNS]
 
-    def _time_network(self, network: str, group: str, threads: int, runs: int) -> subprocess.Popen:
+    def _time_network(self, network: str, group: str, threads: int, runs: int, barrier=False) -> subprocess.Popen:
         procs = [str(f) for f in self.groups[group].procs_files()] if group in self.groups else []
         cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs), str(threads)]
-        cmd += [*self._cache_args(), *procs]
-        return self._start(cmd, None, None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd += [*self._cache_args(), *(["--barrier"] if barrier else []), *procs]
+        stdin = subprocess.PIPE if barrier else subprocess.DEVNULL
+        return self._start(cmd, None, None, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def _speed_result(self, proc: subprocess.Popen, what: str) -> float:
         try:
