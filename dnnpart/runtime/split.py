@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +43,12 @@ class SplitNetwork:
     sha256: str
     table: pd.DataFrame = field(compare=False, repr=False)  # the layer table the planner predicts times for
     onnx_sha256: str = ""
+    # each layer model's own digest (FetchLayers sends it; a device's layer cache files by it); computed if not given
+    layer_sha256: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
-    @cached_property
-    def layer_sha256(self) -> tuple[str, ...]:
-        """Each layer model's own digest (FetchLayers sends it; a device's layer cache files by it)."""
-        return tuple(hashlib.sha256(m).hexdigest() for m in self.models)
+    def __post_init__(self):
+        if not self.layer_sha256:  # frozen: set once, here
+            object.__setattr__(self, "layer_sha256", tuple(hashlib.sha256(m).hexdigest() for m in self.models))
 
     @property
     def n_layers(self) -> int:
@@ -78,9 +78,11 @@ def split_network(name_or_table: str | pd.DataFrame, seed: int = 0) -> SplitNetw
         models.append(graph_model([step], f"{network}.{step.output_name}").SerializeToString())
         names.append(step.output_name)
         shapes.append(tuple(step.output_shape))
-    layers = [hashlib.sha256(m).hexdigest() for m in models]
+    layers = tuple(hashlib.sha256(m).hexdigest() for m in models)
     sha256 = split_digest(network, seed, layers)
-    return SplitNetwork(network, int(seed), tuple(names), tuple(shapes), tuple(models), sha256, table)
+    return SplitNetwork(
+        network, int(seed), tuple(names), tuple(shapes), tuple(models), sha256, table, layer_sha256=layers
+    )
 
 
 def split_digest(network: str, seed: int, layer_sha256) -> str:
@@ -125,9 +127,9 @@ def cached_split_network(name: str, seed: int, cache) -> SplitNetwork:
     if models and all(m is not None for m in models):
         shapes = tuple(tuple(int(v) for v in shape) for shape in meta["shapes"])
         names = tuple(str(n) for n in meta["names"])
-        return SplitNetwork(
-            network, int(seed), names, shapes, tuple(models), split_digest(network, seed, meta["layers"]), table
-        )
+        layers = tuple(str(sha) for sha in meta["layers"])  # each checked by cache.get
+        sha256 = split_digest(network, seed, layers)
+        return SplitNetwork(network, int(seed), names, shapes, tuple(models), sha256, table, layer_sha256=layers)
     split = split_network(table, seed)
     layers = [cache.put(m) for m in split.models]
     meta = {"names": list(split.layer_names), "shapes": [list(s) for s in split.shapes], "layers": layers}

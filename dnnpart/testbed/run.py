@@ -126,7 +126,7 @@ def choose_mechanism(fallback: bool) -> Mechanism:
 
 def temporary_caches(pid: int | None = None) -> list[Path]:
     """The temporary layer caches of testbed runs (of process `pid` only, if given)."""
-    pattern = f"{CACHE_PREFIX}{pid if pid is not None else ''}" + ("-*" if pid is not None else "*")
+    pattern = f"{CACHE_PREFIX}*" if pid is None else f"{CACHE_PREFIX}{pid}-*"
     return sorted(Path(tempfile.gettempdir()).glob(pattern))
 
 
