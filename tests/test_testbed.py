@@ -216,12 +216,15 @@ def test_a_killed_device_ends_the_run_with_one_line_and_leaves_nothing(tmp_path)
         for _ in range(3):
             victims, deadline = [], time.monotonic() + 60
             while not victims and time.monotonic() < deadline:
-                victims = [p for p in processes_mentioning(str(out / "cases")) if b"/devices/lenet-1" in cmdline(p)]
+                # each command line read once: a device that ends between two reads has an empty one
+                lines = ((p, cmdline(p)) for p in processes_mentioning(str(out / "cases")))
+                victims = [(p, line) for p, line in lines if b"/devices/lenet-1" in line and b"/cases/" in line]
                 time.sleep(0.02)
             assert victims, "no device lenet-1 ran within 60 s"
-            case = cmdline(victims[0]).split(b"/devices/lenet-1")[0].rsplit(b"/cases/", 1)[1].split(b"/")[0].decode()
+            pid, line = victims[0]
+            case = line.split(b"/devices/lenet-1")[0].rsplit(b"/cases/", 1)[1].split(b"/")[0].decode()
             try:
-                os.kill(victims[0], signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 _, err = proc.communicate(timeout=20)
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
