@@ -276,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
         "to this machine's speed now (0: predict from the profiles as they are)",
     )
     p.add_argument("--cleanup", action="store_true", help="only remove what killed testbed runs left, then exit")
+    p.add_argument(
+        "--calibrate-slowdown",
+        type=float,
+        default=None,
+        metavar="FACTOR",
+        help="only find the cpu_quota that makes a device FACTOR times slower than one native core on "
+        "--calibrate-network, print it, then exit (needs root)",
+    )
+    p.add_argument("--calibrate-network", default="alexnet", help="the network --calibrate-slowdown times")
     p.set_defaults(handler=cmd_testbed)
     return parser
 
@@ -660,8 +669,21 @@ def cmd_testbed(args) -> int:
         removed += remove_stale_caches()
         print(f"removed {len(removed)} stale testbed resources" + "".join(f"\n  {r}" for r in removed))
         return 0
+    if args.calibrate_slowdown is not None:
+        from dnnpart.networks import zoo
+        from dnnpart.testbed.slowdown import calibrate_quota
+
+        network = args.calibrate_network.strip().lower()
+        zoo.get(network)  # an unknown name: one line with the valid choices
+        found = calibrate_quota(network, args.calibrate_slowdown)
+        for r in found["rounds"]:
+            print(
+                f"quota {r['cpu_quota']:.5g}: {r['slowdown']:.3g}x ({r['device_ms']:.1f} ms / {r['server_ms']:.1f} ms)"
+            )
+        print(f"cpu_quota: {found['cpu_quota']:.5g}  # {found['slowdown']:.3g}x slower on {found['network']}")
+        return 0
     if args.scenario is None:
-        raise DnnpartError("--scenario is required (or --cleanup)")
+        raise DnnpartError("--scenario is required (or --cleanup, or --calibrate-slowdown)")
     if args.server_threads < 1:
         raise DnnpartError(f"--server-threads must be >= 1, got {args.server_threads}")
     if args.report is not None:

@@ -1,14 +1,16 @@
 """The testbed's parts without processes or privileges: the token bucket, the cgroup files written (v1 and v2,
-on a fake hierarchy), tbf's parameters, the scenario's new fields and the choice of mechanism."""
+on a fake hierarchy), tbf's parameters, the scenario's new fields, the choice of mechanism and the slowdown
+calibration (on a fake board)."""
 
 import os
 
 import pytest
 from testbed_helpers import write_scenario
 
+from dnnpart.cli import main
 from dnnpart.errors import ScenarioError, TestbedError
 from dnnpart.planning.scenario import load_scenario
-from dnnpart.testbed import cpu_quota, links, run
+from dnnpart.testbed import cpu_quota, links, run, slowdown
 from dnnpart.testbed.token_bucket import TokenBucket
 
 
@@ -75,10 +77,23 @@ def test_detect_prefers_cgroup2_with_the_cpu_controller_and_ignores_it_without(t
     assert cpu_quota.detect(tmp_path / "mounts") is None
 
 
-@pytest.mark.parametrize("bad", [0, -0.5, 65, 0.05, True, "half"])
+@pytest.mark.parametrize("bad", [0, -0.5, 65, 0.0005, True, "half"])
 def test_a_quota_outside_the_range_is_one_line(bad):
     with pytest.raises(TestbedError, match="quota"):
         cpu_quota.check_quota(bad)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_quota_below_a_tenth_gets_the_shortest_period_holding_one_ms(tmp_path, version):
+    assert [cpu_quota.period_us(q) for q in (None, 1.0, 0.1)] == [10_000] * 3
+    assert cpu_quota.period_us(0.09) == 11_112  # 1 ms / 0.09 = 11.11 ms, rounded up: the quota stays >= 1 ms
+    assert cpu_quota.period_us(0.001) == 1_000_000
+    group = cpu_quota.CpuQuota("d0", 0.05, fake_hierarchy(tmp_path, version)).create()
+    if version == 2:
+        assert (group.path / "cpu.max").read_text() == "1000 20000\n"
+    else:
+        assert (group.path / "cpu.cfs_period_us").read_text() == "20000\n"
+        assert (group.path / "cpu.cfs_quota_us").read_text() == "1000\n"
 
 
 def test_tbf_rate_pays_for_the_frame_headers_and_the_burst_is_small():
@@ -233,3 +248,48 @@ def test_a_timing_process_with_a_barrier_runs_only_after_go():
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and json.loads(out)["runs"] == 2
+
+
+def fake_board(work_ms: float, native_ms=(40.0,)):
+    """measure_slowdown's stand-in: a board whose run costs `work_ms` of full-core time at any quota (its median is
+    work / quota); the native median cycles through `native_ms` (a host whose speed moves)."""
+    calls = []
+
+    def measure(network, quota, runs):
+        native = native_ms[len(calls) % len(native_ms)]
+        calls.append(quota)
+        device = work_ms / quota
+        return {"cpu_quota": quota, "device_ms": device, "server_ms": native, "slowdown": device / native}
+
+    return measure, calls
+
+
+def test_the_calibrated_quota_gives_the_requested_factor_on_a_board_with_cold_caches():
+    measure, calls = fake_board(46.0)  # 15 % more than the native 40 ms
+    found = slowdown.calibrate_quota("alexnet", 10, rounds=2, measure=measure)
+    assert calls == [0.1, 0.115]  # 1/k first; then the quota the first round says gives 10x
+    assert found["cpu_quota"] == 0.115 and found["slowdown"] == pytest.approx(10.0)
+    assert [r["slowdown"] for r in found["rounds"]] == pytest.approx([11.5, 10.0])
+
+
+def test_the_calibration_pools_its_rounds_so_one_slow_native_round_moves_it_by_a_share():
+    measure, calls = fake_board(46.0, native_ms=(40.0, 40.0, 50.0, 40.0))  # round 3 timed the native run slow
+    slowdown.calibrate_quota("alexnet", 10, rounds=4, measure=measure)
+    # after round 3 the pooled estimate is 138 / (130 * 10); chasing round 3 alone would give 46 / 500 = 0.092
+    assert calls == pytest.approx([0.1, 0.115, 0.115, 138 / 1300], abs=1e-5)  # quotas kept to 5 decimals
+
+
+@pytest.mark.parametrize("bad", [1, 0.5, 1001, True, "ten"])
+def test_a_slowdown_factor_outside_the_range_is_one_line(bad, capsys):
+    with pytest.raises(TestbedError, match=r"slowdown factor must be a number in \(1, 1000\]"):
+        slowdown.calibrate_quota("alexnet", bad, measure=fake_board(40.0)[0])
+    if not isinstance(bad, (bool, str)):
+        assert main(["testbed", "--calibrate-slowdown", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "slowdown factor must be a number in (1, 1000]" in err
+
+
+def test_calibrating_an_unknown_network_is_one_line_naming_the_choices(capsys):
+    assert main(["testbed", "--calibrate-slowdown", "10", "--calibrate-network", "alexnett"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown network 'alexnett'" in err and "lenet" in err

@@ -1,8 +1,9 @@
 """CPU-bandwidth quotas in their own cgroups: an emulated device runs at a fraction of one core.
 
 cgroup v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us` under the mounted cpu controller) and cgroup v2 (`cpu.max`
-in the unified hierarchy, cpu controller enabled) are detected at run time. The period is short (10 ms), so a
-layer is slowed evenly instead of running at full speed for 100 ms and then stopping for 900. A quota limits a
+in the unified hierarchy, cpu controller enabled) are detected at run time. The period is short (10 ms; longer
+only for quotas below 0.1, to hold the kernel's 1 ms minimum), so a layer is slowed evenly instead of running at
+full speed for 100 ms and then stopping for 900. A quota limits a
 group's total CPU time over its threads; a device runs one onnxruntime thread, so quota q is a device 1/q times
 slower than one core. Groups are named `dnnpart-tb-<pid>-<label>` so parallel runs never share one, and a group
 whose creating process is gone is removed by `remove_stale()`.
@@ -70,14 +71,25 @@ def join(procs_files, pid: int) -> None:
         _write(Path(procs), f"{pid}\n")
 
 
+MIN_QUOTA_US, MAX_PERIOD_US = 1000, 1_000_000  # the kernel's bounds on cfs_quota_us and cfs_period_us
+
+
+def period_us(quota: float | None) -> int:
+    """The period of a group limited to `quota` cores: PERIOD_US, or for a quota below 0.1 the shortest period
+    holding the kernel's 1 ms minimum quota (0.09 cores: 11.1 ms)."""
+    if quota is None or quota * PERIOD_US >= MIN_QUOTA_US:
+        return PERIOD_US
+    return -(-MIN_QUOTA_US * 1_000_000 // round(quota * 1_000_000))  # ceil(1 ms / quota), in whole microseconds
+
+
 def check_quota(quota: float | None, what: str = "quota") -> float | None:
-    """A quota is a fraction of one core in (0, 64]; None is no limit (a group only for pinning)."""
+    """A quota is a fraction of one core in [0.001, 64]; None is no limit (a group only for pinning)."""
     if quota is None:
         return None
     if isinstance(quota, bool) or not isinstance(quota, (int, float)) or not (0 < quota <= 64):
-        raise TestbedError(f"{what} must be a fraction of one core in (0, 64], got {quota!r}")
-    if quota * PERIOD_US < 1000:
-        raise TestbedError(f"{what} {quota} is below the kernel's 1 ms minimum per {PERIOD_US // 1000} ms period")
+        raise TestbedError(f"{what} must be a fraction of one core in [0.001, 64], got {quota!r}")
+    if quota * MAX_PERIOD_US < MIN_QUOTA_US:
+        raise TestbedError(f"{what} {quota} is below 0.001, the kernel's 1 ms minimum per 1 s longest period")
     return float(quota)
 
 
@@ -93,17 +105,18 @@ class CpuQuota:
         self.home = hierarchy.root  # where `leave()` puts the calling process back
 
     def create(self) -> CpuQuota:
-        quota_us = -1 if self.quota is None else round(self.quota * PERIOD_US)
+        period = period_us(self.quota)
+        quota_us = -1 if self.quota is None else max(MIN_QUOTA_US, round(self.quota * period))
         try:
             self.path.mkdir()
         except OSError as exc:
             raise TestbedError(f"cannot create cgroup {self.path}: {exc.strerror or exc}") from None
         if self.hierarchy.version == 2:
-            _write(self.path / "cpu.max", f"{'max' if quota_us < 0 else quota_us} {PERIOD_US}\n")
+            _write(self.path / "cpu.max", f"{'max' if quota_us < 0 else quota_us} {period}\n")
             if self.cpus is not None and (self.path / "cpuset.cpus").exists():
                 _write(self.path / "cpuset.cpus", self.cpus)
         else:
-            _write(self.path / "cpu.cfs_period_us", f"{PERIOD_US}\n")
+            _write(self.path / "cpu.cfs_period_us", f"{period}\n")
             _write(self.path / "cpu.cfs_quota_us", f"{quota_us}\n")
             if self.cpus is not None:
                 self.cpuset_path = cpuset_group(self.name, self.cpus)

@@ -6,7 +6,7 @@ builds the network's layers (or reads them from the layer cache), warms them up,
 the imports and the build, which are not measured) and prints the median of RUNS whole-network runs (THREADS
 onnxruntime threads; a device runs one) as JSON; with --barrier it first prints "ready" and waits for a line on
 stdin, so that several devices' runs start together. The testbed's speed check (`Testbed.check_speed`) and
-`measure_slowdown` both time this way.
+`measure_slowdown` both time this way; `calibrate_quota` finds the quota that gives a requested slowdown.
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ def measure_slowdown(network: str, quota: float, runs: int = 5) -> dict:
     n = os.cpu_count() or 1
     server_cpus, device_cpus = ("0", f"1-{n - 1}") if n >= 2 else (None, None)
     out = {}
-    for role, q, cpus in (("server", None, server_cpus), ("device", quota, device_cpus)):
+    # the native runs are short: five times as many of them, like the testbed's speed check
+    for role, q, cpus, n_runs in (("server", None, server_cpus, 5 * runs), ("device", quota, device_cpus, runs)):
         group = cpu_quota.CpuQuota(f"slow-{role}", q, hierarchy, cpus).create()
         try:
-            cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs), "1"]
+            cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(n_runs), "1"]
             done = subprocess.run(
                 [*cmd, *map(str, group.procs_files())], capture_output=True, text=True, timeout=1800, check=False
             )
@@ -77,6 +78,32 @@ def measure_slowdown(network: str, quota: float, runs: int = 5) -> dict:
         "device_ms": out["device"]["median_ms"],
         "slowdown": out["device"]["median_ms"] / out["server"]["median_ms"],
     }
+
+
+def calibrate_quota(network: str, factor: float, runs: int = 5, rounds: int = 4, measure=measure_slowdown) -> dict:
+    """The CPU quota that makes an emulated device `factor` times slower than one native core on whole `network`.
+
+    Quota 1/k does not give k: a throttled process finds its caches cold after every period's pause (on this VM
+    a tenth of a core costs 5-20 % more CPU time per AlexNet run than a whole one). Each round measures the board's
+    work (its median times its quota: full-core milliseconds) and the native median; the next quota is the one
+    that the rounds so far, pooled, give `factor` with (sum of work / (sum of native * factor)), so that one noisy
+    round moves it by a share only. The first round runs at 1/factor. Returns the last round (cpu_quota,
+    slowdown, device_ms, server_ms: a measurement of the quota chosen from the rounds before it) and every round
+    in `rounds`."""
+    from dnnpart.errors import TestbedError
+    from dnnpart.testbed import cpu_quota
+
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 < factor <= 1000:
+        raise TestbedError(f"the slowdown factor must be a number in (1, 1000], got {factor!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise TestbedError(f"rounds must be a positive integer, got {rounds!r}")
+    quota, history = 1.0 / factor, []
+    for _ in range(rounds):
+        m = measure(network, cpu_quota.check_quota(round(quota, 5)), runs=runs)
+        history.append({k: m[k] for k in ("cpu_quota", "slowdown", "device_ms", "server_ms")})
+        work = sum(h["device_ms"] * h["cpu_quota"] for h in history)
+        quota = min(1.0, max(0.001, work / (sum(h["server_ms"] for h in history) * factor)))
+    return {"network": network, "factor": float(factor), **history[-1], "rounds": history}
 
 
 def _wait_for_go():
