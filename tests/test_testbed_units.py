@@ -293,3 +293,10 @@ def test_calibrating_an_unknown_network_is_one_line_naming_the_choices(capsys):
     assert main(["testbed", "--calibrate-slowdown", "10", "--calibrate-network", "alexnett"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown network 'alexnett'" in err and "lenet" in err
+
+
+def test_rounds_alternate_the_order_of_the_cases():
+    assert run.round_order(["c1", "c2", "c3"], 3) == [
+        (0, "c1"), (0, "c2"), (0, "c3"), (1, "c3"), (1, "c2"), (1, "c1"), (2, "c1"), (2, "c2"), (2, "c3"),
+    ]  # fmt: skip
+    assert run.round_order(["c1"], 2) == [(0, "c1"), (1, "c1")]

@@ -554,6 +554,14 @@ class TestbedResult:
     speed: pd.DataFrame  # the speed check: who, network, runs, predicted_ms, measured_ms, scale
 
 
+def round_order(cases: list, repeats: int) -> list[tuple[int, object]]:
+    """(round, case) in the order they run. Round r of every case runs before round r + 1 of any: this host's
+    speed drifts by several per cent within a minute, and cases compared on one point should see the same drift,
+    not one case each minute's. Odd rounds run the cases in reverse (A B C, C B A, A B C, ...), so that a steady
+    drift does not favour the case that always runs first."""
+    return [(r, case) for r in range(repeats) for case in (cases if r % 2 == 0 else cases[::-1])]
+
+
 def run_testbed(
     scenario_path,
     out,
@@ -601,19 +609,18 @@ def run_testbed(
     with testbed as tb:
         plan_cuts = None
         cases = [c for c in tb.cases(policy) if c.method in methods]
-        # Round r of every case runs before round r + 1 of any: this host's speed drifts by several per cent within
-        # a minute, and cases compared on one point should see the same drift, not one case each minute's.
-        for r in range(repeats):
-            for case in cases:
-                if progress:
-                    progress(f"{case.label}: {len(tb.devices)} devices, round {r + 1} of {repeats}")
-                got = tb.run_case(case, 1, first_round=r)
-                for k in frames:
-                    if k != "plan" or r == 0:  # every start solves the same instance: one plan per case
-                        frames[k].append(got[k])
-                if case.method == "case1" and r == 0:
-                    plan_cuts = got["completions"].drop_duplicates("device").set_index("device")["cut"]
-                    plan_cuts = [int(plan_cuts[d.name]) for d in tb.devices]
+        runs = {}  # (case's index, round): its frames, written case by case, round by round, whatever ran first
+        for r, case in round_order(cases, repeats):
+            if progress:
+                progress(f"{case.label}: {len(tb.devices)} devices, round {r + 1} of {repeats}")
+            got = runs[cases.index(case), r] = tb.run_case(case, 1, first_round=r)
+            if case.method == "case1" and r == 0:
+                plan_cuts = got["completions"].drop_duplicates("device").set_index("device")["cut"]
+                plan_cuts = [int(plan_cuts[d.name]) for d in tb.devices]
+        for (_, r), got in sorted(runs.items()):
+            for k in frames:
+                if k != "plan" or r == 0:  # every start solves the same instance: one plan per case
+                    frames[k].append(got[k])
         for other in [p for p in POLICIES if p != policy] if compare_policies else []:
             case = Case("case1", other, plan_cuts)
             if progress:
