@@ -309,6 +309,9 @@ def _conv_modern(rng) -> list[Config]:
     return out + grouped
 
 
+DWCONV_LARGE = 120  # dwconv configurations drawn among the largest maps, after the others
+
+
 def _dwconv_designs(rng, n) -> list[Config]:
     """Variable-controlling sweeps around MobileNetV2's depthwise convs (3x3, 96..960 channels), then random."""
     out = []
@@ -326,7 +329,16 @@ def _dwconv_designs(rng, n) -> list[Config]:
         c, side = _channels(rng, 8, 1920), _log_uniform_int(rng, 3, 224)
         if side >= k and c * side * side <= ELEMENTWISE_MAX:
             out.append(dwconv(k, int(rng.choice([1, 1, 2])), k // 2, c, side))
-    return out
+    # Large maps are rare under those draws (few channels-and-side pairs come near the cap), yet they decide a
+    # fit's R^2 and the first layers of a mobile network sit there: a stratum of maps of 1/4 to all of the cap,
+    # as many of each kernel and stride (the code paths differ) as of any other.
+    large, paths = [], [(k, s) for k in (3, 5, 7) for s in (1, 2)]
+    while len(large) < DWCONV_LARGE:
+        (k, s), side = paths[len(large) % len(paths)], _log_uniform_int(rng, 14, 224)
+        c = int(round(float(np.exp(rng.uniform(np.log(ELEMENTWISE_MAX / 4), np.log(ELEMENTWISE_MAX)))) / side**2))
+        if c >= 8:
+            large.append(dwconv(k, s, k // 2, c, side))
+    return out + large
 
 
 def _map_designs(make, rng, n, lo=1, hi=2048) -> list[Config]:
