@@ -3,9 +3,10 @@
 cgroup v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us` under the mounted cpu controller) and cgroup v2 (`cpu.max`
 in the unified hierarchy, cpu controller enabled) are detected at run time. The period is short (10 ms; longer
 only for quotas below 0.1, to hold the kernel's 1 ms minimum), so a layer is slowed evenly instead of running at
-full speed for 100 ms and then stopping for 900. A quota limits a
-group's total CPU time over its threads; a device runs one onnxruntime thread, so quota q is a device 1/q times
-slower than one core. Groups are named `dnnpart-tb-<pid>-<label>` so parallel runs never share one, and a group
+full speed for 100 ms and then stopping for 900. A quota limits a group's total CPU time over its threads; a
+device runs one onnxruntime thread, so quota q is a device at least 1/q times slower than one core (somewhat
+more: it resumes each period with cold caches; `slowdown.calibrate_quota` finds the quota for a factor).
+Groups are named `dnnpart-tb-<pid>-<label>` so parallel runs never share one, and a group
 whose creating process is gone is removed by `remove_stale()`.
 """
 
