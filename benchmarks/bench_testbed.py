@@ -7,7 +7,7 @@ Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met
   link_rate           achieved / requested uplink rate, one row per rate in 0.5-50 Mbps (probe upload of ~2 s
                       through a tbf-shaped veth, as the testbed measures its links); goal within +-5 %
   slowdown            whole AlexNet on an emulated device (1 thread, quota 0.1, pinned to cpu 1) / on the
-                      emulated server (1 native thread, pinned to cpu 0), each the median of 5 runs; the median of
+                      emulated server (1 native thread, pinned to cpu 0), the medians of 5 and 25 runs; the median of
                       --slowdown-repeats such factors (slowdown_min, _max: their range); goal within +-10 % of 10
   slowdown_calibrated the same at the quota `dnnpart testbed --calibrate-slowdown 10` finds (four rounds; the quota
                       in slowdown_calibrated_quota), measured afresh after the calibration
