@@ -38,7 +38,7 @@ from dnnpart.paths import CACHE_DIR, PROFILES_DIR
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
-CACHE_VERSION = 4  # bump when fitting changes, so that stale cached fits are not read
+CACHE_VERSION = 5  # bump when fitting changes, so that stale cached fits are not read
 FORMULA_ENGINE = "patsy"  # pinned so that term names (and cached parameter names) never change
 TEST_SHARE = 0.2
 VALIDATION_SHARE = 0.25  # of the training rows, for choosing the dnnpart form
@@ -131,6 +131,19 @@ def features(layers: pd.DataFrame) -> pd.DataFrame:
 # a 1x1, stride-1, unpadded conv is one GEMM on the input; any other conv first copies the input into im2col
 # columns, with vector copies at stride 1 and element-by-element copies at larger strides.
 CONV_PATHS = ("path_gemm", "path_im2col", "path_strided")
+# A depthwise conv's cost per output differs between 3x3 filters and larger ones, and between stride 1 and
+# larger strides (the measured profile of 2026-12-04: under one polynomial for every kernel, 75 % of the held-out
+# 3x3 stride-2 rows were within +-10 %, against 96 % of the stride-1 ones).
+DWCONV_PATHS = ("dw_k3", "dw_k3_strided", "dw_kx", "dw_kx_strided")
+# With one kernel size on a path, col and col_rows are K^2 times out and out_rows: the 3x3 paths omit them; at
+# stride 1 with "same" padding (the profiler's, and every zoo network's) inp equals out: stride 1 omits inp.
+DWCONV_TERMS = {
+    "dw_k3": ["out", "out_rows", "chan"],
+    "dw_k3_strided": ["out", "inp", "out_rows", "chan"],
+    "dw_kx": ["out", "col", "out_rows", "col_rows", "chan"],
+    "dw_kx_strided": ["out", "col", "inp", "out_rows", "col_rows", "chan"],
+}
+MIN_ROWS_PER_PATH = 10  # the depthwise cost model is a candidate only when every path has this many rows
 
 
 def conv_cost_terms(layers: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +153,7 @@ def conv_cost_terms(layers: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     with N rounded up to 16 (MLAS's SGEMM kernel fills 16 output columns at a time); col, the im2col elements
     (for the GEMM path: the input it packs); col_rows, the rows copied; out and out_rows, the output elements
     and rows; inp, the input elements; w, the weights; k_panels and n_panels, the GEMM's blocks along K (256)
-    and N (16) times the other dimension.
+    and N (16) times the other dimension; chan, the output channels (a depthwise conv's per-filter calls).
     """
     g, G, K, O, Cin, L = f["groups"], f["G"], f["K"], f["O"], f["Cin"], f["L"]  # noqa: E741 (the paper's symbols)
     N, Kd, M = G**2, K**2 * Cin, O / g
@@ -155,10 +168,14 @@ def conv_cost_terms(layers: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     c["w"] = Kd * O / 1e6
     c["k_panels"] = g * np.ceil(Kd / 256) * N / 1e6
     c["n_panels"] = g * np.ceil(N / 16) * Kd / 1e6
+    c["chan"] = O / 1e6
     direct = (layers["kernel"] == 1) & (layers["stride"] == 1) & (layers["pad"] == 0)
     c["path_gemm"] = direct.astype(float)
     c["path_im2col"] = (~direct & (layers["stride"] == 1)).astype(float)
     c["path_strided"] = (~direct & (layers["stride"] > 1)).astype(float)
+    k3, strided = layers["kernel"] == 3, layers["stride"] > 1
+    for name, on in zip(DWCONV_PATHS, (k3 & ~strided, k3 & strided, ~k3 & ~strided, ~k3 & strided), strict=True):
+        c[name] = on.astype(float)
     return c
 
 
@@ -181,6 +198,17 @@ def cost_formula(variant: str) -> str:
     for path in CONV_PATHS:
         terms = [t for t in COST_TERMS[variant] if not (path == "path_gemm" and t == "inp")]
         parts.append(f"{path}:({' + '.join(terms)})")
+    return "latency_ms ~ 0 + " + " + ".join(parts)
+
+
+def dwconv_cost_formula(knots) -> str:
+    """A depthwise conv's linear cost model: per path (DWCONV_PATHS) a call overhead and a cost per output
+    channel, row and element, im2col element and row and input element; plus a cost per output element that
+    steps up at each knot of log2(input map bytes), where the map stops fitting in L2, then L3 (fitted with
+    RELATIVE_WEIGHTS). On the measured device profile (2026-12-04, split seed 0): held-out within +-10 %
+    97 % vs 89 % for the best polynomial in the logs."""
+    parts = list(DWCONV_PATHS) + [f"{path}:({' + '.join(DWCONV_TERMS[path])})" for path in DWCONV_PATHS]
+    parts += [f"out:{h}" for h in hinge_terms("lmapb", knots)]
     return "latency_ms ~ 0 + " + " + ".join(parts)
 
 
@@ -224,8 +252,9 @@ LINEAR_COST_TYPES = ("dwconv", "batchnorm", "add", "clip", "gap", "concat")
 def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, str]]:
     """dnnpart candidates as (formula, weights): polynomials of degree 1..3 in the log factors that vary in the
     training rows; for fc and conv also degree-2/3 polynomials plus a piecewise-linear function of log2(bytes
-    streamed); for conv also the cost models (`cost_formula`), and for LINEAR_COST_TYPES their overhead + work
-    form, fitted with RELATIVE_WEIGHTS."""
+    streamed); for conv also the cost models (`cost_formula`), for LINEAR_COST_TYPES their overhead + work
+    form, and for dwconv with every path measured its cost model (`dwconv_cost_formula`), fitted with
+    RELATIVE_WEIGHTS."""
     levels = {v: train[v].nunique() for v in LOG_VARIABLES[layer_type]}
     variables = [v for v, n in levels.items() if n > 1]
     if not variables:
@@ -247,6 +276,9 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
         knots = [k for k in BYTE_KNOTS_LOG2 if (train[hv] > k).sum() >= 5]
         for d in (1, 2, 3):  # the map's bytes alone: a polynomial in their log plus the cache hinges
             cands.append(polynomial_formula([hv], d) + " + " + " + ".join(hinge_terms(hv, knots)))
+    if layer_type == "dwconv" and all((train[path] > 0).sum() >= MIN_ROWS_PER_PATH for path in DWCONV_PATHS):
+        knots = [k for k in BYTE_KNOTS_LOG2 if (train["lmapb"] > k).sum() >= 5]
+        weighted.append((dwconv_cost_formula(knots), RELATIVE_WEIGHTS))
     return [(c, "") for c in cands] + weighted
 
 
