@@ -113,6 +113,19 @@ def test_cost_model_recovers_known_costs_per_code_path():
     assert chosen.info["within10"] == 1.0 and chosen.info["mape"] < 1e-6
 
 
+def test_cost_model_with_input_cache_steps_recovers_a_step_in_the_cost_per_input_element():
+    """A conv whose every input element costs 0.1 ns more per doubling of the input map past 2^20 bytes:
+    only the variant with the input knots can express it, and the dnnpart family chooses it."""
+    df = synthetic_profile()
+    f = D.features(df)
+    df["latency_ms"] = cost_profile()["latency_ms"] + 0.1 * f["inp"] * (f["lmapb"] - 20).clip(lower=0)
+    chosen = D.fit_layer_type(df, "conv", "dnnpart", seed=0)
+    assert D.is_conv_cost_formula(chosen.formula) and "inp:I((lmapb - 20) * (lmapb > 20))" in chosen.formula
+    assert chosen.info["within10"] == 1.0 and chosen.info["mape"] < 1e-6
+    plain = D.fit_formula(D.cost_formula("panels"), D.features(df), D.RELATIVE_WEIGHTS)
+    assert D.metrics(df["latency_ms"], plain.predict(D.features(df)))["mape"] > 1e-3  # the step is needed
+
+
 def test_unknown_weights_are_refused():
     with pytest.raises(ValueError, match="unknown weights"):
         D.fit_formula(D.cost_formula("basic"), D.features(cost_profile()), "1/latency")

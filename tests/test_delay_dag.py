@@ -395,3 +395,12 @@ def test_measured_device_dwconv_meets_the_conv_like_goal():
     df = D.read_profile_csv(D.resolve_profile("measured") / "device.csv")
     model = D.fit_layer_type(df[df["layer_type"] == "dwconv"], "dwconv", "dnnpart", seed=0)
     assert model.info["r2_test"] >= 0.99 and model.info["within10"] >= 0.90
+
+
+def test_measured_device_1x1_convs_meet_the_conv_like_goal():
+    """The same goal for 1x1 convs (the conv model): on the held-out conv rows and on the ResNet/MobileNet-shaped
+    validation sweep (`modern-conv-device.csv`, never fitted)."""
+    report = D.conv_shape_report("measured")
+    ones = report[(report["role"] == "device") & (report["family"] == "dnnpart") & (report["subset"] == "1x1")]
+    assert set(ones["source"]) == {"held-out", "modern-conv"}
+    assert (ones["r2_test"] >= 0.99).all() and (ones["within10"] >= 0.90).all()

@@ -38,7 +38,7 @@ from dnnpart.paths import CACHE_DIR, PROFILES_DIR
 from dnnpart.vocabulary import LAYER_TYPES, ROLES
 
 FAMILIES = ("paper", "dnnpart")
-CACHE_VERSION = 5  # bump when fitting changes, so that stale cached fits are not read
+CACHE_VERSION = 6  # bump when fitting changes, so that stale cached fits are not read
 FORMULA_ENGINE = "patsy"  # pinned so that term names (and cached parameter names) never change
 TEST_SHARE = 0.2
 VALIDATION_SHARE = 0.25  # of the training rows, for choosing the dnnpart form
@@ -188,17 +188,24 @@ COST_TERMS = {
 RELATIVE_WEIGHTS = "1/latency_ms^2"  # WLS weights that make the squared errors relative ones
 
 
-def cost_formula(variant: str) -> str:
+def cost_formula(variant: str, input_knots=()) -> str:
     """'latency_ms ~ 0 + path_gemm + ... + path_gemm:(terms) + ...': a linear cost model per code path.
 
     Fitted with RELATIVE_WEIGHTS: latency is a sum of costs (call overhead, copies, multiply-adds), which a
     linear model adds up directly, and weighting by 1/latency^2 makes a 10 us layer count as much as a 10 ms one.
+    `input_knots` (log2 bytes) add a cost per input element that steps up at each knot of the input map's size,
+    where it stops fitting in L2, then L3 (a 1x1 conv on a large map is bound by reading it).
     """
     parts = list(CONV_PATHS)
     for path in CONV_PATHS:
         terms = [t for t in COST_TERMS[variant] if not (path == "path_gemm" and t == "inp")]
         parts.append(f"{path}:({' + '.join(terms)})")
+    parts += [f"inp:{h}" for h in hinge_terms("lmapb", input_knots)]
     return "latency_ms ~ 0 + " + " + ".join(parts)
+
+
+def is_conv_cost_formula(formula: str) -> bool:
+    return formula.startswith("latency_ms ~ 0 + " + CONV_PATHS[0])
 
 
 def dwconv_cost_formula(knots) -> str:
@@ -270,6 +277,9 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
                 + " + ".join(hinge_terms(hv, knots))
             )
     weighted = [(cost_formula(v), RELATIVE_WEIGHTS) for v in COST_TERMS] if layer_type == "conv" else []
+    if layer_type == "conv":  # the richest variant with the input map's cache steps, every other knot
+        knots = [k for k in BYTE_KNOTS_LOG2[::2] if (train["lmapb"] > k).sum() >= 5]
+        weighted.append((cost_formula("panels", knots), RELATIVE_WEIGHTS))
     if layer_type in LINEAR_COST_TYPES:  # a per-call overhead plus a cost per element, weighted as for conv
         weighted.append((PAPER_FORMULAS[layer_type], RELATIVE_WEIGHTS))
         hv = HINGE_VARIABLES[layer_type]
