@@ -210,7 +210,8 @@ def is_conv_cost_formula(formula: str) -> bool:
 
 def dwconv_cost_formula(knots) -> str:
     """A depthwise conv's linear cost model: per path (DWCONV_PATHS) a call overhead and a cost per output
-    channel, row and element, im2col element and row and input element; plus a cost per output element that
+    channel, row and element, im2col element and row and input element (those a path can tell apart:
+    DWCONV_TERMS); plus a cost per output element that
     steps up at each knot of log2(input map bytes), where the map stops fitting in L2, then L3 (fitted with
     RELATIVE_WEIGHTS). On the measured device profile (2026-12-04, split seed 0): held-out within +-10 %
     97 % vs 89 % for the best polynomial in the logs."""
@@ -246,6 +247,11 @@ HINGE_VARIABLES = {"fc": "lwb", "conv": "lcolb"}
 HINGE_VARIABLES.update(dict.fromkeys(("dwconv", "batchnorm", "add", "clip", "gap", "concat"), "lmapb"))
 
 
+def supported_knots(values: pd.Series, knots=BYTE_KNOTS_LOG2) -> list[int]:
+    """The knots with at least 5 training rows above them (a hinge's slope needs rows to be estimated)."""
+    return [k for k in knots if (values > k).sum() >= 5]
+
+
 def hinge_terms(variable: str, knots) -> list[str]:
     return [f"I(({variable} - {k}) * ({variable} > {k}))" for k in knots]
 
@@ -269,7 +275,7 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
     cands = [polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables}) for d in (1, 2, 3)]
     if layer_type in HINGE_VARIABLES:
         hv = HINGE_VARIABLES[layer_type]
-        knots = [k for k in BYTE_KNOTS_LOG2 if (train[hv] > k).sum() >= 5]
+        knots = supported_knots(train[hv])
         for d in (2, 3):
             cands.append(
                 polynomial_formula(variables, d, {v: levels[v] - 1 for v in variables})
@@ -278,17 +284,17 @@ def candidate_formulas(layer_type: str, train: pd.DataFrame) -> list[tuple[str, 
             )
     weighted = [(cost_formula(v), RELATIVE_WEIGHTS) for v in COST_TERMS] if layer_type == "conv" else []
     if layer_type == "conv":  # the richest variant with the input map's cache steps, every other knot
-        knots = [k for k in BYTE_KNOTS_LOG2[::2] if (train["lmapb"] > k).sum() >= 5]
-        weighted.append((cost_formula("panels", knots), RELATIVE_WEIGHTS))
+        weighted.append(
+            (cost_formula("panels", supported_knots(train["lmapb"], BYTE_KNOTS_LOG2[::2])), RELATIVE_WEIGHTS)
+        )
     if layer_type in LINEAR_COST_TYPES:  # a per-call overhead plus a cost per element, weighted as for conv
         weighted.append((PAPER_FORMULAS[layer_type], RELATIVE_WEIGHTS))
         hv = HINGE_VARIABLES[layer_type]
-        knots = [k for k in BYTE_KNOTS_LOG2 if (train[hv] > k).sum() >= 5]
+        knots = supported_knots(train[hv])
         for d in (1, 2, 3):  # the map's bytes alone: a polynomial in their log plus the cache hinges
             cands.append(polynomial_formula([hv], d) + " + " + " + ".join(hinge_terms(hv, knots)))
     if layer_type == "dwconv" and all((train[path] > 0).sum() >= MIN_ROWS_PER_PATH for path in DWCONV_PATHS):
-        knots = [k for k in BYTE_KNOTS_LOG2 if (train["lmapb"] > k).sum() >= 5]
-        weighted.append((dwconv_cost_formula(knots), RELATIVE_WEIGHTS))
+        weighted.append((dwconv_cost_formula(supported_knots(train["lmapb"])), RELATIVE_WEIGHTS))
     return [(c, "") for c in cands] + weighted
 
 
