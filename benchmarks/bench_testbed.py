@@ -16,7 +16,8 @@ Needs root (tc, namespaces, cgroups). Rows (metric, case, value, unit, goal, met
   case1_best          share of points where measured Case 1 <= min(Case 2, Case 3), outright and within the
                       spread over rounds; goal 100 %
   case_spread         per point and method: (max - min) / median of the round averages
-  speed_scale         per point: the speed check's factor (whole network now / profile), devices' median and server
+  speed_scale         per point: the speed check's factor (measured / profile: the boards' all-local rounds,
+                      the server's whole network), devices' median and server
 The study runs once per --speed-runs value, side by side: with the speed check (predictions scaled to the host's
 speed a few seconds before each point) and with 0 (the profiles as they are); `speed_runs` says which.
 Every row carries the load average at the start (a shared host: the timings are noisy).

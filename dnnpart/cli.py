@@ -272,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed-runs",
         type=int,
         default=3,
-        help="whole-network runs per device and on the server before the cases, to scale the profiles' predictions "
-        "to this machine's speed now (0: predict from the profiles as they are)",
+        help="rounds of every device all local (and 5x as many whole-network runs on the server) before the cases, "
+        "to scale the profiles' predictions to this machine's speed now (0: predict from the profiles as they are)",
     )
     p.add_argument("--cleanup", action="store_true", help="only remove what killed testbed runs left, then exit")
     p.add_argument(

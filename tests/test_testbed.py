@@ -52,7 +52,7 @@ def run_plan(tmp_path):
     offloading = {d for d, c in zip(done["device"], done["cut"]) if c < layers[d]}
     uploads = frames["timeline"][frames["timeline"]["where"] == "upload"]
     assert sorted(uploads["device"]) == sorted(2 * list(offloading))  # one upload per offloading device and round
-    check_scaled_plan(seen["speed"], frames["plan"], dict(zip(done["device"], done["cut"])))
+    check_scaled_plan(seen["speed"], frames["plan"], dict(zip(done["device"], done["cut"])), out)
     return seen
 
 
@@ -67,16 +67,26 @@ def quota_periods(tb):
     return out
 
 
-def check_scaled_plan(speed, plan, cuts):
-    """The speed check timed every device and the server (one row per network), and the plan's local and server
-    times are the profiles' predictions times its factors."""
+def check_scaled_plan(speed, plan, cuts, out):
+    """The speed check timed every device (its calibration start's rounds, all local) and the server (one row per
+    network), and the plan's local and server times are the profiles' predictions times its factors."""
+    import pandas as pd
+
     from dnnpart.delay import load_delay_model
     from dnnpart.networks import get
 
     assert list(speed["who"]) == ["lenet-0", "lenet-1", "alex-0", "server", "server"]
     assert (speed["measured_ms"] > 0).all() and list(speed["runs"]) == [3, 3, 3, 15, 15]
-    devices = speed[speed["who"] != "server"]
-    assert devices["scale"].to_numpy() == pytest.approx((devices["measured_ms"] / devices["predicted_ms"]).to_numpy())
+    calibration = pd.read_csv(out / "cases" / run.SPEED_CASE / "r0" / "server" / "completions.csv")
+    assert sorted(calibration.groupby("device")["cut"].unique().map(list).items()) == [
+        ("alex-0", [23]),
+        ("lenet-0", [8]),
+        ("lenet-1", [8]),
+    ]
+    ratio = calibration.set_index("device")["measured_ms"] / calibration.set_index("device")["predicted_ms"]
+    scale = speed.set_index("who")["scale"]
+    assert scale["lenet-0"] == scale["lenet-1"] == pytest.approx(ratio[["lenet-0", "lenet-1"]].median())  # one board
+    assert scale["alex-0"] == pytest.approx(ratio["alex-0"].median())
     server = speed[speed["who"] == "server"]
     assert list(server["network"]) == ["alexnet", "lenet"]
     assert server["scale"].nunique() == 1

@@ -227,27 +227,45 @@ def test_the_layer_cache_is_filled_once_and_removed_with_the_run(tmp_path, monke
         assert during == [] and args == []
 
 
-def test_a_timing_process_with_a_barrier_runs_only_after_go():
-    import json
-    import subprocess
-    import sys
-    import time
+def test_the_speed_check_times_boards_as_case_3_runs_and_pools_identical_ones(tmp_path, monkeypatch):
+    """The devices' factors come from a calibration start of the runtime (every device all local, speed_runs
+    rounds, with factor 1): identical boards share the median of all their rounds' measured / predicted, a board
+    of its own keeps its own median; the server's factor is its summed native time over its profile's."""
+    import pandas as pd
 
-    from dnnpart import paths
+    from dnnpart.delay import load_delay_model
+    from dnnpart.networks import get
 
-    env = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT)}
-    cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", "lenet", "2", "1", "--barrier"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)  # lenet's two runs take about a millisecond: without the barrier it would have ended
-        assert proc.poll() is None
-        out, _ = proc.communicate("go\n", timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0 and json.loads(out)["runs"] == 2
+    monkeypatch.setenv(run.FALLBACK_ENV, "1")
+    groups = [
+        {"name": "a", "count": 2, "network": "lenet", "profile": "measured", "uplink_mbps": 2.0},
+        {"name": "b", "count": 1, "network": "lenet", "profile": "measured", "uplink_mbps": 2.0, "cpu_quota": 0.5},
+    ]
+    model = load_delay_model("measured")
+    local = float(model.predict(get("lenet"), "device").sum())
+    server = float(model.predict(get("lenet"), "server").sum())
+    factors = {"a-0": [1.0, 1.1, 1.2], "a-1": [2.0, 3.0, 4.0], "b-0": [0.5, 0.7, 0.6]}  # per round
+    seen = []
+
+    def fake_case(self, case, repeats, first_round=0):
+        seen.append((case.label, list(case.cuts), repeats, self.scales()))
+        rows = [(d, r, f * local) for d, fs in factors.items() for r, f in enumerate(fs)]
+        return {"completions": pd.DataFrame(rows, columns=["device", "round", "measured_ms"])}
+
+    monkeypatch.setattr(run.Testbed, "run_case", fake_case)
+    monkeypatch.setattr(run.Testbed, "_time_network", lambda self, *a: None)
+    monkeypatch.setattr(run.Testbed, "_speed_result", lambda self, proc, what: 1.5 * server)
+    with run.Testbed(write_scenario(tmp_path / "s.yaml", groups), tmp_path / "out", speed_runs=3) as tb:
+        speed = tb.speed_frame
+    assert [s[:3] for s in seen] == [(run.SPEED_CASE, [8, 8, 8], 3)]  # one start, every device all local
+    assert seen[0][3] == pytest.approx({"a-0": 1.0, "a-1": 1.0, "b-0": 1.0, "server": 1.5})
+    by = speed.set_index("who")
+    assert list(speed["runs"]) == [3, 3, 3, 15]
+    medians = [1.1 * local, 3.0 * local, 0.6 * local]  # each device's own rounds
+    assert by.loc[["a-0", "a-1", "b-0"], "measured_ms"].tolist() == pytest.approx(medians)
+    assert by.loc["a-0", "scale"] == by.loc["a-1", "scale"] == pytest.approx(1.6)  # median of 1, 1.1, 1.2, 2, 3, 4
+    assert by.loc["b-0", "scale"] == pytest.approx(0.6)  # another quota: another board
+    assert by.loc["server", "scale"] == pytest.approx(1.5)
 
 
 def fake_board(work_ms: float, native_ms=(40.0,)):

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dnnpart import paths
@@ -41,6 +42,7 @@ CASE_TIMEOUT_S = 900
 LINK_COLUMNS = ["device", "requested_mbps", "achieved_mbps", "rtt_ms", "probe_bytes", "link"]
 SPEED_COLUMNS = ["who", "network", "runs", "predicted_ms", "measured_ms", "scale"]
 SPEED_TIMEOUT_S = 300
+SPEED_CASE = "speed-check"  # the calibration start's folder under OUT/cases
 SERVER_SPEED_RUNS = 5  # the server's speed check runs this many times speed_runs: its runs are short, and 3 of
 # them (AlexNet, ~60 ms each) once gave a factor of 1.39 where the next point's gave 1.10
 
@@ -59,6 +61,11 @@ class TestbedDevice:
     downlink_mbps: float | None
     cpu_quota: float | None  # None: native speed
     link_delay_ms: float
+
+
+def board_of(device: TestbedDevice) -> tuple:
+    """What makes two emulated devices the same board: network, delay profile and CPU quota."""
+    return (device.network, device.profile, device.cpu_quota)
 
 
 def devices_of(scenario) -> list[TestbedDevice]:
@@ -328,16 +335,23 @@ class Testbed:
             cached_split_network(network, 0, LayerCache(self.layer_cache))
 
     def check_speed(self) -> pd.DataFrame:
-        """How fast the emulated devices and the server run now against their profiles: every device's whole
-        network under its quota (all devices at once, as in Case 3), then the server's networks on its core alone,
-        each the median of `speed_runs` runs (the server SERVER_SPEED_RUNS times as many), divided by the profile's
-        predicted sum.
+        """How fast the emulated devices and the server run now against their profiles, as factors that scale
+        every prediction of the run (`scale`; 1 with `speed_runs` = 0).
+
+        The server runs each network on its core alone, SERVER_SPEED_RUNS * `speed_runs` times (the median).
+        The devices run a calibration start: the runtime's own server and device processes, every device all
+        local for `speed_runs` rounds, exactly as Case 3 runs (its files under OUT/cases/speed-check). A
+        separate timing process that ran whole networks back to back under the quota timed the boards a median
+        7 % (0-15 %) slower than Case 3's rounds a minute later (2026-12-04), enough to make offloading look
+        better than it was where the plan's margin was smaller. Identical boards (same network, profile and
+        quota) share one factor, the median over all their rounds: they differ only by noise, and a factor per
+        device made the plan treat identical devices differently.
 
         This VM's speed moves by tens of per cent within minutes (and by 2x between the CPUs it has moved
         between), so a profile measured on another day predicts a different machine. Like the links' achieved
-        rates, the factors are measured right before the cases and scale every prediction of the run (`scale`;
-        1 with `speed_runs` = 0). They make the predicted all-local time of a device its measured one, by
-        construction; what stays tested is the rest: the split, the uploads, the server's order and contention.
+        rates, the factors are measured right before the cases. They make the predicted all-local time of a
+        board its measured one, by construction; what stays tested is the rest: the split, the uploads, the
+        server's order and contention, and the drift since the check.
         """
         from dnnpart.delay import load_delay_model
         from dnnpart.networks import get
@@ -350,37 +364,32 @@ class Testbed:
         runs = [self.speed_runs] * len(self.devices) + [SERVER_SPEED_RUNS * self.speed_runs] * len(networks)
         frame = pd.DataFrame({"who": who, "network": [d.network for d in self.devices] + networks, "runs": runs})
         frame["predicted_ms"] = predicted
+        frame["measured_ms"] = float("nan")
+        frame["scale"] = 1.0
         if self.speed_runs == 0:
-            frame["measured_ms"] = float("nan")
-            frame["scale"] = 1.0
             return frame[SPEED_COLUMNS]
-        # The devices' runs start together once every device is built and warm: a device that started timing
-        # while the others were still building their sessions at native speed shared its CPU with that work, which
-        # no case does (Case 3's rounds start at a barrier too).
-        devices = [self._time_network(d.network, d.name, 1, self.speed_runs, barrier=True) for d in self.devices]
-        for p, d in zip(devices, self.devices):
-            if _read_line(p.stdout, SPEED_TIMEOUT_S).strip() != "ready":
-                p.kill()
-                raise TestbedError(f"the speed check of {d.name} did not get ready: {_tail(p.stderr)}")
-        for p in devices:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        measured = [self._speed_result(p, d.name) for p, d in zip(devices, self.devices)]
+        server = frame["who"] == "server"
         for n in networks:
             proc = self._time_network(n, "server", self.server_threads, SERVER_SPEED_RUNS * self.speed_runs)
-            measured.append(self._speed_result(proc, f"server ({n})"))
-        frame["measured_ms"] = measured
-        frame["scale"] = frame["measured_ms"] / frame["predicted_ms"]
-        server = frame[frame["who"] == "server"]  # one factor for the server: its networks' summed time
-        frame.loc[server.index, "scale"] = server["measured_ms"].sum() / server["predicted_ms"].sum()
+            frame.loc[server & (frame["network"] == n), "measured_ms"] = self._speed_result(proc, f"server ({n})")
+        # one factor for the server: its networks' summed time
+        frame.loc[server, "scale"] = frame.loc[server, "measured_ms"].sum() / frame.loc[server, "predicted_ms"].sum()
+        self.speed_frame = frame  # the calibration start's devices predict with factor 1: the profile's sum
+        done = self.run_case(Case(SPEED_CASE, "plan", [d.n_layers for d in self.devices]), self.speed_runs)
+        measured = done["completions"].groupby("device")["measured_ms"]
+        ratios: dict[tuple, list[float]] = {}  # per board: every round of every device, measured / predicted
+        for d, want in zip(self.devices, predicted):
+            ratios.setdefault(board_of(d), []).extend(measured.get_group(d.name) / want)
+        frame.loc[~server, "measured_ms"] = [float(measured.get_group(d.name).median()) for d in self.devices]
+        frame.loc[~server, "scale"] = [float(np.median(ratios[board_of(d)])) for d in self.devices]
+        self.speed_frame = None
         return frame[SPEED_COLUMNS]
 
-    def _time_network(self, network: str, group: str, threads: int, runs: int, barrier=False) -> subprocess.Popen:
+    def _time_network(self, network: str, group: str, threads: int, runs: int) -> subprocess.Popen:
         procs = [str(f) for f in self.groups[group].procs_files()] if group in self.groups else []
         cmd = [sys.executable, "-m", "dnnpart.testbed.slowdown", network, str(runs), str(threads)]
-        cmd += [*self._cache_args(), *(["--barrier"] if barrier else []), *procs]
-        stdin = subprocess.PIPE if barrier else subprocess.DEVNULL
-        return self._start(cmd, None, None, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd += [*self._cache_args(), *procs]
+        return self._start(cmd, None, None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def _speed_result(self, proc: subprocess.Popen, what: str) -> float:
         try:

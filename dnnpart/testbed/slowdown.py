@@ -1,12 +1,11 @@
 """How much slower an emulated device is than the server: whole-network inference timed natively and under a
 CPU quota, each in its own process and cgroup (`measure_slowdown`).
 
-`python -m dnnpart.testbed.slowdown NETWORK RUNS THREADS [--layer-cache DIR] [--barrier] [PROCS_FILE...]`
+`python -m dnnpart.testbed.slowdown NETWORK RUNS THREADS [--layer-cache DIR] [PROCS_FILE...]`
 builds the network's layers (or reads them from the layer cache), warms them up, joins the given cgroups (after
 the imports and the build, which are not measured) and prints the median of RUNS whole-network runs (THREADS
-onnxruntime threads; a device runs one) as JSON; with --barrier it first prints "ready" and waits for a line on
-stdin, so that several devices' runs start together. The testbed's speed check (`Testbed.check_speed`) and
-`measure_slowdown` both time this way; `calibrate_quota` finds the quota that gives a requested slowdown.
+onnxruntime threads; a device runs one) as JSON. `measure_slowdown` and the server's part of the testbed's speed
+check (`Testbed.check_speed`) time this way; `calibrate_quota` finds the quota that gives a requested slowdown.
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ import time
 import numpy as np
 
 
-def time_network(network: str, runs: int, procs_files=(), threads: int = 1, layer_cache=None, ready=None) -> dict:
+def time_network(network: str, runs: int, procs_files=(), threads: int = 1, layer_cache=None) -> dict:
     """The median (and min) of `runs` whole-network runs, after the build and warm-up (native speed) and after
-    joining `procs_files`' cgroups; `ready()`, if given, is called just before the first run and returns when the
-    runs may start (the testbed's barrier)."""
+    joining `procs_files`' cgroups."""
     from dnnpart.runtime.layer_cache import LayerCache
     from dnnpart.runtime.layers import LayerRunner, random_input
     from dnnpart.runtime.split import cached_split_network, split_network
@@ -33,8 +31,6 @@ def time_network(network: str, runs: int, procs_files=(), threads: int = 1, laye
     runner = LayerRunner(split.models, threads=threads).warm_up()
     x = random_input(list(split.shapes[0]), 0)
     cpu_quota.join(procs_files, os.getpid())
-    if ready is not None:
-        ready()
     runner.run_range(x, 1, split.n_layers)  # one untimed run on the (emulated) CPU
     times = []
     for _ in range(runs):
@@ -106,11 +102,6 @@ def calibrate_quota(network: str, factor: float, runs: int = 5, rounds: int = 4,
     return {"network": network, "factor": float(factor), **history[-1], "rounds": history}
 
 
-def _wait_for_go():
-    print("ready", flush=True)
-    sys.stdin.readline()
-
-
 if __name__ == "__main__":
     import argparse
 
@@ -120,8 +111,6 @@ if __name__ == "__main__":
     parser.add_argument("threads", type=int)
     parser.add_argument("procs_files", nargs="*")
     parser.add_argument("--layer-cache", default=None)
-    parser.add_argument("--barrier", action="store_true", help="print 'ready', then wait for a line on stdin")
     a = parser.parse_intermixed_args()
-    ready = _wait_for_go if a.barrier else None
-    result = time_network(a.network, a.runs, a.procs_files, threads=a.threads, layer_cache=a.layer_cache, ready=ready)
+    result = time_network(a.network, a.runs, a.procs_files, threads=a.threads, layer_cache=a.layer_cache)
     print(json.dumps(result))
