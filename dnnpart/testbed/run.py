@@ -344,8 +344,9 @@ class Testbed:
         separate timing process that ran whole networks back to back under the quota timed the boards a median
         7 % (0-15 %) slower than Case 3's rounds a minute later (2026-12-04), enough to make offloading look
         better than it was where the plan's margin was smaller. Identical boards (same network, profile and
-        quota) share one factor, the median over all their rounds: they differ only by noise (one AlexNet board's
-        all-local round moves by up to 15 % from one round to the next), which a median of more rounds damps.
+        quota) share one factor, the median over all their rounds: they differ only by noise (an AlexNet board's
+        all-local time spread over up to 19 % of its median in three Case 3 rounds, 2026-12-07), which a median
+        of more rounds damps.
 
         This VM's speed moves by tens of per cent within minutes (and by 2x between the CPUs it has moved
         between), so a profile measured on another day predicts a different machine. Like the links' achieved
