@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 
 from dnnpart.errors import DnnpartError
@@ -28,6 +30,7 @@ SCHEDULER_CHOICES = "serial, local, or a Dask scheduler address tcp://HOST:PORT"
 # One client per (scheduler, workers) per process: a notebook's sweeps share one LocalCluster instead of paying
 # its start-up (a few seconds) for every sweep. Closed at exit, or by shutdown().
 _clients: dict[tuple[str, int | None], object] = {}
+_scratch: list[str] = []  # the LocalClusters' worker folders, removed with them (Dask's default stays in /tmp)
 
 
 class SchedulerError(DnnpartError):
@@ -69,10 +72,15 @@ def client(scheduler: str, workers: int | None = None):
 
         if scheduler == "local":
             # Processes, one thread each: the solves are pure Python and would share one GIL in threads.
-            # No dashboard: it would take a port nobody asked for.
-            cluster = LocalCluster(
-                n_workers=key[1], threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-            )
+            # No dashboard: it would take a port nobody asked for. The workers' scratch folder is ours, so that
+            # shutdown() removes it (Dask's default, /tmp/dask-scratch-space, outlives the cluster).
+            import dask
+
+            _scratch.append(tempfile.mkdtemp(prefix="dnnpart-dask-"))
+            with dask.config.set({"temporary-directory": _scratch[-1]}):
+                cluster = LocalCluster(
+                    n_workers=key[1], threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+                )
             _clients[key] = Client(cluster)
         else:
             try:
@@ -90,6 +98,8 @@ def shutdown() -> None:
         c.close()
         if cluster is not None:
             cluster.close()
+    while _scratch:
+        shutil.rmtree(_scratch.pop(), ignore_errors=True)
 
 
 atexit.register(shutdown)

@@ -14,10 +14,12 @@ from dnnpart.study import headline_sensitivity, sweeps
 
 @pytest.fixture(scope="module")
 def local_cluster():
-    """A 2-worker LocalCluster for this module; afterwards no worker process may be left."""
+    """A 2-worker LocalCluster for this module; afterwards no worker process and no scratch folder may be left."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield "local"
+    scratch = list(parallel._scratch)
     parallel.shutdown()
+    assert scratch and not any(os.path.exists(s) for s in scratch)  # the workers' folders went with the cluster
     left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and not _resource_tracker(p)]
     gone, alive = psutil.wait_procs(left, timeout=10)
     assert not alive, f"worker processes left behind: {[' '.join(p.cmdline()) for p in alive]}"
