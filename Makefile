@@ -31,7 +31,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "dnnpart (.venv)" >/dev/null
+	@# ipykernel writes the spec through a temporary folder it leaves behind: give it one we remove
+	d=$$(mktemp -d) && TMPDIR=$$d $(PY) -m ipykernel install --sys-prefix --name $(KERNEL) \
+		--display-name "dnnpart (.venv)" >/dev/null && rm -rf $$d
 	@touch $@
 
 venv: $(STAMP) ## build .venv from requirements.lock when missing or out of date
