@@ -119,6 +119,53 @@ def test_exact_search_equals_the_oracle(inst):
     assert sol.proven_optimal and sol.avg_delay_ms == pytest.approx(oracle.avg_delay_ms, abs=1e-6)
 
 
+@settings(max_examples=80, **SETTINGS)
+@given(st.one_of(instances(), mixed_instances()), st.sampled_from([1e-3, 0.05, 1e9]))
+def test_exact_search_with_small_devices_left_out_equals_the_oracle(inst, share):
+    # any set of devices may be left out of the search over cuts (the all-local bound of exact_search holds for
+    # every set): with a large share every class but one is "small"
+    from dnnpart.optimiser.exact_search import small_groups
+    from dnnpart.optimiser.relaxation import PreemptiveRelaxation, nested_groups
+
+    cut_sets = [candidate_cuts(d) for d in inst.devices]
+    relax = PreemptiveRelaxation(inst, cut_sets, 10**6)
+    groups = nested_groups(relax)
+    if groups is None:
+        return  # one class: the nested search does not apply
+    big, small = small_groups(relax, groups, sum(d.local_prefix_ms(d.n_layers) for d in inst.devices), share)
+    assert big and sorted(big + small) == sorted(groups)
+    if share == 1e9:
+        assert len(big) == 1  # every class but one, as far as SMALL_COMBOS allows (these have few cuts)
+    oracle = brute_force(inst)
+    found = exact_search(inst, cut_sets, cutoff_ms=float("inf"), small_share=share)
+    assert found.avg_delay_ms == pytest.approx(oracle.avg_delay_ms, abs=1e-6)
+    found.validate(avg_delay_ms=found.avg_delay_ms)
+    assert exact_search(inst, cut_sets, cutoff_ms=oracle.avg_delay_ms - 1e-6, small_share=share) is None
+    assert exact_search(inst, cut_sets, cutoff_ms=oracle.avg_delay_ms + 1e-3, small_share=share) is not None
+
+
+def test_a_tiny_device_beside_big_ones_is_left_out_of_the_cut_search():
+    # two big devices and a tiny one whose cuts move its own completion by 0.9 ms at most (all local 1 ms):
+    # only the tiny one is small at the default share, and the result is the oracle's
+    from dnnpart.optimiser.exact_search import small_groups
+    from dnnpart.optimiser.relaxation import PreemptiveRelaxation, nested_groups
+
+    inst = Instance(
+        (
+            Device("big-a", [300, 300, 300], [40, 60, 20], [5, 30, 10]),
+            Device("big-b", [200, 400, 100], [50, 30, 40], [8, 20, 2]),
+            Device("tiny", [0.5, 0.5], [0.05, 0.05], [0.05, 0.2]),
+        )
+    )
+    cut_sets = [candidate_cuts(d) for d in inst.devices]
+    relax = PreemptiveRelaxation(inst, cut_sets, 10**6)
+    big, small = small_groups(relax, nested_groups(relax), 1000.0)
+    assert [relax.members[k] for k, _ in small] == [[2]] and len(big) == 2
+    oracle = brute_force(inst)
+    found = exact_search(inst, cut_sets, cutoff_ms=float("inf"))
+    assert found.avg_delay_ms == pytest.approx(oracle.avg_delay_ms, abs=1e-9)
+
+
 def test_best_server_order_known_value():
     # the interleaving example with cuts (0, 2): the best order runs B's layer between A's layers 3 and 4
     from dnnpart.optimiser.instance import load_instance

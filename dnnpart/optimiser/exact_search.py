@@ -4,6 +4,8 @@ each promising cut vector's server order by branch and bound. No MILP."""
 from __future__ import annotations
 
 import heapq
+import math
+from itertools import product
 
 from dnnpart.errors import DnnpartError
 from dnnpart.optimiser.heuristic import suffix_sums
@@ -126,8 +128,39 @@ def best_server_order(
     return None if best[1] is None else (best[0], best[1])
 
 
+SMALL_SHARE = 1e-3  # small devices may move the objective by at most this share of it in all (see small_groups)
+SMALL_COMBOS = 256  # and have at most this many cut combinations among them
+
+
+def small_groups(relax: PreemptiveRelaxation, groups, scale_ms: float, share: float = SMALL_SHARE):
+    """Split the nested search's groups into (big, small). A class is small when its devices may run all local
+    and their cut moves their own stand-alone completion little: the members' spreads H - min_c A(c) (all-local
+    time minus the best release + server work + download) add up to at most `share` of `scale_ms` (a sum of
+    completions) over the small classes, taken smallest first, with at most SMALL_COMBOS cut combinations among
+    them. At least one group stays big."""
+    spread = {}
+    for k, _ in groups:
+        local = [fixed for _, _, fixed, offloads in relax.classes[k] if not offloads]  # the all-local time H
+        alone = [r + w + f if offloads else f for r, w, f, offloads in relax.classes[k]]
+        spread[k] = max(local) - min(alone) if local else math.inf
+    small, total, combos = set(), 0.0, 1
+    for k, count in sorted(groups, key=lambda g: (spread[g[0]] * g[1], g[0])):
+        more = combos * len(relax.classes[k]) ** count
+        within = total + spread[k] * count <= share * scale_ms and more <= SMALL_COMBOS
+        if not within or len(small) + 1 == len(groups):
+            break
+        small.add(k)
+        total, combos = total + spread[k] * count, more
+    return [g for g in groups if g[0] not in small], [g for g in groups if g[0] in small]
+
+
 def exact_search(
-    instance: Instance, cut_sets, cutoff_ms: float, max_nodes: int = BOUND_NODES, deadline: float | None = None
+    instance: Instance,
+    cut_sets,
+    cutoff_ms: float,
+    max_nodes: int = BOUND_NODES,
+    deadline: float | None = None,
+    small_share: float = SMALL_SHARE,
 ):
     """An optimal schedule by combinatorial branch and bound, for instances the nested preemptive search
     handles (no class of identical devices larger than EXACT_GROUP, at least two classes).
@@ -136,14 +169,45 @@ def exact_search(
     complete choice whose relaxation value is below the best so far, best_server_order finds the exact best
     server order. Returns the optimal Schedule, or None if no schedule beats cutoff_ms (an average: then the
     schedule that gave the cutoff is optimal). Raises BudgetExhausted past max_nodes (counted, deterministic).
+
+    Small devices (`small_groups`: those whose cut hardly changes their own completion, e.g. LeNet next to
+    VGGs) are left out of the search over cuts, which would otherwise try every combination of their cuts
+    under every choice of the others. Making a device all local never delays another (its server layers leave
+    the order; as early as possible, nobody starts later) and gives it its all-local time H, so for any cuts y
+    of the small devices S, with x the same choice with S all local:
+        OPT(y) >= OPT(x) - sum over s in S of (H_s - A_s(y_s)),
+    A_s(c) being s's stand-alone completion with cut c (release + server work + download; H for all local).
+    At each choice of the other devices the search solves x exactly (with the cutoff raised by the largest
+    such sum), which refutes every y at once when OPT(x) is that far above the cutoff, and otherwise bounds
+    each y before its own server-order search. The search over the others is bounded as before plus the small
+    devices' least stand-alone completions (a restriction: each finishes no earlier than alone).
     """
     n = len(instance)
     relax = PreemptiveRelaxation(instance, cut_sets, max_nodes, deadline)
     groups = nested_groups(relax)
     if groups is None:
         raise DnnpartError(f"exact_search needs at least two classes of at most {EXACT_GROUP} identical devices each")
+    scale = min(cutoff_ms * n, sum(d.local_prefix_ms(d.n_layers) for d in instance.devices))
+    groups, small = small_groups(relax, groups, scale, small_share)
+    # per small device: (cut, H - A(cut)) for each of its candidates
+    options = []
+    for k, count in small:
+        local = max(f for _, _, f, offloads in relax.classes[k] if not offloads)
+        spread = [local - (r + w + f if off else f) for r, w, f, off in relax.classes[k]]
+        options += [list(zip(cut_sets[i], spread)) for i in relax.members[k][:count]]
+    small_ids = [i for k, count in small for i in relax.members[k][:count]]
+    least = sum(count * min(r + w + f if off else f for r, w, f, off in relax.classes[k]) for k, count in small)
+    widest = sum(max(s for _, s in opts) for opts in options)
+    combos = sorted(product(*options), key=lambda combo: -sum(s for _, s in combo))  # largest bound first
     counter = [0]
-    orders = {}
+    best = [math.inf, None]  # the best sum of completions found below the cutoff, and its (cuts, order)
+
+    def order(cuts, cutoff):
+        counter[0] = relax.nodes
+        try:
+            return best_server_order(instance, cuts, cutoff, counter, relax.max_nodes, relax.clock)
+        finally:
+            relax.nodes = counter[0]
 
     def leaf(chosen, cutoff):
         cuts = [0] * n
@@ -152,16 +216,30 @@ def exact_search(
             i = relax.members[k][filled.get(k, 0)]
             filled[k] = filled.get(k, 0) + 1
             cuts[i] = cut_sets[i][p]
-        counter[0] = relax.nodes
-        found = best_server_order(instance, cuts, cutoff, counter, relax.max_nodes, relax.clock)
-        relax.nodes = counter[0]
+        cutoff += least  # the search over the others counts the small devices' least completions only
+        for i in small_ids:
+            cuts[i] = instance.devices[i].n_layers
+        found = order(cuts, cutoff + widest)  # x: the small devices all local
         if found is None:
-            return None
-        orders[found[0]] = (cuts, found[1])
-        return found[0]
+            return None  # OPT(x) >= cutoff + widest: no choice of the small devices beats the cutoff
+        local_opt, value = found[0], math.inf
+        if local_opt < cutoff:
+            value, best[:] = local_opt, [local_opt, (list(cuts), found[1])]
+        for combo in combos:
+            if local_opt - sum(s for _, s in combo) >= min(value, cutoff):
+                break  # this bound only grows along combos
+            trial = list(cuts)
+            for i, (c, _) in zip(small_ids, combo):
+                trial[i] = c
+            if trial == cuts:
+                continue
+            found = order(trial, min(value, cutoff))
+            if found is not None:
+                value, best[:] = found[0], [found[0], (trial, found[1])]
+        return None if value == math.inf else value - least
 
-    total, _ = relax._search(groups, 0, (cutoff_ms * n, []), leaf=leaf)
-    if total not in orders:
+    relax._search(groups, 0, (cutoff_ms * n - least, []), leaf=leaf)
+    if best[1] is None:
         return None
-    cuts, order = orders[total]
-    return Schedule(instance, cuts, order)
+    cuts, order_found = best[1]
+    return Schedule(instance, cuts, order_found)
