@@ -60,6 +60,26 @@ def test_a_node_budget_stops_with_its_own_reason():
     assert stop.value.reason == "nodes"
 
 
+def test_a_search_that_runs_out_hands_over_the_best_schedule_it_found():
+    inst = different_devices(8)
+    cut_sets = cut_sets_for(inst, None)
+    optimum = exact_search(inst, cut_sets, cutoff_ms=1e12)
+    carried = []
+    for budget in (10, 100, 1_000, 10_000, 100_000):
+        try:
+            exact_search(inst, cut_sets, cutoff_ms=1e12, max_nodes=budget)
+        except BudgetExhausted as stop:
+            found = stop.schedule
+            if found is not None:
+                assert found.validate() == pytest.approx(found.avg_delay_ms)
+                assert found.avg_delay_ms >= optimum.avg_delay_ms - 1e-9
+                carried.append(found.avg_delay_ms)
+        else:
+            break
+    assert carried  # some budget ran out after the search had found a schedule
+    assert carried == sorted(carried, reverse=True)  # more nodes, never a worse schedule (same order of search)
+
+
 def test_the_result_says_which_phase_ended_the_solve(clock_every_node, monkeypatch):
     inst = different_devices(6)
     proven = solve(inst)  # no limit: proven by the exact search

@@ -8,7 +8,6 @@ import math
 from itertools import product
 
 from dnnpart.errors import DnnpartError
-from dnnpart.optimiser.heuristic import suffix_sums
 from dnnpart.optimiser.instance import Instance
 from dnnpart.optimiser.relaxation import (
     BOUND_NODES,
@@ -18,7 +17,7 @@ from dnnpart.optimiser.relaxation import (
     PreemptiveRelaxation,
     nested_groups,
 )
-from dnnpart.optimiser.schedule import Schedule
+from dnnpart.optimiser.schedule import Schedule, suffix_sums
 
 
 def best_server_order(
@@ -106,25 +105,29 @@ def best_server_order(
     # recursion limit); each frame is [children, next child, layers left]; the child in progress is applied
     # to nxt/ready/order and undone when the stack returns to its frame.
     layers = sum(n_layers[p] - nxt[p] for p in positions)
-    root = enter(0.0, done0, layers)
-    stack = [] if root is None else [[root, 0, layers]]
-    while stack:
-        frame = stack[-1]
-        children, k, left = frame
-        if k > 0:  # undo the previous child
-            p, j, saved = children[k - 1][:3]
-            order.pop()
-            nxt[p], ready[p] = j, saved
-        if k == len(children):
-            stack.pop()
-            continue
-        frame[1] = k + 1
-        p, j, _, finish, done = children[k]
-        nxt[p], ready[p] = j + 1, finish
-        order.append((active[p], j + 1))
-        grandchildren = enter(finish, done, left - 1)
-        if grandchildren is not None:
-            stack.append([grandchildren, 0, left - 1])
+    try:
+        root = enter(0.0, done0, layers)
+        stack = [] if root is None else [[root, 0, layers]]
+        while stack:
+            frame = stack[-1]
+            children, k, left = frame
+            if k > 0:  # undo the previous child
+                p, j, saved = children[k - 1][:3]
+                order.pop()
+                nxt[p], ready[p] = j, saved
+            if k == len(children):
+                stack.pop()
+                continue
+            frame[1] = k + 1
+            p, j, _, finish, done = children[k]
+            nxt[p], ready[p] = j + 1, finish
+            order.append((active[p], j + 1))
+            grandchildren = enter(finish, done, left - 1)
+            if grandchildren is not None:
+                stack.append([grandchildren, 0, left - 1])
+    except BudgetExhausted as exc:
+        exc.order = None if best[1] is None else (best[0], best[1])  # the best order found by then
+        raise
     return None if best[1] is None else (best[0], best[1])
 
 
@@ -168,7 +171,8 @@ def exact_search(
     The nested search over cut choices (preemptive_bound) prunes with the relaxation's bounds; at each
     complete choice whose relaxation value is below the best so far, best_server_order finds the exact best
     server order. Returns the optimal Schedule, or None if no schedule beats cutoff_ms (an average: then the
-    schedule that gave the cutoff is optimal). Raises BudgetExhausted past max_nodes (counted, deterministic).
+    schedule that gave the cutoff is optimal). Raises BudgetExhausted past max_nodes (counted, deterministic)
+    or the deadline, carrying the best schedule found below the cutoff by then (or None).
 
     Small devices (`small_groups`: those whose cut hardly changes their own completion, e.g. LeNet next to
     VGGs) are left out of the search over cuts, which would otherwise try every combination of their cuts
@@ -238,7 +242,12 @@ def exact_search(
                 value, best[:] = found[0], [found[0], (trial, found[1])]
         return None if value == math.inf else value - least
 
-    relax._search(groups, 0, (cutoff_ms * n - least, []), leaf=leaf)
+    try:
+        relax._search(groups, 0, (cutoff_ms * n - least, []), leaf=leaf)
+    except BudgetExhausted as exc:
+        # not proven, but the schedules found on the way are real: the caller keeps the best as its incumbent
+        exc.schedule = None if best[1] is None else Schedule(instance, *best[1])
+        raise
     if best[1] is None:
         return None
     cuts, order_found = best[1]

@@ -15,9 +15,10 @@ from dnnpart.optimiser.cuts import candidate_cuts
 from dnnpart.optimiser.instance import Instance
 
 BOUND_NODES = 1_500_000  # search nodes of preemptive_bound before it gives up (a count, not a clock: deterministic)
-BOUND_NODES_PER_S = 50_000  # with a time limit, at most this many nodes per second of it (~1/4 of it here)
-EXACT_NODES = 3_000_000  # budget of exact_search (doubled in nested mode: ~20 s here); it replaces the MILP
-EXACT_NODES_PER_S = 100_000  # with a time limit, at most this many per second of it (~1/3 of it here)
+EXACT_NODES = 3_000_000  # budget of exact_search (doubled in nested mode: ~10 s here); it replaces the MILP
+# With a time limit the searches stop on the clock: their node budgets become this many per second of the limit,
+# about twice what this machine searches (~500,000 nodes/s, 2026-12-07), so the deadline ends them first.
+NODES_PER_S = 1_000_000
 EXACT_GROUP = 6  # groups of up to this many identical devices get their exact relaxation optimum as a bound
 
 
@@ -25,11 +26,13 @@ CLOCK_EVERY = 2048  # search nodes between two reads of the clock when a deadlin
 
 
 class BudgetExhausted(Exception):
-    """A search ran out of its node budget (reason "nodes") or past its deadline (reason "deadline")."""
+    """A search ran out of its node budget (reason "nodes") or past its deadline (reason "deadline").
+    `schedule`: the best schedule it had found by then (exact_search sets it; None if none beat its cutoff)."""
 
     def __init__(self, reason: str = "nodes"):
         super().__init__(reason)
         self.reason = reason
+        self.schedule = None
 
 
 class Clock:

@@ -247,3 +247,11 @@ class Schedule:
         ax.set_title(title or f"average completion {self.avg_delay_ms:.1f} ms, cuts {self.cuts}")
         ax.legend(handles=[Patch(color=COLOURS[w], label=w) for w in WHERE], loc="lower right", fontsize=7, ncols=4)
         return ax
+
+
+def suffix_sums(values) -> list[float]:
+    """out[j] = values[j] + values[j + 1] + ... (out[len(values)] = 0): e.g. server work left from layer j on."""
+    out = [0.0] * (len(values) + 1)
+    for j in range(len(values) - 1, -1, -1):
+        out[j] = out[j + 1] + values[j]
+    return out

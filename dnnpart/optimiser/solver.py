@@ -35,10 +35,9 @@ from dnnpart.optimiser.lp_bound import lagrangian_bound
 from dnnpart.optimiser.pyomo_models import build_exact, build_paper
 from dnnpart.optimiser.relaxation import (
     BOUND_NODES,
-    BOUND_NODES_PER_S,
     EXACT_GROUP,
     EXACT_NODES,
-    EXACT_NODES_PER_S,
+    NODES_PER_S,
     BudgetExhausted,
     PreemptiveRelaxation,
     preemptive_bound,
@@ -178,16 +177,19 @@ def solve(
         # The preemptive relaxation often proves the heuristic's schedule optimal outright (identical
         # devices); otherwise its bound still tightens the MILP. Skipped without a warm start, so that
         # warm_start=False tests the MILP alone.
-        nodes = BOUND_NODES if time_limit is None else min(BOUND_NODES, int(BOUND_NODES_PER_S * time_limit))
+        nodes = BOUND_NODES if time_limit is None else int(NODES_PER_S * time_limit)
         sizes = PreemptiveRelaxation(instance, cut_sets, nodes).sizes
         if len(sizes) > 1 and max(sizes) <= EXACT_GROUP:  # mostly different devices: try the exact search
-            budget = EXACT_NODES if time_limit is None else min(EXACT_NODES, int(EXACT_NODES_PER_S * time_limit))
+            budget = EXACT_NODES if time_limit is None else int(NODES_PER_S * time_limit)
             try:
                 better = exact_search(
                     instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget, deadline=by(SEARCH_SHARE)
                 )
             except BudgetExhausted as exc:
                 stopped = f"exact_search:{exc.reason}"
+                if exc.schedule is not None and exc.schedule.avg_delay_ms < warm.avg_delay_ms:
+                    # its best so far beats the heuristic: the incumbent (and cutoff) of every later phase
+                    fallback = warm = exc.schedule
             else:
                 best = warm if better is None or better.avg_delay_ms >= warm.avg_delay_ms else better
                 return without_solver(best, "optimal", best.avg_delay_ms, "exact_search:optimal")
