@@ -60,8 +60,7 @@ def test_the_longest_accepted_network():
 
 def dispatch_by_scanning(instance, cuts):
     """The list-scheduling rule written as a scan of every device per layer (the definition)."""
-    from dnnpart.optimiser.heuristic import suffix_sums
-    from dnnpart.optimiser.schedule import Schedule
+    from dnnpart.optimiser.schedule import Schedule, suffix_sums
 
     devs = instance.devices
     release = [d.release_ms(c) for d, c in zip(devs, cuts)]

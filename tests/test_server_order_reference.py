@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from test_oracle_property import SETTINGS, instances
 
 from dnnpart.optimiser import best_server_order
-from dnnpart.optimiser.heuristic import suffix_sums
 from dnnpart.optimiser.instance import Device, Instance
 from dnnpart.optimiser.relaxation import BudgetExhausted, srpt_total_ms
+from dnnpart.optimiser.schedule import suffix_sums
 from dnnpart.planning.compile import network_instance
 
 
