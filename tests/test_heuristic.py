@@ -12,6 +12,7 @@ from dnnpart.optimiser.cuts import candidate_cuts
 from dnnpart.optimiser.heuristic import (
     dispatch,
     heuristic,
+    moves_of_one_or_two,
     polish,
     relaxation_descent,
     relaxation_table,
@@ -59,7 +60,7 @@ def test_relaxation_descent_never_raises_the_relaxation_value(inst):
     cut_sets = [candidate_cuts(d) for d in inst.devices]
     table = relaxation_table(inst, cut_sets)
     start = [cs[-1] for cs in cut_sets]
-    found = relaxation_descent(cut_sets, table, start, deadline=float("inf"))
+    found = relaxation_descent(cut_sets, table, list(range(len(inst))), start, deadline=float("inf"))
     assert all(c in cs for c, cs in zip(found, cut_sets))
     assert relaxation_value(table, found) <= relaxation_value(table, start)
     # a local optimum: no single device's move lowers it
@@ -68,6 +69,14 @@ def test_relaxation_descent_never_raises_the_relaxation_value(inst):
             trial = list(found)
             trial[i] = c
             assert relaxation_value(table, trial) >= relaxation_value(table, found) - 1e-6
+
+
+def test_moves_of_identical_devices_at_the_same_cut_are_tried_once():
+    assert moves_of_one_or_two([0] * 16, [3] * 16) == [(0,), (0, 1)]
+    # two classes: a lone device (index 2) and three twins, two of them at cut 1
+    assert moves_of_one_or_two([0, 0, 2, 0], [1, 5, 7, 1]) == [(0,), (1,), (2,), (0, 1), (0, 2), (0, 3), (1, 2)]
+    different = moves_of_one_or_two(list(range(5)), [0] * 5)
+    assert len(different) == 5 + 10 and len(set(different)) == len(different)
 
 
 @pytest.mark.parametrize("n, seed", [(5, 18), (6, 18)])

@@ -73,7 +73,19 @@ def relaxation_table(instance: Instance, cut_sets) -> list[dict]:
     ]
 
 
-def ranked_move(instance: Instance, cut_sets, table, best: Schedule, deadline: float) -> Schedule | None:
+def moves_of_one_or_two(twin_of, cuts) -> list[tuple[int, ...]]:
+    """The devices to move together, one or two, once per distinct move: identical devices at the same cut are
+    interchangeable (`twin_of`: each device's lowest-index twin), so moving either gives the same cut multiset.
+    16 identical devices at one cut: 2 moves of one or two devices instead of 136."""
+    state = [(twin_of[i], c) for i, c in enumerate(cuts)]
+    singles = list({state[i]: (i,) for i in reversed(range(len(cuts)))}.values())
+    pairs = {}
+    for i, j in combinations(range(len(cuts)), 2):
+        pairs.setdefault(tuple(sorted((state[i], state[j]))), (i, j))
+    return sorted(singles) + sorted(pairs.values())
+
+
+def ranked_move(instance: Instance, cut_sets, table, twin_of, best: Schedule, deadline: float) -> Schedule | None:
     """One step of the ranked search: every move of one device, or of two devices at once, to other cuts is
     ranked by its preemptive relaxation value (cheap: no layer-by-layer timing), and the RANKED_MOVES best are
     timed by dispatch. The best of them if it beats `best`, else None. Moves of two devices find what one
@@ -81,37 +93,31 @@ def ranked_move(instance: Instance, cut_sets, table, best: Schedule, deadline: f
     and another's later (one uses the server time the other leaves)."""
     cur = best.cuts
     moves = []
-    for i, cs in enumerate(cut_sets):
-        for c in cs:
-            if c != cur[i]:
-                trial = list(cur)
-                trial[i] = c
-                moves.append((relaxation_value(table, trial), trial))
-    for i, j in combinations(range(len(cut_sets)), 2):
+    for devices in moves_of_one_or_two(twin_of, cur):
         if time.perf_counter() > deadline:
             break  # rank what is ranked so far
-        for a in cut_sets[i]:
-            for b in cut_sets[j]:
-                if a != cur[i] and b != cur[j]:
-                    trial = list(cur)
-                    trial[i], trial[j] = a, b
-                    moves.append((relaxation_value(table, trial), trial))
+        for choice in product(*(cut_sets[i] for i in devices)):
+            if any(c == cur[i] for i, c in zip(devices, choice)):
+                continue  # a device that stays is a move of fewer devices
+            trial = list(cur)
+            for i, c in zip(devices, choice):
+                trial[i] = c
+            moves.append((relaxation_value(table, trial), trial))
     moves.sort()
     timed = [dispatch(instance, trial) for _, trial in moves[:RANKED_MOVES]]
     found = min(timed, key=lambda s: s.avg_delay_ms, default=None)
     return found if found is not None and found.avg_delay_ms < best.avg_delay_ms - TOL_MS else None
 
 
-def relaxation_descent(cut_sets, table, cuts, deadline: float) -> list[int]:
+def relaxation_descent(cut_sets, table, twin_of, cuts, deadline: float) -> list[int]:
     """A local optimum of the preemptive relaxation's value around `cuts` under moves of one or two devices
     (first improvement, until none improves or the deadline): the cuts the relaxation prefers. Cheap to time
     exactly afterwards, and often the optimum's cuts where dispatch's order hid them."""
     best, value = list(cuts), relaxation_value(table, cuts)
-    singles = [(i,) for i in range(len(cut_sets))]
     improved = True
     while improved:
         improved = False
-        for devices in singles + list(combinations(range(len(cut_sets)), 2)):
+        for devices in moves_of_one_or_two(twin_of, best):
             if time.perf_counter() > deadline:
                 return best
             for choice in product(*(cut_sets[i] for i in devices)):
@@ -174,13 +180,13 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0, ran
                     best, improved = cand, True
                     tried.clear()
         if not improved and table is not None and time.perf_counter() < deadline:
-            found = ranked_move(instance, cut_sets, table, best, deadline)
+            found = ranked_move(instance, cut_sets, table, twin_of, best, deadline)
             if found is not None:
                 best, improved = found, True
                 tried.clear()
     if table is not None:  # the best order for these cuts and for the relaxation's preferred cuts near them
         best = polish(instance, best.cuts, best, deadline)
-        preferred = relaxation_descent(cut_sets, table, best.cuts, deadline)
+        preferred = relaxation_descent(cut_sets, table, twin_of, best.cuts, deadline)
         if preferred != best.cuts:
             best = min(best, polish(instance, preferred, dispatch(instance, preferred), deadline), key=avg_delay)
     return best
