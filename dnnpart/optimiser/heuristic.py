@@ -9,7 +9,7 @@ from itertools import combinations, product
 from dnnpart.optimiser.cuts import candidate_cuts, independent_cuts
 from dnnpart.optimiser.exact_search import best_server_order
 from dnnpart.optimiser.instance import Instance
-from dnnpart.optimiser.relaxation import BudgetExhausted, Clock, srpt_total_ms
+from dnnpart.optimiser.relaxation import BudgetExhausted, Clock, relaxation_job, srpt_total_ms
 from dnnpart.optimiser.schedule import TOL_MS, Schedule, suffix_sums
 
 
@@ -53,24 +53,14 @@ POLISH_NODES = 20_000  # best_server_order nodes per cut vector polished at the 
 def relaxation_value(table, cuts) -> float:
     """Sum of completions of a cut vector in the preemptive relaxation (docs/optimiser.md): SRPT on the offloaded
     parts, each a job (release, server work), plus downloads and all-local times. `table[i][c]` holds device i's
-    (release, work, fixed part, offloads?) for cut c (`relaxation_table`)."""
+    `relaxation_job` for cut c (`relaxation_table`)."""
     rows = [table[i][c] for i, c in enumerate(cuts)]
     return srpt_total_ms([row[:2] for row in rows if row[3]]) + sum(row[2] for row in rows)
 
 
 def relaxation_table(instance: Instance, cut_sets) -> list[dict]:
-    return [
-        {
-            c: (
-                d.release_ms(c),
-                d.server_work_ms(c),
-                d.download_ms if c < d.n_layers else d.local_prefix_ms(c),
-                c < d.n_layers,
-            )
-            for c in cs
-        }
-        for d, cs in zip(instance.devices, cut_sets)
-    ]
+    """Per device, its candidate cuts' `relaxation_job`s, by cut."""
+    return [{c: relaxation_job(d, c) for c in cs} for d, cs in zip(instance.devices, cut_sets)]
 
 
 def moves_of_one_or_two(twin_of, cuts) -> list[tuple[int, ...]]:

@@ -49,6 +49,14 @@ class Clock:
                 raise BudgetExhausted("deadline")
 
 
+def relaxation_job(device, cut: int) -> tuple[float, float, float, bool]:
+    """A device with this cut in the preemptive relaxation: (release, server work, the fixed part of its
+    completion, offloads?). The fixed part is the download when it offloads, else its all-local time."""
+    offloads = cut < device.n_layers
+    fixed = device.download_ms if offloads else device.local_prefix_ms(cut)
+    return device.release_ms(cut), device.server_work_ms(cut), fixed, offloads
+
+
 def srpt_total_ms(jobs) -> float:
     """Sum of finish times of (release_ms, work_ms) jobs on one machine with free preemption, scheduled
     shortest-remaining-work-first: the optimum of that relaxation (Schrage 1968)."""
@@ -122,18 +130,7 @@ class PreemptiveRelaxation:
                     break
             else:
                 self.sizes.append([i])
-                # (release, work, fixed part of the completion, offloads?) per candidate cut
-                self.classes.append(
-                    [
-                        (
-                            d.release_ms(c),
-                            d.server_work_ms(c),
-                            d.download_ms if c < d.n_layers else d.local_prefix_ms(c),
-                            c < d.n_layers,
-                        )
-                        for c in cut_sets[i]
-                    ]
-                )
+                self.classes.append([relaxation_job(d, c) for c in cut_sets[i]])
         self.members = self.sizes
         self.sizes = [len(m) for m in self.members]
         self.nodes, self.max_nodes, self.memo = 0, max_nodes, {}
