@@ -178,9 +178,6 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0, ran
         best = polish(instance, best.cuts, best, deadline)
         preferred = relaxation_descent(cut_sets, table, twin_of, best.cuts, deadline)
         if preferred != best.cuts:
-            best = min(best, polish(instance, preferred, dispatch(instance, preferred), deadline), key=avg_delay)
+            other = polish(instance, preferred, dispatch(instance, preferred), deadline)
+            best = other if other.avg_delay_ms < best.avg_delay_ms - TOL_MS else best
     return best
-
-
-def avg_delay(schedule: Schedule) -> float:
-    return schedule.avg_delay_ms
