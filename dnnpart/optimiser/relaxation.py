@@ -27,12 +27,14 @@ CLOCK_EVERY = 2048  # search nodes between two reads of the clock when a deadlin
 
 class BudgetExhausted(Exception):
     """A search ran out of its node budget (reason "nodes") or past its deadline (reason "deadline").
-    `schedule`: the best schedule it had found by then (exact_search sets it; None if none beat its cutoff)."""
+    What it had found by then, None if nothing beat its cutoff: `schedule`, the best schedule (exact_search),
+    and `order`, the best (sum of completions, server order) (best_server_order)."""
 
     def __init__(self, reason: str = "nodes"):
         super().__init__(reason)
         self.reason = reason
         self.schedule = None
+        self.order = None
 
 
 class Clock:
