@@ -134,10 +134,11 @@ def polish(instance: Instance, cuts, best: Schedule, deadline: float) -> Schedul
 
 
 def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0, ranked: bool = True) -> Schedule:
-    """Greedy local search over cuts (one device at a time), each cut vector timed by `dispatch`; once no such
-    move improves, a step of the ranked search (`ranked_move`), and again. Up to RANKED_MAX_DEVICES devices, the
-    result's cuts and the relaxation's preferred cuts near them (`relaxation_descent`) then get a better server
-    order than dispatch's if a short branch and bound finds one (`polish`). Every step stops at the deadline.
+    """Greedy local search over cuts (one device at a time), each cut vector timed by `dispatch`. For up to
+    RANKED_MAX_DEVICES devices of at least two kinds: once no such move improves, a step of the ranked search
+    (`ranked_move`), and again; then the result's cuts and the relaxation's preferred cuts near them
+    (`relaxation_descent`) get a better server order than dispatch's if a short branch and bound finds one
+    (`polish`). Every step stops at the deadline.
     `ranked=False`: one device's moves only (the local search before 2026-12-07, benchmarks/bench_heuristic.py's
     reference)."""
     cut_sets = cut_sets or [candidate_cuts(d) for d in instance.devices]
@@ -152,7 +153,11 @@ def heuristic(instance: Instance, cut_sets=None, time_budget_s: float = 5.0, ran
         next(p for p in range(len(devs)) if devs[p].same_task(d) and cut_sets[p] == cut_sets[i])
         for i, d in enumerate(devs)
     ]
-    table = relaxation_table(instance, cut_sets) if ranked and len(devs) <= RANKED_MAX_DEVICES else None
+    # Identical devices (one class) skip the ranked step and the polish: there the preemptive bound usually proves
+    # the single moves' result optimal (docs/optimiser.md, item 7), and on 60 points like the study's sweeps the
+    # two steps found nothing better in twice the time (2026-12-07).
+    different = len(set(twin_of)) > 1
+    table = relaxation_table(instance, cut_sets) if ranked and different and len(devs) <= RANKED_MAX_DEVICES else None
     tried = set()
     improved = True
     while improved and time.perf_counter() < deadline:
