@@ -75,24 +75,26 @@ def moves_of_one_or_two(twin_of, cuts) -> list[tuple[int, ...]]:
     return sorted(singles) + sorted(pairs.values())
 
 
+def moved(cut_sets, cuts, devices):
+    """Every cut vector in which each of `devices` moves to another of its cuts and the others stay."""
+    for choice in product(*([c for c in cut_sets[i] if c != cuts[i]] for i in devices)):
+        trial = list(cuts)
+        for i, c in zip(devices, choice):
+            trial[i] = c
+        yield trial
+
+
 def ranked_move(instance: Instance, cut_sets, table, twin_of, best: Schedule, deadline: float) -> Schedule | None:
     """One step of the ranked search: every move of one device, or of two devices at once, to other cuts is
     ranked by its preemptive relaxation value (cheap: no layer-by-layer timing), and the RANKED_MOVES best are
     timed by dispatch. The best of them if it beats `best`, else None. Moves of two devices find what one
     device's moves cannot: on held-out heterogeneous instances the optimum often moves one device's cut earlier
     and another's later (one uses the server time the other leaves)."""
-    cur = best.cuts
     moves = []
-    for devices in moves_of_one_or_two(twin_of, cur):
+    for devices in moves_of_one_or_two(twin_of, best.cuts):
         if time.perf_counter() > deadline:
             break  # rank what is ranked so far
-        for choice in product(*(cut_sets[i] for i in devices)):
-            if any(c == cur[i] for i, c in zip(devices, choice)):
-                continue  # a device that stays is a move of fewer devices
-            trial = list(cur)
-            for i, c in zip(devices, choice):
-                trial[i] = c
-            moves.append((relaxation_value(table, trial), trial))
+        moves += [(relaxation_value(table, trial), trial) for trial in moved(cut_sets, best.cuts, devices)]
     moves.sort()
     timed = [dispatch(instance, trial) for _, trial in moves[:RANKED_MOVES]]
     found = min(timed, key=lambda s: s.avg_delay_ms, default=None)
@@ -110,10 +112,7 @@ def relaxation_descent(cut_sets, table, twin_of, cuts, deadline: float) -> list[
         for devices in moves_of_one_or_two(twin_of, best):
             if time.perf_counter() > deadline:
                 return best
-            for choice in product(*(cut_sets[i] for i in devices)):
-                trial = list(best)
-                for i, c in zip(devices, choice):
-                    trial[i] = c
+            for trial in moved(cut_sets, best, devices):
                 trial_value = relaxation_value(table, trial)
                 if trial_value < value - TOL_MS:
                     best, value, improved = trial, trial_value, True
