@@ -61,7 +61,6 @@ def rows_for(n: int, seed: int, with_optimum: bool) -> list[dict]:
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
     wide = df.pivot_table(index=["n_devices", "seed"], columns="method", values="avg_delay_ms")
     out = []
     for n, g in df.groupby("n_devices", sort=True):
