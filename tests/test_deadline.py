@@ -123,3 +123,23 @@ def test_milp_size_estimate_grows_with_pairs():
     rows_small = milp_rows_estimate(small, cut_sets_for(small, None), "exact")
     rows_big = milp_rows_estimate(big, cut_sets_for(big, None), "exact")
     assert 0 < rows_small < rows_big and rows_big > 10 * rows_small  # quadratic in devices
+
+
+def test_a_milp_too_big_for_its_time_hands_that_time_to_the_heuristic(monkeypatch):
+    inst = different_devices(6)
+    budgets = []
+
+    def recording_heuristic(instance, cut_sets, time_budget_s):
+        budgets.append(time_budget_s)
+        return heuristic(instance, cut_sets, time_budget_s=min(time_budget_s, 1.0))
+
+    monkeypatch.setattr(solver, "heuristic", recording_heuristic)
+    rows = milp_rows_estimate(inst, cut_sets_for(inst, None), "exact")
+    milp_time = (1 - solver.FINISH_RESERVE - solver.LP_BOUND_SHARE) * 10.0
+    monkeypatch.setattr(solver, "MILP_ROWS_PER_S", rows / milp_time * 1.01)  # it just fits
+    solve(inst, time_limit=10.0)
+    monkeypatch.setattr(solver, "MILP_ROWS_PER_S", rows / milp_time * 0.99)  # it just does not
+    solve(inst, time_limit=10.0)
+    assert budgets == pytest.approx(
+        [solver.HEURISTIC_SHARE * 10.0, (solver.HEURISTIC_SHARE + solver.NO_MILP_EXTRA) * 10.0]
+    )

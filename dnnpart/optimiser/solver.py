@@ -96,6 +96,10 @@ HEURISTIC_SHARE = 0.2  # local search, at most
 SEARCH_SHARE = 0.6  # exact_search must end by t0 + this share of T (then the MILP still has the rest)
 BOUND_SHARE = 0.7  # preemptive_bound must end by then
 LP_BOUND_SHARE = 0.74  # the Lagrangian bound, when the preemptive search ran out, must end by then (MILP next)
+# When the MILP has more rows than it could build in the time those phases leave it (MILP_ROWS_PER_S), the phases
+# end this share of T later instead: the heuristic's time grows by it, where its relaxation search finds better
+# schedules (40 different devices, 60 s: the solve used to stop at 44 s with the MILP skipped).
+NO_MILP_EXTRA = 0.23
 LARGE_HEURISTIC_SHARE = 0.5  # more than LARGE_N devices: the heuristic until then, the Lagrangian bound after
 MID_LAGRANGE_SLOTS = 400  # its grid when the preemptive search ran out (at most LARGE_N devices: finer is cheap)
 MIN_MILP_SHARE = 0.22  # build and solve the MILP only if at least this share of T is left
@@ -160,7 +164,12 @@ def solve(
         cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
     # The heuristic's schedule is the fallback incumbent for both formulations (a time limit always returns
     # a schedule); only the exact formulation also hands its value to HiGHS as a cutoff.
-    budget = 5.0 if time_limit is None else HEURISTIC_SHARE * time_limit  # stops earlier once converged
+    extra = 0.0
+    if time_limit is not None and warm_start and formulation == "exact":
+        milp_time = (1.0 - FINISH_RESERVE - LP_BOUND_SHARE) * time_limit  # at most, after the phases before it
+        if milp_rows_estimate(instance, cut_sets, formulation) > MILP_ROWS_PER_S * milp_time:
+            extra = NO_MILP_EXTRA
+    budget = 5.0 if time_limit is None else (HEURISTIC_SHARE + extra) * time_limit  # stops earlier once converged
     if formulation == "exact" and time_limit is not None and len(instance) > LARGE_N:
         # Beyond LARGE_N devices the pairwise model takes longer to build than a typical limit and its LP
         # bound is no better than the no-contention bound: spend the first part of the time on the heuristic,
@@ -183,7 +192,7 @@ def solve(
             budget = EXACT_NODES if time_limit is None else int(NODES_PER_S * time_limit)
             try:
                 better = exact_search(
-                    instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget, deadline=by(SEARCH_SHARE)
+                    instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=budget, deadline=by(SEARCH_SHARE + extra)
                 )
             except BudgetExhausted as exc:
                 stopped = f"exact_search:{exc.reason}"
@@ -194,7 +203,7 @@ def solve(
                 best = warm if better is None or better.avg_delay_ms >= warm.avg_delay_ms else better
                 return without_solver(best, "optimal", best.avg_delay_ms, "exact_search:optimal")
         relaxed = preemptive_bound(
-            instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes, deadline=by(BOUND_SHARE)
+            instance, cut_sets, cutoff_ms=warm.avg_delay_ms, max_nodes=nodes, deadline=by(BOUND_SHARE + extra)
         )
         if relaxed is not None and relaxed >= warm.avg_delay_ms * (1 - PROOF_GAP):
             return without_solver(warm, "optimal", relaxed, "preemptive_bound:optimal")
@@ -202,7 +211,7 @@ def solve(
             # the preemptive search ran out (mostly 12 to 40 different devices): the Lagrangian bound of the same
             # relaxation's time-indexed LP is weaker but always ends, and HiGHS's own bound is far weaker still
             relaxed = lagrangian_bound(
-                instance, cut_sets, warm.avg_delay_ms, slots=MID_LAGRANGE_SLOTS, deadline=by(LP_BOUND_SHARE)
+                instance, cut_sets, warm.avg_delay_ms, slots=MID_LAGRANGE_SLOTS, deadline=by(LP_BOUND_SHARE + extra)
             )
             stopped += "+lagrangian_bound"
     if time_limit is not None and fallback is not None:
@@ -210,7 +219,10 @@ def solve(
         if left() < MIN_MILP_SHARE * time_limit or rows > MILP_ROWS_PER_S * left():
             # not enough time left to build the MILP and let HiGHS work: report what the searches found
             return without_solver(
-                fallback, "time_limit", relaxed, f"{stopped}; milp skipped ({rows:,} rows, {left():.1f} s left)"
+                fallback,
+                "time_limit",
+                relaxed,
+                f"{stopped}; milp skipped ({rows:,} rows, {max(0.0, left()):.1f} s left)",
             )
     build = build_exact if formulation == "exact" else build_paper
     built_at = time.perf_counter()
