@@ -55,6 +55,16 @@ def test_polish_finds_the_best_server_order_of_small_instances(inst):
     assert polished.avg_delay_ms == pytest.approx(opt.avg_delay_ms, abs=1e-6)  # 20,000 nodes: exhaustive here
 
 
+def assert_single_move_local_optimum(table, cut_sets, cuts):
+    """`cuts` are candidate cuts and no single device's move to another candidate lowers their relaxation value."""
+    assert all(c in cs for c, cs in zip(cuts, cut_sets))
+    for i, cs in enumerate(cut_sets):
+        for c in cs:
+            trial = list(cuts)
+            trial[i] = c
+            assert relaxation_value(table, trial) >= relaxation_value(table, cuts) - 1e-6
+
+
 @settings(max_examples=40, **SETTINGS)
 @given(instances())
 def test_relaxation_descent_never_raises_the_relaxation_value(inst):
@@ -62,14 +72,8 @@ def test_relaxation_descent_never_raises_the_relaxation_value(inst):
     table = relaxation_table(inst, cut_sets)
     start = [cs[-1] for cs in cut_sets]
     found = relaxation_descent(cut_sets, table, list(range(len(inst))), start, deadline=float("inf"))
-    assert all(c in cs for c, cs in zip(found, cut_sets))
     assert relaxation_value(table, found) <= relaxation_value(table, start)
-    # a local optimum: no single device's move lowers it
-    for i, cs in enumerate(cut_sets):
-        for c in cs:
-            trial = list(found)
-            trial[i] = c
-            assert relaxation_value(table, trial) >= relaxation_value(table, found) - 1e-6
+    assert_single_move_local_optimum(table, cut_sets, found)
 
 
 def test_the_relaxation_search_kicks_its_way_below_a_single_descent():
@@ -85,13 +89,8 @@ def test_the_relaxation_search_kicks_its_way_below_a_single_descent():
     assert values == sorted(values) and len({tuple(c) for c in found}) == len(found)
     assert descent in found
     assert values[0] < relaxation_value(table, descent) * 0.98
-    for cuts in found:  # every one is a descent's end: no single device's move lowers it
-        assert all(c in cs for c, cs in zip(cuts, cut_sets))
-        for i, cs in enumerate(cut_sets):
-            for c in cs:
-                trial = list(cuts)
-                trial[i] = c
-                assert relaxation_value(table, trial) >= relaxation_value(table, cuts) - 1e-6
+    for cuts in found:  # every one is a descent's end
+        assert_single_move_local_optimum(table, cut_sets, cuts)
 
 
 def test_moves_of_identical_devices_at_the_same_cut_are_tried_once():

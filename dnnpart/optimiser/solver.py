@@ -164,10 +164,11 @@ def solve(
         cut_sets = [list(range(d.n_layers + 1)) for d in instance.devices]
     # The heuristic's schedule is the fallback incumbent for both formulations (a time limit always returns
     # a schedule); only the exact formulation also hands its value to HiGHS as a cutoff.
+    rows = milp_rows_estimate(instance, cut_sets, formulation)
     extra = 0.0
     if time_limit is not None and warm_start and formulation == "exact":
         milp_time = (1.0 - FINISH_RESERVE - LP_BOUND_SHARE) * time_limit  # at most, after the phases before it
-        if milp_rows_estimate(instance, cut_sets, formulation) > MILP_ROWS_PER_S * milp_time:
+        if rows > MILP_ROWS_PER_S * milp_time:
             extra = NO_MILP_EXTRA
     budget = 5.0 if time_limit is None else (HEURISTIC_SHARE + extra) * time_limit  # stops earlier once converged
     if formulation == "exact" and time_limit is not None and len(instance) > LARGE_N:
@@ -214,16 +215,15 @@ def solve(
                 instance, cut_sets, warm.avg_delay_ms, slots=MID_LAGRANGE_SLOTS, deadline=by(LP_BOUND_SHARE + extra)
             )
             stopped += "+lagrangian_bound"
-    if time_limit is not None and fallback is not None:
-        rows = milp_rows_estimate(instance, cut_sets, formulation)
-        if left() < MIN_MILP_SHARE * time_limit or rows > MILP_ROWS_PER_S * left():
-            # not enough time left to build the MILP and let HiGHS work: report what the searches found
-            return without_solver(
-                fallback,
-                "time_limit",
-                relaxed,
-                f"{stopped}; milp skipped ({rows:,} rows, {max(0.0, left()):.1f} s left)",
-            )
+    if (
+        time_limit is not None
+        and fallback is not None
+        and (left() < MIN_MILP_SHARE * time_limit or rows > MILP_ROWS_PER_S * left())
+    ):
+        # not enough time left to build the MILP and let HiGHS work: report what the searches found
+        return without_solver(
+            fallback, "time_limit", relaxed, f"{stopped}; milp skipped ({rows:,} rows, {max(0.0, left()):.1f} s left)"
+        )
     build = build_exact if formulation == "exact" else build_paper
     built_at = time.perf_counter()
     model, extract = build(instance, cut_sets)
